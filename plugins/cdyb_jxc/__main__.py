@@ -1,0 +1,3 @@
+from cdyb_jxc.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,272 @@
+"""The inner XML documents: requests (``inputXml``) and replies (``return``), both directions.
+
+Imports nothing from Airflow. Tag names, codes and limits all come from the :class:`~cdyb_jxc.profile.Profile`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from lxml import etree
+
+from cdyb_jxc.exceptions import CodecError
+from cdyb_jxc.profile import Profile, TransactionSpec
+from cdyb_jxc.values import row_to_wire
+from cdyb_jxc.xmlsafe import child_text, parse_text, split_declaration
+
+CATEGORY_RE = re.compile(r"^\s*【([^】]*)】(.*)$", re.DOTALL)
+REDACTED = "******"
+
+SUCCESS, PARTIAL, FAILURE = "success", "partial", "failure"
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    """A row the centre did not save."""
+
+    serial_no: str
+    message: str
+
+    @property
+    def category(self) -> str | None:
+        match = CATEGORY_RE.match(self.message)
+        return match.group(1) if match else None
+
+    @property
+    def detail(self) -> str:
+        match = CATEGORY_RE.match(self.message)
+        return match.group(2) if match else self.message
+
+
+@dataclass(frozen=True)
+class BatchReply:
+    """A parsed ``return`` document."""
+
+    status: str
+    retcode: str
+    retmsg: str
+    succnum: int | None = None
+    failnum: int | None = None
+    failures: tuple[RowFailure, ...] = ()
+
+    @property
+    def whole_call_rejected(self) -> bool:
+        return self.status == FAILURE and not self.failures
+
+    @property
+    def category(self) -> str | None:
+        match = CATEGORY_RE.match(self.retmsg)
+        return match.group(1) if match else None
+
+
+@dataclass
+class ParsedRequest:
+    """A request as the server sees it: control values and rows as (tag, text) pairs in document order."""
+
+    control: dict[str, str | None]
+    control_extra: list[str] = field(default_factory=list)
+    rows: list[list[tuple[str, str | None]]] = field(default_factory=list)
+
+
+def _declared(root: etree._Element, encoding: str) -> str:
+    body = etree.tostring(root, encoding=encoding, xml_declaration=False).decode(encoding)
+    return f'<?xml version="1.0" encoding="{encoding}"?>\n{body}'
+
+
+def build_request(
+    profile: Profile,
+    txn: TransactionSpec,
+    rows: Sequence[Mapping[str, str | None]],
+    *,
+    user: str,
+    verification_code: str,
+    institution_code: str,
+) -> str:
+    """Build one ``inputXml`` string from rows already in wire text (see :func:`~cdyb_jxc.values.row_to_wire`).
+
+    Characters the inner encoding cannot hold are written as character references; callers hold such rows
+    back beforehand (R6).
+    """
+    if len(rows) > profile.batch_limit:
+        raise CodecError(f"batch of {len(rows)} rows exceeds the profile limit of {profile.batch_limit}")
+    req, tags = profile.request, profile.control_tags
+    root = etree.Element(req["root"])
+    control = etree.SubElement(root, req["control"])
+    for key, value in (
+        ("transaction_code", txn.code),
+        ("user", user),
+        ("verification_code", verification_code),
+        ("institution_code", institution_code),
+        ("row_count", str(len(rows))),
+    ):
+        etree.SubElement(control, tags[key]).text = value
+    data = etree.SubElement(root, req["data"])
+    sub = etree.SubElement
+    for row in rows:
+        elem = sub(data, req["row"])
+        for spec in txn.fields:
+            value = row.get(spec.name)
+            if value is not None and value != "":
+                try:
+                    sub(elem, spec.tag).text = value
+                except ValueError as err:
+                    raise CodecError(
+                        f"row {row.get('serial_no')!r}: {spec.display} cannot be written as XML: {err}"
+                    ) from err
+    return _declared(root, profile.inner_encoding)
+
+
+def iter_batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Split ``rows`` into lists of at most ``size``."""
+    if size <= 0:
+        raise ValueError("batch size must be positive")
+    it = iter(rows)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def build_requests(
+    profile: Profile,
+    txn: TransactionSpec,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    user: str,
+    verification_code: str,
+    institution_code: str,
+    batch_limit: int | None = None,
+) -> Iterator[str]:
+    """Convert source rows (dicts or a DataFrame with logical column names) and build requests of at most
+    ``batch_limit`` (default: the profile's limit) rows each."""
+    limit = min(batch_limit or profile.batch_limit, profile.batch_limit)
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):
+        rows = rows.to_dict("records")  # a pandas DataFrame
+    offset = int(profile.service["timezone_offset_hours"])
+    wire = (row_to_wire(txn, row, offset) for row in rows)
+    for batch in iter_batches(wire, limit):
+        yield build_request(
+            profile,
+            txn,
+            batch,
+            user=user,
+            verification_code=verification_code,
+            institution_code=institution_code,
+        )
+
+
+def redact_request(profile: Profile, text: str) -> str:
+    """The request with the 交易访问验证码 replaced, for audit storage and logs."""
+    tag = re.escape(profile.control_tags["verification_code"])
+    return re.sub(rf"<{tag}>[^<]*</{tag}>|<{tag}/>", f"<{tag}>{REDACTED}</{tag}>", text)
+
+
+def _int_or_none(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def parse_reply(profile: Profile, text: str | None) -> BatchReply:
+    """Parse a ``return`` string tolerantly: missing counts or ``dataset``, GBK/GB18030/UTF-8 declarations,
+    surrounding whitespace. Refuses DOCTYPE/entities. Raises :class:`CodecError` when unreadable."""
+    if text is None or not text.strip():
+        raise CodecError("reply is empty")
+    rep = profile.reply
+    root = parse_text(text.strip(), "reply")
+    if etree.QName(root).localname != rep["root"]:
+        raise CodecError(f"reply has no <{rep['root']}> node (root is <{etree.QName(root).localname}>)")
+    retcode = (child_text(root, rep["retcode"]) or "").strip()
+    codes = profile.return_codes
+    status = {codes["success"]: SUCCESS, codes["partial"]: PARTIAL, codes["failure"]: FAILURE}.get(retcode)
+    if status is None:
+        raise CodecError(f"reply has an unknown {rep['retcode']} {retcode!r}")
+    failures = []
+    for node in root:
+        if not isinstance(node.tag, str) or etree.QName(node).localname != rep["dataset"]:
+            continue
+        for row in node:
+            if not isinstance(row.tag, str) or etree.QName(row).localname != rep["row"]:
+                continue
+            serial = (child_text(row, rep["serial_no"]) or "").strip()
+            failures.append(RowFailure(serial, (child_text(row, rep["errmsg"]) or "").strip()))
+    return BatchReply(
+        status=status,
+        retcode=retcode,
+        retmsg=(child_text(root, rep["retmsg"]) or "").strip(),
+        succnum=_int_or_none(child_text(root, rep["succnum"])),
+        failnum=_int_or_none(child_text(root, rep["failnum"])),
+        failures=tuple(failures),
+    )
+
+
+def build_reply(
+    profile: Profile,
+    status: str,
+    retmsg: str,
+    *,
+    succnum: int | None = None,
+    failnum: int | None = None,
+    failures: Sequence[RowFailure] = (),
+) -> str:
+    """Build a ``return`` string as the centre sends it (counts and dataset only when given)."""
+    rep = profile.reply
+    code_key = {SUCCESS: "success", PARTIAL: "partial", FAILURE: "failure"}[status]
+    root = etree.Element(rep["root"])
+    etree.SubElement(root, rep["retcode"]).text = profile.return_codes[code_key]
+    etree.SubElement(root, rep["retmsg"]).text = retmsg
+    if succnum is not None:
+        etree.SubElement(root, rep["succnum"]).text = str(succnum)
+    if failnum is not None:
+        etree.SubElement(root, rep["failnum"]).text = str(failnum)
+    if failures:
+        dataset = etree.SubElement(root, rep["dataset"])
+        for failure in failures:
+            row = etree.SubElement(dataset, rep["row"])
+            etree.SubElement(row, rep["serial_no"]).text = failure.serial_no
+            etree.SubElement(row, rep["errmsg"]).text = failure.message
+    return _declared(root, profile.inner_encoding)
+
+
+def parse_request(profile: Profile, text: str | None) -> ParsedRequest:
+    """Server side: parse an ``inputXml`` string. Raises :class:`CodecError` for anything W1 covers:
+    missing/empty, no GBK declaration, a DOCTYPE, malformed XML or the wrong structure."""
+    if text is None or not text.strip():
+        raise CodecError("inputXml为空")
+    encoding, _ = split_declaration(text)
+    accepted = {e.upper() for e in profile.service["accepted_inner_encodings"]}
+    if encoding is None or encoding.upper() not in accepted:
+        raise CodecError(f"缺少XML声明encoding=\"{profile.inner_encoding}\"")
+    req = profile.request
+    try:
+        root = parse_text(text, "inputXml")
+    except CodecError as err:
+        raise CodecError(f"XML格式错误: {err}") from err
+    if root.tag != req["root"]:
+        raise CodecError(f"根节点应为<{req['root']}>")
+    control = root.find(req["control"])
+    data = root.find(req["data"])
+    if control is None:
+        raise CodecError(f"缺少<{req['control']}>节点")
+    parsed = ParsedRequest(control={})
+    known = set(profile.control_tags.values())
+    for child in control:
+        if not isinstance(child.tag, str):
+            continue
+        if child.tag in known and child.tag not in parsed.control:
+            parsed.control[child.tag] = child.text or None
+        else:
+            parsed.control_extra.append(child.tag)
+    if data is not None:
+        for row in data:
+            if not isinstance(row.tag, str):
+                continue
+            if row.tag != req["row"]:
+                raise CodecError(f"<{req['data']}>下出现未知节点<{row.tag}>")
+            parsed.rows.append([(el.tag, el.text or None) for el in row if isinstance(el.tag, str)])
+    return parsed

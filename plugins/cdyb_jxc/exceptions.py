@@ -1,0 +1,53 @@
+"""Exception hierarchy of cdyb-jxc.
+
+Three kinds matter to a caller deciding what to do next:
+
+* :class:`TransportError` — the request did not reach the centre or no reply came back before anything could
+  have been stored; safe to retry.
+* :class:`CallRejectedError` — the centre refused the whole call (credentials, batch limit, schema); retrying
+  the same call cannot succeed.
+* :class:`InDoubtError` — the request may have been stored but the reply was lost or unreadable; resend the
+  same batch unchanged and reconcile duplicate answers.
+"""
+
+from __future__ import annotations
+
+
+class CdybJxcError(Exception):
+    """Base class of every error raised by cdyb-jxc."""
+
+
+class ProfileError(CdybJxcError):
+    """The interface profile is malformed; the message names the bad key."""
+
+
+class CodecError(CdybJxcError):
+    """A request could not be built or a reply could not be read."""
+
+
+class UnsafeXmlError(CodecError):
+    """XML carrying a DOCTYPE, entity declaration or other construct we refuse to parse."""
+
+
+class SourceDataError(CdybJxcError):
+    """The source data cannot be uploaded as given (missing columns, unreadable file)."""
+
+
+class TransportError(CdybJxcError):
+    """Network-level failure before the centre could have stored anything: retryable."""
+
+
+class CallRejectedError(CdybJxcError):
+    """The centre rejected the whole call (retcode -1 without row errors): not retryable.
+
+    :param message: the centre's ``retmsg``
+    :param category: the bracketed category of ``retmsg`` when present
+    """
+
+    def __init__(self, message: str, category: str | None = None) -> None:
+        super().__init__(message)
+        self.category = category
+
+
+class InDoubtError(CdybJxcError):
+    """The reply was lost or unreadable after the request was sent: outcome unknown."""

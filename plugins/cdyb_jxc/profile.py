@@ -1,0 +1,358 @@
+"""The interface profile: every uncertain item of the wire contract, loaded from one declarative TOML file.
+
+Nothing here imports Airflow. Code reads tag names, codes, limits and messages from a :class:`Profile`;
+a deployment overrides them by pointing at its own file (connection extra ``profile`` or the
+``CDYB_JXC_PROFILE`` environment variable).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cdyb_jxc.exceptions import ProfileError
+
+PROFILE_ENV_VAR = "CDYB_JXC_PROFILE"
+FIELD_TYPES = ("C", "N", "D", "DT", "code")
+REQUIRED_LEVELS = ("Y", "N", "C")
+TRANSACTIONS = ("init", "inbound", "outbound", "stock")
+CATEGORY_KEYS = (
+    "duplicate",
+    "unmapped",
+    "mapping_mismatch",
+    "field_invalid",
+    "charset",
+    "duplicate_init",
+    "original_missing",
+    "malformed",
+    "unknown_transaction",
+    "bad_credentials",
+    "unknown_institution",
+    "count_mismatch",
+    "too_many_rows",
+    "no_mapping",
+)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One row element of one transaction, with its rules."""
+
+    name: str
+    tag: str
+    label: str
+    type: str
+    required: str
+    length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+    min: Decimal | None = None
+    min_exclusive: Decimal | None = None
+    codes: dict[str, str] = field(default_factory=dict)
+    when: dict[str, str] = field(default_factory=dict)
+    conditional_min_exclusive: Decimal | None = None
+    reverses: str | None = None
+
+    @property
+    def display(self) -> str:
+        """Name used in error details: ``流水号(yka105)``."""
+        return f"{self.label}({self.tag})"
+
+
+@dataclass(frozen=True)
+class TransactionSpec:
+    """One transaction (交易) of the interface."""
+
+    key: str
+    code: str
+    name: str
+    fields: tuple[FieldSpec, ...]
+    once_per_item: bool = False
+
+    @property
+    def by_name(self) -> dict[str, FieldSpec]:
+        return {f.name: f for f in self.fields}
+
+    @property
+    def by_tag(self) -> dict[str, FieldSpec]:
+        return {f.tag: f for f in self.fields}
+
+    @property
+    def required_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields if f.required == "Y")
+
+    @property
+    def reversal_field(self) -> FieldSpec | None:
+        return next((f for f in self.fields if f.reverses), None)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A loaded, checked interface profile."""
+
+    name: str
+    source: str
+    service: dict[str, Any]
+    request: dict[str, str]
+    control_tags: dict[str, str]
+    reply: dict[str, str]
+    return_codes: dict[str, str]
+    categories: dict[str, str]
+    transactions: dict[str, TransactionSpec]
+
+    @property
+    def batch_limit(self) -> int:
+        return int(self.service["batch_limit"])
+
+    @property
+    def operation(self) -> str:
+        return str(self.service["operation"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.service["namespace"])
+
+    @property
+    def inner_encoding(self) -> str:
+        return str(self.service["inner_encoding"])
+
+    def category(self, key: str) -> str:
+        """Category text for ``key``, with ``{limit}`` filled in."""
+        return self.categories[key].replace("{limit}", str(self.batch_limit))
+
+    def message(self, key: str, detail: str = "") -> str:
+        """Full message ``【category】detail`` as the server sends it."""
+        return f"【{self.category(key)}】{detail}"
+
+    def transaction(self, key_or_code: str) -> TransactionSpec:
+        """Look a transaction up by key (``outbound``) or wire code (``JXC003``)."""
+        if key_or_code in self.transactions:
+            return self.transactions[key_or_code]
+        for txn in self.transactions.values():
+            if txn.code == key_or_code:
+                return txn
+        raise KeyError(key_or_code)
+
+    def transaction_by_code(self, code: str) -> TransactionSpec | None:
+        return next((t for t in self.transactions.values() if t.code == code), None)
+
+    def all_logical_fields(self) -> list[str]:
+        """Every logical field name, in first-seen transaction order."""
+        seen: dict[str, None] = {}
+        for txn in self.transactions.values():
+            for f in txn.fields:
+                seen.setdefault(f.name, None)
+        return list(seen)
+
+
+def _require(table: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...] = str) -> Any:
+    if key not in table:
+        raise ProfileError(f"profile key {where}.{key} is missing")
+    value = table[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ProfileError(f"profile key {where}.{key} has the wrong type: {type(value).__name__}")
+    return value
+
+
+def _decimal(value: Any, where: str) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ProfileError(f"profile key {where} must be a number")
+    try:
+        return Decimal(str(value))
+    except ArithmeticError as err:
+        raise ProfileError(f"profile key {where} must be a number") from err
+
+
+def _string_table(raw: dict[str, Any], key: str, names: tuple[str, ...]) -> dict[str, str]:
+    table = _require(raw, key, "profile", dict)
+    return {n: _require(table, n, key) for n in names}
+
+
+def _field_base(name: str, raw: dict[str, Any]) -> dict[str, Any]:
+    where = f"fields.{name}"
+    ftype = _require(raw, "type", where)
+    if ftype not in FIELD_TYPES:
+        raise ProfileError(f"profile key {where}.type must be one of {', '.join(FIELD_TYPES)}, not {ftype!r}")
+    base: dict[str, Any] = {
+        "name": name,
+        "tag": _require(raw, "tag", where),
+        "label": _require(raw, "label", where),
+        "type": ftype,
+    }
+    if ftype == "C":
+        length = _require(raw, "length", where, int)
+        if length <= 0:
+            raise ProfileError(f"profile key {where}.length must be positive")
+        base["length"] = length
+    elif ftype == "N":
+        base["precision"] = _require(raw, "precision", where, int)
+        base["scale"] = _require(raw, "scale", where, int)
+        if not 0 <= base["scale"] < base["precision"]:
+            raise ProfileError(f"profile key {where}.scale must be between 0 and precision-1")
+        base["min"] = _decimal(raw.get("min"), f"{where}.min")
+        base["min_exclusive"] = _decimal(raw.get("min_exclusive"), f"{where}.min_exclusive")
+    elif ftype == "code":
+        codes = _require(raw, "codes", where, dict)
+        if not codes or not all(isinstance(k, str) and isinstance(v, str) for k, v in codes.items()):
+            raise ProfileError(f"profile key {where}.codes must map code strings to names")
+        base["codes"] = dict(codes)
+    unknown = set(raw) - {"tag", "label", "type", "length", "precision", "scale", "min", "min_exclusive", "codes"}
+    if unknown:
+        raise ProfileError(f"profile key {where}.{sorted(unknown)[0]} is not a known field setting")
+    return base
+
+
+def _transaction(key: str, raw: dict[str, Any], bases: dict[str, dict[str, Any]]) -> TransactionSpec:
+    where = f"transactions.{key}"
+    entries = _require(raw, "fields", where, list)
+    specs: list[FieldSpec] = []
+    for i, entry in enumerate(entries):
+        ewhere = f"{where}.fields[{i}]"
+        if not isinstance(entry, dict):
+            raise ProfileError(f"profile key {ewhere} must be a table")
+        name = _require(entry, "name", ewhere)
+        if name not in bases:
+            raise ProfileError(f"profile key {ewhere}.name names an undefined field {name!r}")
+        required = _require(entry, "required", ewhere)
+        if required not in REQUIRED_LEVELS:
+            raise ProfileError(f"profile key {ewhere}.required must be Y, N or C, not {required!r}")
+        when = entry.get("when", {})
+        if required == "C" and not when:
+            raise ProfileError(f"profile key {ewhere}.when is missing for a conditional field")
+        if not isinstance(when, dict) or not all(isinstance(v, str) for v in when.values()):
+            raise ProfileError(f"profile key {ewhere}.when must map field names to code strings")
+        unknown = set(entry) - {"name", "required", "when", "min_exclusive", "label", "reverses"}
+        if unknown:
+            raise ProfileError(f"profile key {ewhere}.{sorted(unknown)[0]} is not a known setting")
+        base = dict(bases[name])
+        if "label" in entry:
+            base["label"] = _require(entry, "label", ewhere)
+        reverses = entry.get("reverses")
+        if reverses is not None and reverses not in TRANSACTIONS:
+            raise ProfileError(f"profile key {ewhere}.reverses must name a transaction")
+        specs.append(
+            FieldSpec(
+                **base,
+                required=required,
+                when=dict(when),
+                conditional_min_exclusive=_decimal(entry.get("min_exclusive"), f"{ewhere}.min_exclusive"),
+                reverses=reverses,
+            )
+        )
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ProfileError(f"profile key {where}.fields lists a field twice")
+    tags = [s.tag for s in specs]
+    if len(set(tags)) != len(tags):
+        raise ProfileError(f"profile key {where}.fields uses one tag for two fields")
+    for spec in specs:
+        for cond in spec.when:
+            if cond not in names:
+                raise ProfileError(f"profile key {where}: {spec.name}.when names {cond!r}, not in this transaction")
+    if "serial_no" not in names or "mapping_serial_no" not in names or "insurance_item_code" not in names:
+        raise ProfileError(f"profile key {where}.fields must include serial_no, mapping_serial_no, insurance_item_code")
+    return TransactionSpec(
+        key=key,
+        code=_require(raw, "code", where),
+        name=_require(raw, "name", where),
+        fields=tuple(specs),
+        once_per_item=bool(raw.get("once_per_item", False)),
+    )
+
+
+def parse_profile(raw: dict[str, Any], source: str = "<memory>") -> Profile:
+    """Check a raw profile mapping and build a :class:`Profile`.
+
+    :param raw: the parsed TOML document
+    :param source: where it came from, for messages
+    """
+    service = _require(raw, "service", "profile", dict)
+    for key in ("operation", "namespace", "input_part", "output_part", "service_name", "port_name", "path"):
+        _require(service, key, "service")
+    _require(service, "inner_encoding", "service")
+    limit = _require(service, "batch_limit", "service", int)
+    if limit <= 0:
+        raise ProfileError("profile key service.batch_limit must be positive")
+    _require(service, "future_tolerance_seconds", "service", int)
+    _require(service, "timezone_offset_hours", "service", int)
+    service.setdefault("soap_action", "")
+    service.setdefault("accepted_inner_encodings", [service["inner_encoding"]])
+    request = _require(raw, "request", "profile", dict)
+    control_tags = _require(request, "control_tags", "request", dict)
+    req = {k: _require(request, k, "request") for k in ("root", "control", "data", "row")}
+    ctl = {
+        k: _require(control_tags, k, "request.control_tags")
+        for k in ("transaction_code", "user", "verification_code", "institution_code", "row_count")
+    }
+    reply = _string_table(
+        raw, "reply", ("root", "retcode", "retmsg", "succnum", "failnum", "dataset", "row", "serial_no", "errmsg")
+    )
+    codes = _string_table(raw, "return_codes", ("success", "partial", "failure"))
+    categories = _string_table(raw, "categories", CATEGORY_KEYS)
+    raw_fields = _require(raw, "fields", "profile", dict)
+    bases = {}
+    for name, fraw in raw_fields.items():
+        if not isinstance(fraw, dict):
+            raise ProfileError(f"profile key fields.{name} must be a table")
+        bases[name] = _field_base(name, fraw)
+    raw_txns = _require(raw, "transactions", "profile", dict)
+    transactions = {}
+    for key in TRANSACTIONS:
+        if key not in raw_txns:
+            raise ProfileError(f"profile key transactions.{key} is missing")
+        transactions[key] = _transaction(key, raw_txns[key], bases)
+    extra = set(raw_txns) - set(TRANSACTIONS)
+    if extra:
+        raise ProfileError(f"profile key transactions.{sorted(extra)[0]} is not a known transaction")
+    txn_codes = [t.code for t in transactions.values()]
+    if len(set(txn_codes)) != len(txn_codes):
+        raise ProfileError("profile key transactions.*.code: two transactions share one code")
+    return Profile(
+        name=str(raw.get("name", "unnamed")),
+        source=source,
+        service=dict(service),
+        request=req,
+        control_tags=ctl,
+        reply=reply,
+        return_codes=codes,
+        categories=categories,
+        transactions=transactions,
+    )
+
+
+def _read_default() -> tuple[str, str]:
+    ref = resources.files("cdyb_jxc").joinpath("data/default_profile.toml")
+    return ref.read_text(encoding="utf-8"), "default_profile.toml"
+
+
+@lru_cache(maxsize=16)
+def _load_cached(path: str | None) -> Profile:
+    if path is None:
+        text, source = _read_default()
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise ProfileError(f"profile file {path} does not exist")
+        text, source = file.read_text(encoding="utf-8"), str(file)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ProfileError(f"profile file {source} is not valid TOML: {err}") from err
+    return parse_profile(raw, source)
+
+
+def load_profile(path: str | os.PathLike[str] | None = None) -> Profile:
+    """Load a profile: ``path``, else ``$CDYB_JXC_PROFILE``, else the packaged default.
+
+    :param path: a TOML profile file
+    """
+    chosen = path if path is not None else os.environ.get(PROFILE_ENV_VAR) or None
+    return _load_cached(None if chosen is None else str(chosen))

@@ -1,0 +1,1 @@
+"""A faithful local simulator of the Chengdu insurance centre's data-collection WebService (no Airflow)."""

@@ -1,0 +1,203 @@
+"""The insurance centre's business rules (SPEC §6): one ``inputXml`` in, one ``return`` string out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from cdyb_jxc.codec import FAILURE, PARTIAL, SUCCESS, ParsedRequest, RowFailure, build_reply, parse_request
+from cdyb_jxc.exceptions import CodecError
+from cdyb_jxc.profile import Profile, TransactionSpec
+from cdyb_jxc.simulator.store import SimulatorStore
+from cdyb_jxc.validation import (
+    RowError,
+    charset_error,
+    field_error,
+    future_error,
+    mapping_error,
+    shanghai_now,
+)
+
+log = logging.getLogger(__name__)
+
+
+class WholeCallRejected(Exception):
+    """A W-rule: the whole call is refused with ``【category】detail``."""
+
+    def __init__(self, category_key: str, detail: str = "") -> None:
+        super().__init__(category_key, detail)
+        self.category_key = category_key
+        self.detail = detail
+
+
+class Centre:
+    """Applies every W and R rule and stores accepted rows.
+
+    :param profile: the interface profile
+    :param store: the persistent store
+    :param environment: ``test`` or ``prod``; credentials are checked for this environment
+    :param clock: returns the server's local (Asia/Shanghai) time, for R7
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        store: SimulatorStore,
+        environment: str = "test",
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.store = store
+        self.environment = environment
+        offset = int(profile.service["timezone_offset_hours"])
+        self.clock = clock or (lambda: shanghai_now(offset))
+
+    def handle(self, input_xml: str | None, *, after_store: Callable[[], None] | None = None) -> str:
+        """Process one call and return the ``return`` string.
+
+        :param after_store: called inside the store transaction after the rows were written (fault hooks)
+        """
+        try:
+            return self._handle(input_xml, after_store)
+        except WholeCallRejected as rej:
+            log.info("call rejected: %s %s", rej.category_key, rej.detail)
+            return build_reply(self.profile, FAILURE, self.profile.message(rej.category_key, rej.detail))
+
+    def _parse(self, input_xml: str | None) -> tuple[ParsedRequest, TransactionSpec, str]:
+        profile = self.profile
+        try:
+            parsed = parse_request(profile, input_xml)
+        except CodecError as err:
+            raise WholeCallRejected("malformed", str(err)) from err
+        if parsed.control_extra:
+            raise WholeCallRejected("malformed", f"<{profile.request['control']}>含多余节点<{parsed.control_extra[0]}>")
+        tags = profile.control_tags
+        ctl = parsed.control
+        txn = profile.transaction_by_code(ctl.get(tags["transaction_code"]) or "")
+        if txn is None:
+            raise WholeCallRejected("unknown_transaction", f"{ctl.get(tags['transaction_code']) or ''}")
+        institution = ctl.get(tags["institution_code"]) or ""
+        if not self.store.institution_known(institution):
+            raise WholeCallRejected("unknown_institution", institution)
+        user = ctl.get(tags["user"]) or ""
+        secret = ctl.get(tags["verification_code"]) or ""
+        if not self.store.credentials_ok(institution, self.environment, user, secret):
+            raise WholeCallRejected("bad_credentials")
+        nums = (ctl.get(tags["row_count"]) or "").strip()
+        if not parsed.rows or not nums.isdigit() or int(nums) != len(parsed.rows):
+            raise WholeCallRejected("count_mismatch", f"{tags['row_count']}={nums or '空'}, 实际{len(parsed.rows)}条")
+        if len(parsed.rows) > profile.batch_limit:
+            raise WholeCallRejected("too_many_rows", f"本次{len(parsed.rows)}条")
+        if txn.once_per_item and not self.store.has_mapping(institution):
+            raise WholeCallRejected("no_mapping")
+        return parsed, txn, institution
+
+    def _row_values(self, txn: TransactionSpec, elements: list[tuple[str, str | None]]) -> tuple[dict, RowError | None]:
+        by_tag = txn.by_tag
+        values: dict[str, str | None] = {}
+        structural: RowError | None = None
+        for tag, text in elements:
+            spec = by_tag.get(tag)
+            if spec is None:
+                structural = structural or RowError("field_invalid", f"未定义的字段{tag}")
+            elif spec.name in values:
+                structural = structural or RowError("field_invalid", f"字段{spec.display}重复", spec.name)
+            else:
+                values[spec.name] = text
+        return values, structural
+
+    def _handle(self, input_xml: str | None, after_store: Callable[[], None] | None) -> str:
+        profile = self.profile
+        parsed, txn, institution = self._parse(input_xml)
+        enc = profile.inner_encoding
+        now = self.clock()
+        tolerance = int(profile.service["future_tolerance_seconds"])
+        checked: list[tuple[dict, RowError | None]] = []
+        for elements in parsed.rows:
+            values, structural = self._row_values(txn, elements)
+            error = (
+                charset_error(txn, values, enc)
+                or structural
+                or field_error(txn, values, enc)
+                or future_error(txn, values, now, tolerance)
+            )
+            checked.append((values, error))
+        reversal = txn.reversal_field
+        outbound_code = profile.transactions[reversal.reverses].code if reversal and reversal.reverses else None
+        with self.store.transaction() as conn:
+            valid = [v for v, e in checked if e is None]
+            serials = {v["serial_no"] for v in valid}
+            stored = self.store.stored_serials(conn, self.environment, institution, serials)
+            registry = self.store.mapping_for(conn, institution, {v["mapping_serial_no"] for v in valid})
+            initialized: set[str] = set()
+            if txn.once_per_item:
+                items = {v["mapping_serial_no"] for v in valid}
+                initialized = self.store.initialized_items(conn, self.environment, institution, txn.code, items)
+            originals: dict[str, tuple[str, str]] = {}
+            if reversal is not None:
+                wanted = {v[reversal.name] for v in valid if v.get(reversal.name)}
+                originals = self.store.stored_serials(conn, self.environment, institution, wanted)
+            seen: set[str] = set()
+            accepted: list[dict[str, str]] = []
+            failures: list[RowFailure] = []
+            for values, error in checked:
+                serial = values.get("serial_no") or ""
+                if error is None:
+                    error = self._store_rules(txn, values, stored, seen, registry, initialized, originals, outbound_code)
+                if serial:
+                    seen.add(serial)
+                if error is None:
+                    accepted.append({k: v for k, v in values.items() if v})
+                    if txn.once_per_item:
+                        initialized.add(values["mapping_serial_no"] or "")
+                else:
+                    failures.append(RowFailure(serial, error.message(profile)))
+            if accepted:
+                self.store.insert_rows(conn, self.environment, institution, txn.code, accepted)
+            if after_store is not None:
+                after_store()
+        total, ok, bad = len(checked), len(accepted), len(failures)
+        status = SUCCESS if not failures else PARTIAL if accepted else FAILURE
+        log.info("%s %s: %d rows, %d accepted, %d failed", institution, txn.code, total, ok, bad)
+        return build_reply(
+            profile,
+            status,
+            f"本次上传{total}条，成功{ok}条，失败{bad}条",
+            succnum=ok,
+            failnum=bad,
+            failures=failures,
+        )
+
+    def _store_rules(
+        self,
+        txn: TransactionSpec,
+        values: dict[str, str | None],
+        stored: dict[str, tuple[str, str]],
+        seen: set[str],
+        registry: dict,
+        initialized: set[str],
+        originals: dict[str, tuple[str, str]],
+        outbound_code: str | None,
+    ) -> RowError | None:
+        serial = values.get("serial_no") or ""
+        serial_spec = txn.by_name["serial_no"]
+        if serial in stored:
+            return RowError("duplicate", f"{serial_spec.display}'{serial}'已上传", "serial_no")
+        if serial in seen:
+            return RowError("duplicate", f"{serial_spec.display}'{serial}'在本次上传中重复", "serial_no")
+        error = mapping_error(txn, values, registry)
+        if error is not None:
+            return error
+        item = values.get("mapping_serial_no") or ""
+        if txn.once_per_item and item in initialized:
+            spec = txn.by_name["mapping_serial_no"]
+            return RowError("duplicate_init", f"{spec.display}'{item}'已完成初始化", spec.name)
+        reversal = txn.reversal_field
+        if reversal is not None and reversal.when and all(values.get(k) == v for k, v in reversal.when.items()):
+            original = values.get(reversal.name) or ""
+            if originals.get(original) != (outbound_code, item):
+                return RowError(
+                    "original_missing", f"{reversal.display}'{original}'不存在或不属于同一项目", reversal.name
+                )
+        return None

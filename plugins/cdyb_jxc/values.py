@@ -1,0 +1,103 @@
+"""Conversion of source values (SQL results, CSV cells, DataFrame cells) to wire text.
+
+Absent values (``None``, ``NaN``, ``NaT``, ``pd.NA``, ``""``) become ``None``. Numbers are written plainly
+(no exponent, no superfluous trailing zeros); dates and times in the profile's formats. Anything the
+conversion cannot make sense of is passed through as text, so validation names it as the row error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from numbers import Integral, Real
+from typing import Any
+
+from cdyb_jxc.profile import FieldSpec, TransactionSpec
+from cdyb_jxc.validation import NUMBER_RE
+
+
+def is_absent(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value == ""
+    if isinstance(value, float):
+        return math.isnan(value)
+    try:
+        # pandas NA / NaT and numpy NaN without importing pandas here
+        return bool(value != value)  # noqa: PLR0124
+    except (TypeError, ValueError):
+        return False
+
+
+def _plain_decimal(number: Decimal) -> str:
+    text = format(number, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text in ("-0", ""):
+        text = "0"
+    return text
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, Integral):
+        return str(int(value))
+    if isinstance(value, Decimal):
+        return _plain_decimal(value) if value.is_finite() else str(value)
+    if isinstance(value, Real):
+        as_float = float(value)
+        return _plain_decimal(Decimal(repr(as_float))) if math.isfinite(as_float) else repr(as_float)
+    text = str(value)
+    if NUMBER_RE.fullmatch(text):
+        try:
+            return _plain_decimal(Decimal(text))
+        except InvalidOperation:  # pragma: no cover - regex guarantees a decimal
+            return text
+    return text
+
+
+def _to_local(value: datetime, offset_hours: int) -> datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone(timedelta(hours=offset_hours))).replace(tzinfo=None)
+    return value
+
+
+def _temporal(spec: FieldSpec, value: Any, offset_hours: int) -> str:
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        local = _to_local(value, offset_hours)
+        return local.strftime("%Y-%m-%d") if spec.type == "D" else local.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date):
+        return value.isoformat() if spec.type == "D" else value.strftime("%Y-%m-%d 00:00:00")
+    return str(value)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def to_wire(spec: FieldSpec, value: Any, offset_hours: int = 8) -> str | None:
+    """Wire text of one source value for ``spec``; ``None`` when absent."""
+    if is_absent(value):
+        return None
+    if spec.type == "N":
+        return _number(value)
+    if spec.type in ("D", "DT"):
+        return _temporal(spec, value, offset_hours)
+    if spec.type == "code":
+        return _number(value) if isinstance(value, Real) and not isinstance(value, bool) else str(value)
+    return _text(value)
+
+
+def row_to_wire(txn: TransactionSpec, row: Mapping[str, Any], offset_hours: int = 8) -> dict[str, str | None]:
+    """Wire text of every profile field of ``txn`` in ``row``; columns outside the profile are ignored."""
+    return {spec.name: to_wire(spec, row.get(spec.name), offset_hours) for spec in txn.fields}
