@@ -29,7 +29,8 @@ def is_absent(value: Any) -> bool:
         # pandas NA / NaT and numpy NaN without importing pandas here
         return bool(value != value)  # noqa: PLR0124
     except (TypeError, ValueError):
-        return False
+        # pd.NA: ``NA != NA`` is NA itself, whose truth value raises TypeError
+        return type(value).__name__ == "NAType"
 
 
 def _plain_decimal(number: Decimal) -> str:

@@ -1,0 +1,107 @@
+"""Shared fixtures: the default profile, a seeded simulator store and a served simulator on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+
+from cdyb_jxc.profile import Profile, load_profile
+from cdyb_jxc.simulator.server import Simulator
+from cdyb_jxc.simulator.store import SimulatorStore
+
+INSTITUTION = "H51010400001"
+USER = "his_user"
+SECRET = "S3cret-验证码-value"
+PROD_SECRET = "Pr0d-secret"
+OTHER_INSTITUTION = "H51010400002"
+
+
+@pytest.fixture(scope="session")
+def profile() -> Profile:
+    return load_profile()
+
+
+def seed_store(store: SimulatorStore, items: int = 20) -> None:
+    store.add_institution(INSTITUTION, "test", USER, SECRET)
+    store.add_institution(INSTITUTION, "prod", USER, PROD_SECRET)
+    store.add_institution(OTHER_INSTITUTION, "test", "other", "other-secret")
+    store.add_mapping(
+        (INSTITUTION, f"M{i:04d}", f"XA{i:06d}", i % 10 == 9) for i in range(1, items + 1)
+    )
+
+
+@pytest.fixture
+def store() -> Iterator[SimulatorStore]:
+    s = SimulatorStore(":memory:")
+    seed_store(s)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def simulator(profile: Profile, store: SimulatorStore) -> Iterator[Simulator]:
+    sim = Simulator(profile, store).start()
+    yield sim
+    sim.stop()
+
+
+def item(i: int) -> dict[str, str]:
+    return {
+        "insurance_item_code": f"XA{i:06d}",
+        "hospital_item_name": f"阿莫西林胶囊{i}号",
+        "mapping_serial_no": f"M{i:04d}",
+        "split_flag": "0",
+        "unit": "盒",
+    }
+
+
+def outbound_row(serial: str, i: int = 1, **extra: str) -> dict[str, str]:
+    row = {
+        "serial_no": serial,
+        **item(i),
+        "outbound_type": "21",
+        "sale_price": "12.5",
+        "quantity": "2",
+        "event_time": "2026-11-20 10:00:00",
+    }
+    row.update(extra)
+    return row
+
+
+def inbound_row(serial: str, i: int = 1, **extra: str) -> dict[str, str]:
+    row = {
+        "serial_no": serial,
+        **item(i),
+        "inbound_type": "11",
+        "purchase_price": "10.1234",
+        "quantity": "100",
+        "event_time": "2026-11-20 09:00:00",
+        "supplier_name": "国药控股四川医药股份有限公司",
+        "lot_no": "B20261101",
+        "expiry_date": "2028-10-31",
+    }
+    row.update(extra)
+    return row
+
+
+def init_row(serial: str, i: int = 1, **extra: str) -> dict[str, str]:
+    row = {
+        "serial_no": serial,
+        **item(i),
+        "purchase_price": "10",
+        "quantity": "50",
+        "event_time": "2026-11-01 08:00:00",
+    }
+    row.update(extra)
+    return row
+
+
+def stock_row(serial: str, i: int = 1, **extra: str) -> dict[str, str]:
+    row = {"serial_no": serial, **item(i), "stock_date": "2026-11-20", "stock_quantity": "48"}
+    row.update(extra)
+    return row
+
+
+FIXED_NOW = datetime(2026, 11, 21, 12, 0, 0)
