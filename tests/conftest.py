@@ -27,9 +27,7 @@ def seed_store(store: SimulatorStore, items: int = 20) -> None:
     store.add_institution(INSTITUTION, "test", USER, SECRET)
     store.add_institution(INSTITUTION, "prod", USER, PROD_SECRET)
     store.add_institution(OTHER_INSTITUTION, "test", "other", "other-secret")
-    store.add_mapping(
-        (INSTITUTION, f"M{i:04d}", f"XA{i:06d}", i % 10 == 9) for i in range(1, items + 1)
-    )
+    store.add_mapping((INSTITUTION, f"M{i:04d}", f"XA{i:06d}", i % 10 == 9) for i in range(1, items + 1))
 
 
 @pytest.fixture

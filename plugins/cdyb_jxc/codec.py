@@ -1,6 +1,7 @@
 """The inner XML documents: requests (``inputXml``) and replies (``return``), both directions.
 
-Imports nothing from Airflow. Tag names, codes and limits all come from the :class:`~cdyb_jxc.profile.Profile`.
+Imports nothing from Airflow. Tag names, codes and limits come from the
+:class:`~cdyb_jxc.profile.Profile`.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def build_request(
     verification_code: str,
     institution_code: str,
 ) -> str:
-    """Build one ``inputXml`` string from rows already in wire text (see :func:`~cdyb_jxc.values.row_to_wire`).
+    """Build one ``inputXml`` string from rows already in wire text
+    (see :func:`~cdyb_jxc.values.row_to_wire`).
 
     Characters the inner encoding cannot hold are written as character references; callers hold such rows
     back beforehand (R6).
@@ -109,10 +111,10 @@ def build_request(
     for row in rows:
         elem = sub(data, req["row"])
         for spec in txn.fields:
-            value = row.get(spec.name)
-            if value is not None and value != "":
+            text = row.get(spec.name)
+            if text:
                 try:
-                    sub(elem, spec.tag).text = value
+                    sub(elem, spec.tag).text = text
                 except ValueError as err:
                     raise CodecError(
                         f"row {row.get('serial_no')!r}: {spec.display} cannot be written as XML: {err}"
@@ -241,7 +243,7 @@ def parse_request(profile: Profile, text: str | None) -> ParsedRequest:
     encoding, _ = split_declaration(text)
     accepted = {e.upper() for e in profile.service["accepted_inner_encodings"]}
     if encoding is None or encoding.upper() not in accepted:
-        raise CodecError(f"缺少XML声明encoding=\"{profile.inner_encoding}\"")
+        raise CodecError(f'缺少XML声明encoding="{profile.inner_encoding}"')
     req = profile.request
     try:
         root = parse_text(text, "inputXml")

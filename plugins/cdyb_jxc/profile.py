@@ -8,13 +8,14 @@ a deployment overrides them by pointing at its own file (connection extra ``prof
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from cdyb_jxc.exceptions import ProfileError
 
@@ -155,7 +156,7 @@ def _require(table: dict[str, Any], key: str, where: str, kind: type | tuple[typ
     if key not in table:
         raise ProfileError(f"profile key {where}.{key} is missing")
     value = table[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ProfileError(f"profile key {where}.{key} has the wrong type: {type(value).__name__}")
     return value
 
@@ -204,7 +205,17 @@ def _field_base(name: str, raw: dict[str, Any]) -> dict[str, Any]:
         if not codes or not all(isinstance(k, str) and isinstance(v, str) for k, v in codes.items()):
             raise ProfileError(f"profile key {where}.codes must map code strings to names")
         base["codes"] = dict(codes)
-    unknown = set(raw) - {"tag", "label", "type", "length", "precision", "scale", "min", "min_exclusive", "codes"}
+    unknown = set(raw) - {
+        "tag",
+        "label",
+        "type",
+        "length",
+        "precision",
+        "scale",
+        "min",
+        "min_exclusive",
+        "codes",
+    }
     if unknown:
         raise ProfileError(f"profile key {where}.{sorted(unknown)[0]} is not a known field setting")
     return base
@@ -256,9 +267,13 @@ def _transaction(key: str, raw: dict[str, Any], bases: dict[str, dict[str, Any]]
     for spec in specs:
         for cond in spec.when:
             if cond not in names:
-                raise ProfileError(f"profile key {where}: {spec.name}.when names {cond!r}, not in this transaction")
+                raise ProfileError(
+                    f"profile key {where}: {spec.name}.when names {cond!r}, not in this transaction"
+                )
     if "serial_no" not in names or "mapping_serial_no" not in names or "insurance_item_code" not in names:
-        raise ProfileError(f"profile key {where}.fields must include serial_no, mapping_serial_no, insurance_item_code")
+        raise ProfileError(
+            f"profile key {where}.fields must include serial_no, mapping_serial_no, insurance_item_code"
+        )
     return TransactionSpec(
         key=key,
         code=_require(raw, "code", where),
@@ -293,7 +308,9 @@ def parse_profile(raw: dict[str, Any], source: str = "<memory>") -> Profile:
         for k in ("transaction_code", "user", "verification_code", "institution_code", "row_count")
     }
     reply = _string_table(
-        raw, "reply", ("root", "retcode", "retmsg", "succnum", "failnum", "dataset", "row", "serial_no", "errmsg")
+        raw,
+        "reply",
+        ("root", "retcode", "retmsg", "succnum", "failnum", "dataset", "row", "serial_no", "errmsg"),
     )
     codes = _string_table(raw, "return_codes", ("success", "partial", "failure"))
     categories = _string_table(raw, "categories", CATEGORY_KEYS)

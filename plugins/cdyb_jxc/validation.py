@@ -90,7 +90,11 @@ def _number_error(spec: FieldSpec, value: str, condition_holds: bool) -> str | N
         return f"{spec.display}不能小于{spec.min}: {echo(value)}"
     if spec.min_exclusive is not None and number <= spec.min_exclusive:
         return f"{spec.display}必须大于{spec.min_exclusive}: {echo(value)}"
-    if condition_holds and spec.conditional_min_exclusive is not None and number <= spec.conditional_min_exclusive:
+    if (
+        condition_holds
+        and spec.conditional_min_exclusive is not None
+        and number <= spec.conditional_min_exclusive
+    ):
         return f"{spec.display}必须大于{spec.conditional_min_exclusive}: {echo(value)}"
     return None
 

@@ -27,7 +27,7 @@ def is_absent(value: Any) -> bool:
         return math.isnan(value)
     try:
         # pandas NA / NaT and numpy NaN without importing pandas here
-        return bool(value != value)  # noqa: PLR0124
+        return bool(value != value)
     except (TypeError, ValueError):
         # pd.NA: ``NA != NA`` is NA itself, whose truth value raises TypeError
         return type(value).__name__ == "NAType"

@@ -71,7 +71,9 @@ class Centre:
         except CodecError as err:
             raise WholeCallRejected("malformed", str(err)) from err
         if parsed.control_extra:
-            raise WholeCallRejected("malformed", f"<{profile.request['control']}>含多余节点<{parsed.control_extra[0]}>")
+            raise WholeCallRejected(
+                "malformed", f"<{profile.request['control']}>含多余节点<{parsed.control_extra[0]}>"
+            )
         tags = profile.control_tags
         ctl = parsed.control
         txn = profile.transaction_by_code(ctl.get(tags["transaction_code"]) or "")
@@ -86,14 +88,18 @@ class Centre:
             raise WholeCallRejected("bad_credentials")
         nums = (ctl.get(tags["row_count"]) or "").strip()
         if not parsed.rows or not nums.isdigit() or int(nums) != len(parsed.rows):
-            raise WholeCallRejected("count_mismatch", f"{tags['row_count']}={nums or '空'}, 实际{len(parsed.rows)}条")
+            raise WholeCallRejected(
+                "count_mismatch", f"{tags['row_count']}={nums or '空'}, 实际{len(parsed.rows)}条"
+            )
         if len(parsed.rows) > profile.batch_limit:
             raise WholeCallRejected("too_many_rows", f"本次{len(parsed.rows)}条")
         if txn.once_per_item and not self.store.has_mapping(institution):
             raise WholeCallRejected("no_mapping")
         return parsed, txn, institution
 
-    def _row_values(self, txn: TransactionSpec, elements: list[tuple[str, str | None]]) -> tuple[dict, RowError | None]:
+    def _row_values(
+        self, txn: TransactionSpec, elements: list[tuple[str, str | None]]
+    ) -> tuple[dict, RowError | None]:
         by_tag = txn.by_tag
         values: dict[str, str | None] = {}
         structural: RowError | None = None
@@ -124,7 +130,9 @@ class Centre:
             )
             checked.append((values, error))
         reversal = txn.reversal_field
-        outbound_code = profile.transactions[reversal.reverses].code if reversal and reversal.reverses else None
+        outbound_code = (
+            profile.transactions[reversal.reverses].code if reversal and reversal.reverses else None
+        )
         with self.store.transaction() as conn:
             valid = [v for v, e in checked if e is None]
             serials = {v["serial_no"] for v in valid}
@@ -133,7 +141,9 @@ class Centre:
             initialized: set[str] = set()
             if txn.once_per_item:
                 items = {v["mapping_serial_no"] for v in valid}
-                initialized = self.store.initialized_items(conn, self.environment, institution, txn.code, items)
+                initialized = self.store.initialized_items(
+                    conn, self.environment, institution, txn.code, items
+                )
             originals: dict[str, tuple[str, str]] = {}
             if reversal is not None:
                 wanted = {v[reversal.name] for v in valid if v.get(reversal.name)}
@@ -144,7 +154,9 @@ class Centre:
             for values, error in checked:
                 serial = values.get("serial_no") or ""
                 if error is None:
-                    error = self._store_rules(txn, values, stored, seen, registry, initialized, originals, outbound_code)
+                    error = self._store_rules(
+                        txn, values, stored, seen, registry, initialized, originals, outbound_code
+                    )
                 if serial:
                     seen.add(serial)
                 if error is None:
@@ -194,7 +206,11 @@ class Centre:
             spec = txn.by_name["mapping_serial_no"]
             return RowError("duplicate_init", f"{spec.display}'{item}'已完成初始化", spec.name)
         reversal = txn.reversal_field
-        if reversal is not None and reversal.when and all(values.get(k) == v for k, v in reversal.when.items()):
+        if (
+            reversal is not None
+            and reversal.when
+            and all(values.get(k) == v for k, v in reversal.when.items())
+        ):
             original = values.get(reversal.name) or ""
             if originals.get(original) != (outbound_code, item):
                 return RowError(

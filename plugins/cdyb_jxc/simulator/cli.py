@@ -28,7 +28,9 @@ def add_parser(subparsers: Any) -> None:
 
     seed = sim_sub.add_parser("seed", help="load institutions and the 对码 registry from CSV")
     seed.add_argument("--db", required=True)
-    seed.add_argument("--institutions", required=True, help="CSV institution_code,environment,user,verification_code")
+    seed.add_argument(
+        "--institutions", required=True, help="CSV institution_code,environment,user,verification_code"
+    )
     seed.add_argument(
         "--mapping",
         required=True,
@@ -88,9 +90,10 @@ def _seed(args: argparse.Namespace) -> int:
 
     store = SimulatorStore(args.db)
     try:
-        with open(args.institutions, encoding="utf-8-sig", newline="") as inst, open(
-            args.mapping, encoding="utf-8-sig", newline=""
-        ) as mapping:
+        with (
+            open(args.institutions, encoding="utf-8-sig", newline="") as inst,
+            open(args.mapping, encoding="utf-8-sig", newline="") as mapping,
+        ):
             n_inst, n_map = store.seed_csv(inst, mapping)
     except (OSError, ValueError) as err:
         print(f"cdyb-jxc: {err}", file=sys.stderr)
@@ -111,9 +114,10 @@ def _dump(args: argparse.Namespace) -> int:
     writer.writerow(["institution_code", "transaction_code", "serial_no", *fields])
     try:
         for row in store.accepted_rows(args.environment):
-            writer.writerow([row["institution_code"], row["transaction_code"], row["serial_no"]] + [
-                row.get(f, "") for f in fields
-            ])
+            writer.writerow(
+                [row["institution_code"], row["transaction_code"], row["serial_no"]]
+                + [row.get(f, "") for f in fields]
+            )
     finally:
         store.close()
     return 0

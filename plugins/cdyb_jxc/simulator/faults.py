@@ -36,7 +36,9 @@ FAULTS = (
     "missing_output",
     "gbk_envelope",
 )
-STORING_FAULTS = frozenset({"drop_after_store", "empty_200", "malformed_inner", "missing_output", "gbk_envelope"})
+STORING_FAULTS = frozenset(
+    {"drop_after_store", "empty_200", "malformed_inner", "missing_output", "gbk_envelope"}
+)
 
 
 class FaultSpecError(ValueError):
@@ -83,7 +85,9 @@ class FaultPlan:
             self.latency = (lo, hi)
             return
         if name not in FAULTS:
-            raise FaultSpecError(f"fault item {item!r}: unknown fault {name!r} (known: latency, {', '.join(FAULTS)})")
+            raise FaultSpecError(
+                f"fault item {item!r}: unknown fault {name!r} (known: latency, {', '.join(FAULTS)})"
+            )
         prob_text, _, count_text = (value or "1").partition("x")
         try:
             probability = float(prob_text)
@@ -106,7 +110,11 @@ class FaultPlan:
                 if fault is None:
                     continue
                 roll = self._rng.random()
-                if chosen is None and (fault.remaining is None or fault.remaining > 0) and roll < fault.probability:
+                if (
+                    chosen is None
+                    and (fault.remaining is None or fault.remaining > 0)
+                    and roll < fault.probability
+                ):
                     chosen = name
                     if fault.remaining is not None:
                         fault.remaining -= 1

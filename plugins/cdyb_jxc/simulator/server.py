@@ -48,7 +48,9 @@ def soap_fault(message: str, code: str = "soap:Server") -> bytes:
 
 def response_envelope(profile: Profile, returned: str, encoding: str = "UTF-8") -> bytes:
     svc = profile.service
-    wrapper = etree.Element(f"{{{svc['namespace']}}}{svc['operation']}Response", nsmap={"ns2": svc["namespace"]})
+    wrapper = etree.Element(
+        f"{{{svc['namespace']}}}{svc['operation']}Response", nsmap={"ns2": svc["namespace"]}
+    )
     etree.SubElement(wrapper, svc["output_part"]).text = returned
     return _envelope(wrapper, encoding)
 
@@ -95,8 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: SimulatorHTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s " + format, self.address_string(), *args)
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -121,11 +123,16 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         app = self.server.app
         if parts.path == app.profile.service["path"] and parts.query.lower().startswith("wsdl"):
-            host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+            bound = self.server.server_address
+            host = self.headers.get("Host") or f"{bound[0]!s}:{bound[1]}"
             text = render_wsdl(app.profile, f"http://{host}{parts.path}")
             self._send(200, text.encode("utf-8"), "text/xml; charset=UTF-8")
         elif parts.path == "/admin/stats" and self._is_loopback():
-            stats = {"faults": app.faults.stats(), "stored_rows": app.store.count_rows(), "requests": app.requests}
+            stats = {
+                "faults": app.faults.stats(),
+                "stored_rows": app.store.count_rows(),
+                "requests": app.requests,
+            }
             self._send(200, json.dumps(stats).encode(), "application/json")
         else:
             self._send(404, b"not found", "text/plain")
@@ -188,7 +195,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "empty_200":
             self._send(200, b"", "text/xml; charset=UTF-8")
         elif fault == "malformed_inner":
-            self._send(200, response_envelope(app.profile, returned[: len(returned) // 2]), "text/xml; charset=UTF-8")
+            self._send(
+                200, response_envelope(app.profile, returned[: len(returned) // 2]), "text/xml; charset=UTF-8"
+            )
         elif fault == "missing_output":
             bad = returned.replace(f"<{app.profile.reply['root']}>", "<result>").replace(
                 f"</{app.profile.reply['root']}>", "</result>"
@@ -246,7 +255,7 @@ class Simulator:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}{self.profile.service['path']}"
+        return f"http://{host!s}:{port}{self.profile.service['path']}"
 
     def set_faults(self, spec: str, seed: int = 0) -> None:
         self.faults = FaultPlan(spec, seed)

@@ -1,4 +1,4 @@
-"""The simulator's persistent store: institutions, credentials, the 对码 registry and accepted rows (SQLite)."""
+"""The simulator's persistent store (SQLite): institutions, credentials, the 对码 registry, accepted rows."""
 
 from __future__ import annotations
 
@@ -86,7 +86,9 @@ class SimulatorStore:
             self.conn.execute("COMMIT")
 
     # -- seeding ----------------------------------------------------------------------------------------
-    def add_institution(self, institution_code: str, environment: str, user: str, verification_code: str) -> None:
+    def add_institution(
+        self, institution_code: str, environment: str, user: str, verification_code: str
+    ) -> None:
         salt = secrets.token_hex(8)
         with self.transaction() as conn:
             conn.execute(
@@ -106,8 +108,12 @@ class SimulatorStore:
         n_inst = 0
         for rec in _read_csv(institutions, ("institution_code", "environment", "user", "verification_code")):
             if rec["environment"] not in ("test", "prod"):
-                raise ValueError(f"institutions CSV: environment must be test or prod, not {rec['environment']!r}")
-            self.add_institution(rec["institution_code"], rec["environment"], rec["user"], rec["verification_code"])
+                raise ValueError(
+                    f"institutions CSV: environment must be test or prod, not {rec['environment']!r}"
+                )
+            self.add_institution(
+                rec["institution_code"], rec["environment"], rec["user"], rec["verification_code"]
+            )
             n_inst += 1
         cols = ("institution_code", "mapping_serial_no", "insurance_item_code", "off_hospital_delivery")
         entries = []
@@ -115,14 +121,17 @@ class SimulatorStore:
             flag = (rec["off_hospital_delivery"] or "0").strip()
             if flag not in ("0", "1"):
                 raise ValueError(f"mapping CSV: off_hospital_delivery must be 0 or 1, not {flag!r}")
-            entries.append((rec["institution_code"], rec["mapping_serial_no"], rec["insurance_item_code"], flag == "1"))
+            entries.append(
+                (rec["institution_code"], rec["mapping_serial_no"], rec["insurance_item_code"], flag == "1")
+            )
         return n_inst, self.add_mapping(entries)
 
     # -- lookups ----------------------------------------------------------------------------------------
     def institution_known(self, institution_code: str) -> bool:
         with self.lock:
             cur = self.conn.execute(
-                "SELECT 1 FROM institution_credentials WHERE institution_code = ? LIMIT 1", (institution_code,)
+                "SELECT 1 FROM institution_credentials WHERE institution_code = ? LIMIT 1",
+                (institution_code,),
             )
             return cur.fetchone() is not None
 
@@ -143,10 +152,14 @@ class SimulatorStore:
 
     def has_mapping(self, institution_code: str) -> bool:
         with self.lock:
-            cur = self.conn.execute("SELECT 1 FROM mapping WHERE institution_code = ? LIMIT 1", (institution_code,))
+            cur = self.conn.execute(
+                "SELECT 1 FROM mapping WHERE institution_code = ? LIMIT 1", (institution_code,)
+            )
             return cur.fetchone() is not None
 
-    def mapping_for(self, conn: sqlite3.Connection, institution_code: str, keys: set[str]) -> dict[str, MappingEntry]:
+    def mapping_for(
+        self, conn: sqlite3.Connection, institution_code: str, keys: set[str]
+    ) -> dict[str, MappingEntry]:
         found: dict[str, MappingEntry] = {}
         for chunk in _chunks(sorted(keys)):
             marks = ",".join("?" * len(chunk))
@@ -176,13 +189,19 @@ class SimulatorStore:
         return found
 
     def initialized_items(
-        self, conn: sqlite3.Connection, environment: str, institution_code: str, txn_code: str, items: set[str]
+        self,
+        conn: sqlite3.Connection,
+        environment: str,
+        institution_code: str,
+        txn_code: str,
+        items: set[str],
     ) -> set[str]:
         found: set[str] = set()
         for chunk in _chunks(sorted(items)):
             marks = ",".join("?" * len(chunk))
             cur = conn.execute(
-                "SELECT DISTINCT mapping_serial_no FROM accepted_row WHERE environment = ? AND institution_code = ?"
+                "SELECT DISTINCT mapping_serial_no FROM accepted_row"
+                " WHERE environment = ? AND institution_code = ?"
                 f" AND transaction_code = ? AND mapping_serial_no IN ({marks})",
                 (environment, institution_code, txn_code, *chunk),
             )

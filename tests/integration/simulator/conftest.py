@@ -33,7 +33,9 @@ def send(profile: Profile, soap_client: zeep.Client) -> Send:
         institution: str = INSTITUTION,
     ) -> BatchReply:
         spec = profile.transaction(txn)
-        xml = build_request(profile, spec, rows, user=user, verification_code=secret, institution_code=institution)
+        xml = build_request(
+            profile, spec, rows, user=user, verification_code=secret, institution_code=institution
+        )
         return parse_reply(profile, soap_client.service.callBusiness(inputXml=xml))
 
     return _send

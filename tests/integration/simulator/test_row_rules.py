@@ -74,7 +74,9 @@ def test_r1_bad_number_and_too_many_decimals(send):
 
 
 def test_r1_code_outside_set_and_bad_date(send):
-    reply = send("outbound", [outbound_row("A", outbound_type="28"), outbound_row("B", expiry_date="2026-02-30")])
+    reply = send(
+        "outbound", [outbound_row("A", outbound_type="28"), outbound_row("B", expiry_date="2026-02-30")]
+    )
     failures = _failures(reply)
     assert failures["A"].startswith("【字段校验失败】出库类型(cklx)取值'28'不在代码表内")
     assert failures["B"] == "【字段校验失败】有效期止(yxqz)不是合法的yyyy-MM-dd: '2026-02-30'"
@@ -149,16 +151,24 @@ def test_r7_time_in_the_future(profile, store):
         client = zeep.Client(f"{sim.url}?wsdl")
         rows = [
             outbound_row("A", event_time=(now + timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M:%S")),
-            outbound_row("B", event_time=(now + timedelta(minutes=5, seconds=1)).strftime("%Y-%m-%d %H:%M:%S")),
+            outbound_row(
+                "B", event_time=(now + timedelta(minutes=5, seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
+            ),
         ]
         xml = build_request(
-            profile, profile.transaction("outbound"), rows, user=USER, verification_code=SECRET,
+            profile,
+            profile.transaction("outbound"),
+            rows,
+            user=USER,
+            verification_code=SECRET,
             institution_code="H51010400001",
         )
         reply = parse_reply(profile, client.service.callBusiness(inputXml=xml))
     finally:
         sim.stop()
-    assert _failures(reply) == {"B": "【字段校验失败】出库时间(aae036)晚于服务器当前时间: '2026-11-21 12:05:01'"}
+    assert _failures(reply) == {
+        "B": "【字段校验失败】出库时间(aae036)晚于服务器当前时间: '2026-11-21 12:05:01'"
+    }
 
 
 def test_r3_unmapped_and_mismatched_items(send):

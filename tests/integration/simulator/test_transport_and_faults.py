@@ -20,12 +20,17 @@ NS = "http://webservice.sjcj.cdyb/"
 
 def _request(profile, rows) -> str:
     return build_request(
-        profile, profile.transaction("outbound"), rows, user=USER, verification_code=SECRET, institution_code=INSTITUTION
+        profile,
+        profile.transaction("outbound"),
+        rows,
+        user=USER,
+        verification_code=SECRET,
+        institution_code=INSTITUTION,
     )
 
 
 def _envelope(input_xml: str, *, qualified: bool = False, operation: str = "callBusiness") -> str:
-    child = f"<ns:inputXml>" if qualified else "<inputXml>"
+    child = "<ns:inputXml>" if qualified else "<inputXml>"
     end = "</ns:inputXml>" if qualified else "</inputXml>"
     return (
         f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}" xmlns:ns="{NS}"><soapenv:Body>'
@@ -50,13 +55,17 @@ def test_wsdl_address_follows_the_request_host(simulator):
 
 def test_qualified_input_xml_is_accepted(simulator, profile, store):
     body = _envelope(_request(profile, [outbound_row("Q1")]), qualified=True)
-    resp = requests.post(simulator.url, data=body.encode(), headers={"Content-Type": "text/xml; charset=UTF-8"})
+    resp = requests.post(
+        simulator.url, data=body.encode(), headers={"Content-Type": "text/xml; charset=UTF-8"}
+    )
     assert parse_reply(profile, _return_text(resp.content)).status == SUCCESS
 
 
 def test_gbk_request_envelope_is_accepted_by_http_charset(simulator, profile, store):
     body = '<?xml version="1.0" encoding="GBK"?>' + _envelope(_request(profile, [outbound_row("G1")]))
-    resp = requests.post(simulator.url, data=body.encode("gbk"), headers={"Content-Type": "text/xml; charset=GBK"})
+    resp = requests.post(
+        simulator.url, data=body.encode("gbk"), headers={"Content-Type": "text/xml; charset=GBK"}
+    )
     assert parse_reply(profile, _return_text(resp.content)).status == SUCCESS
     assert next(store.accepted_rows())["hospital_item_name"] == "阿莫西林胶囊1号"
 
@@ -138,7 +147,12 @@ def test_gbk_reply_envelope_is_read_by_zeep(simulator, profile, store):
     assert resp.headers["Content-Type"] == "text/xml; charset=GBK"
     assert resp.content.startswith(b"<?xml version='1.0' encoding='GBK'?>")
     client = zeep.Client(f"{simulator.url}?wsdl")
-    reply = parse_reply(profile, client.service.callBusiness(inputXml=_request(profile, [outbound_row("K2", hospital_item_name="头孢克肟")])))
+    reply = parse_reply(
+        profile,
+        client.service.callBusiness(
+            inputXml=_request(profile, [outbound_row("K2", hospital_item_name="头孢克肟")])
+        ),
+    )
     assert reply.status == SUCCESS
     names = {r["serial_no"]: r["hospital_item_name"] for r in store.accepted_rows()}
     assert names["K2"] == "头孢克肟"
@@ -168,7 +182,9 @@ def test_bad_fault_spec_names_the_item(spec):
 
 
 def test_faults_can_be_switched_over_http_from_loopback(simulator, profile, store):
-    resp = requests.post(simulator.url.replace("/services/SjcjService", "/admin/faults"), json={"spec": "html_500"})
+    resp = requests.post(
+        simulator.url.replace("/services/SjcjService", "/admin/faults"), json={"spec": "html_500"}
+    )
     assert resp.status_code == 200
     assert _post(simulator, profile, "S1").status_code == 500
     stats = requests.get(simulator.url.replace("/services/SjcjService", "/admin/stats"), timeout=5).json()
@@ -187,13 +203,15 @@ def test_concurrent_clients_never_get_one_serial_accepted_twice(simulator, profi
             for start in range(0, 200, 50):
                 rows = [outbound_row(f"C{(start + offset * 10 + i) % 300:04d}") for i in range(50)]
                 body = _envelope(_request(profile, rows)).encode()
-                resp = session.post(simulator.url, data=body, headers={"Content-Type": "text/xml"}, timeout=30)
+                resp = session.post(
+                    simulator.url, data=body, headers={"Content-Type": "text/xml"}, timeout=30
+                )
                 reply = parse_reply(profile, _return_text(resp.content))
                 failed = {f.serial_no for f in reply.failures}
                 assert all(f.category == "数据重复上传" for f in reply.failures)
                 with lock:
                     accepted.extend(r["serial_no"] for r in rows if r["serial_no"] not in failed)
-        except BaseException as err:  # noqa: BLE001 - surfaced by the main thread
+        except BaseException as err:
             errors.append(err)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]

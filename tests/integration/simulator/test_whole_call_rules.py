@@ -7,7 +7,9 @@ from cdyb_jxc.simulator.store import SimulatorStore
 from tests.conftest import INSTITUTION, OTHER_INSTITUTION, PROD_SECRET, SECRET, USER, init_row, outbound_row
 
 
-def _control(code: str = "JXC003", user: str = USER, secret: str = SECRET, inst: str = INSTITUTION, nums: str = "1"):
+def _control(
+    code: str = "JXC003", user: str = USER, secret: str = SECRET, inst: str = INSTITUTION, nums: str = "1"
+):
     return (
         f"<control><jyfwbm>{code}</jyfwbm><jyfwyh>{user}</jyfwyh><jyfwyzm>{secret}</jyfwyzm>"
         f"<akb020>{inst}</akb020><nums>{nums}</nums></control>"
@@ -57,7 +59,11 @@ def test_w1_extra_control_element_is_rejected(send_raw, store):
 
 
 def test_w2_unknown_transaction_code(send_raw, store):
-    _assert_rejected(send_raw(f"{DECL}<input>{_control(code='JXC999')}<data>{ROW}</data></input>"), "交易服务编码不存在", store)
+    _assert_rejected(
+        send_raw(f"{DECL}<input>{_control(code='JXC999')}<data>{ROW}</data></input>"),
+        "交易服务编码不存在",
+        store,
+    )
 
 
 def test_w4_unknown_institution_is_checked_before_credentials(send_raw, store):
@@ -88,11 +94,15 @@ def test_w3_message_never_echoes_the_verification_code(send, store):
 
 
 def test_w5_nums_differs_from_row_count(send_raw, store):
-    _assert_rejected(send_raw(f"{DECL}<input>{_control(nums='2')}<data>{ROW}</data></input>"), "明细条数不符", store)
+    _assert_rejected(
+        send_raw(f"{DECL}<input>{_control(nums='2')}<data>{ROW}</data></input>"), "明细条数不符", store
+    )
 
 
 def test_w5_no_rows(send_raw, store):
-    _assert_rejected(send_raw(f"{DECL}<input>{_control(nums='0')}<data></data></input>"), "明细条数不符", store)
+    _assert_rejected(
+        send_raw(f"{DECL}<input>{_control(nums='0')}<data></data></input>"), "明细条数不符", store
+    )
 
 
 def test_w6_more_than_100_rows_stores_nothing(send_raw, store):
