@@ -8,14 +8,13 @@ a deployment overrides them by pointing at its own file (connection extra ``prof
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from cdyb_jxc.exceptions import ProfileError
 

@@ -68,7 +68,8 @@ def charset_error(txn: TransactionSpec, values: Mapping[str, str | None], encodi
             value.encode(encoding)
         except UnicodeEncodeError as err:
             bad = value[err.start]
-            detail = f"{spec.display}含{encoding}无法表示的字符'{bad}'(U+{ord(bad):04X})"
+            shown = f"'{bad}'" if bad.isprintable() and not 0xD800 <= ord(bad) <= 0xDFFF else ""
+            detail = f"{spec.display}含{encoding}无法表示的字符{shown}(U+{ord(bad):04X})"
             return RowError("charset", detail, spec.name)
     return None
 

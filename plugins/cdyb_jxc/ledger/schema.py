@@ -1,0 +1,95 @@
+"""Ledger tables (SQLAlchemy Core). The schema creates itself on first use."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+PENDING = "PENDING"
+IN_FLIGHT = "IN_FLIGHT"
+ACCEPTED = "ACCEPTED"
+REJECTED = "REJECTED"
+IN_DOUBT = "IN_DOUBT"
+ACCEPTED_RECONCILED = "ACCEPTED_RECONCILED"
+DUPLICATE_CONFLICT = "DUPLICATE_CONFLICT"
+
+STATES = (PENDING, IN_FLIGHT, ACCEPTED, REJECTED, IN_DOUBT, ACCEPTED_RECONCILED, DUPLICATE_CONFLICT)
+ACCEPTED_STATES = frozenset({ACCEPTED, ACCEPTED_RECONCILED})
+UNRESOLVED_STATES = frozenset({PENDING, IN_FLIGHT, IN_DOUBT})
+
+upload_row = Table(
+    "cdyb_jxc_upload_row",
+    metadata,
+    Column("institution_code", String(30), primary_key=True),
+    Column("serial_no", String(64), primary_key=True),
+    Column("transaction_code", String(16), nullable=False),
+    Column("business_date", String(10), nullable=False),
+    Column("mapping_serial_no", String(64)),
+    Column("item_name", String(400)),
+    Column("payload_hash", String(64), nullable=False),
+    # hash of the payload last sent to the centre (reconciliation compares against it)
+    Column("sent_hash", String(64)),
+    Column("state", String(24), nullable=False),
+    Column("category", String(64)),
+    Column("field", String(64)),
+    Column("detail", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("held_back", Integer, nullable=False, default=0),
+    Column("first_seen_at", DateTime, nullable=False),
+    Column("last_sent_at", DateTime),
+    Column("accepted_at", DateTime),
+    Column("updated_at", DateTime, nullable=False),
+    Column("late_seconds", Float),
+    Column("last_batch_id", Integer),
+    Column("run_token", String(64)),
+    Column("dag_id", String(250)),
+    Column("run_id", String(250)),
+)
+Index("ix_cdyb_jxc_upload_row_day", upload_row.c.business_date, upload_row.c.transaction_code)
+Index("ix_cdyb_jxc_upload_row_state", upload_row.c.state)
+
+upload_batch = Table(
+    "cdyb_jxc_upload_batch",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("institution_code", String(30), nullable=False),
+    Column("transaction_code", String(16), nullable=False),
+    Column("run_token", String(64)),
+    Column("dag_id", String(250)),
+    Column("run_id", String(250)),
+    Column("task_id", String(250)),
+    Column("row_count", Integer, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("duration_ms", Float),
+    Column("outcome", String(24)),
+    Column("retcode", String(8)),
+    Column("retmsg", Text),
+    Column("succnum", Integer),
+    Column("failnum", Integer),
+    Column("error", Text),
+    Column("request_gz", LargeBinary),
+    Column("reply_gz", LargeBinary),
+)
+Index("ix_cdyb_jxc_upload_batch_run", upload_batch.c.dag_id, upload_batch.c.run_id)
+
+milestone = Table(
+    "cdyb_jxc_milestone",
+    metadata,
+    Column("institution_code", String(30), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("completed_at", DateTime, nullable=False),
+    Column("detail", Text),
+)

@@ -1,0 +1,205 @@
+"""The upload ledger: one row per source row keyed by (institution, 流水号), and an audit row per request.
+
+SQLAlchemy Core only; any SQLAlchemy URL works (SQLite file by default, PostgreSQL in production).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, insert, select, update
+
+from cdyb_jxc.ledger.schema import metadata, milestone, upload_batch, upload_row
+
+DEFAULT_LEDGER_URL = "sqlite:///cdyb_jxc_ledger.db"
+_LOOKUP_CHUNK = 500
+
+
+def utcnow() -> datetime:
+    """Naive UTC now, the ledger's time base."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def compress(text: str | None) -> bytes | None:
+    return None if text is None else zlib.compress(text.encode("utf-8"), 6)
+
+
+def decompress(blob: bytes | None) -> str | None:
+    return None if blob is None else zlib.decompress(blob).decode("utf-8")
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What the ledger knows about one 流水号."""
+
+    serial_no: str
+    state: str
+    payload_hash: str
+    sent_hash: str | None
+    category: str | None
+    held_back: bool
+    run_token: str | None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Ledger:
+    """Access to the ledger tables.
+
+    :param url: SQLAlchemy URL, e.g. ``sqlite:///ledger.db`` or ``postgresql+psycopg2://…``
+    :param engine: an existing engine instead of ``url``
+    """
+
+    def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
+        if engine is None:
+            url = url or DEFAULT_LEDGER_URL
+            engine = create_engine(url, pool_pre_ping=True, future=True)
+            if engine.dialect.name == "sqlite":
+                event.listen(engine, "connect", _sqlite_pragmas)
+        self.engine = engine
+        metadata.create_all(self.engine)
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- rows -------------------------------------------------------------------------------------------
+    def lookup(self, institution_code: str, serials: Sequence[str]) -> dict[str, LedgerEntry]:
+        t = upload_row.c
+        found: dict[str, LedgerEntry] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(serials), _LOOKUP_CHUNK):
+                chunk = list(serials[start : start + _LOOKUP_CHUNK])
+                query = select(
+                    t.serial_no, t.state, t.payload_hash, t.sent_hash, t.category, t.held_back, t.run_token
+                ).where(t.institution_code == institution_code, t.serial_no.in_(chunk))
+                for r in conn.execute(query):
+                    found[r.serial_no] = LedgerEntry(
+                        r.serial_no,
+                        r.state,
+                        r.payload_hash,
+                        r.sent_hash,
+                        r.category,
+                        bool(r.held_back),
+                        r.run_token,
+                    )
+        return found
+
+    def insert_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(upload_row), list(rows))
+
+    def update_rows(self, institution_code: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Update rows by 流水号. Every dict must have the same keys, including ``serial_no``."""
+        if not rows:
+            return
+        keys = [k for k in rows[0] if k != "serial_no"]
+        stmt = (
+            update(upload_row)
+            .where(
+                upload_row.c.institution_code == bindparam("b_institution"),
+                upload_row.c.serial_no == bindparam("b_serial"),
+            )
+            .values({k: bindparam(f"v_{k}") for k in keys})
+        )
+        params = [
+            {"b_institution": institution_code, "b_serial": r["serial_no"], **{f"v_{k}": r[k] for k in keys}}
+            for r in rows
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(stmt, params)
+
+    def states(self, institution_code: str, serials: Iterable[str]) -> dict[str, str]:
+        return {s: e.state for s, e in self.lookup(institution_code, list(serials)).items()}
+
+    def count_by_state(self, **filters: str) -> dict[str, int]:
+        t = upload_row.c
+        query = select(t.state, func.count()).group_by(t.state)
+        for key, value in filters.items():
+            query = query.where(getattr(t, key) == value)
+        with self.engine.connect() as conn:
+            return {state: int(n) for state, n in conn.execute(query)}
+
+    def iter_rows(self, *conditions: Any, columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+        t = upload_row.c
+        cols = [getattr(t, c) for c in columns] if columns else list(upload_row.c)
+        query = select(*cols).where(and_(True, *conditions)).order_by(t.institution_code, t.serial_no)
+        with self.engine.connect() as conn:
+            for r in conn.execute(query):
+                yield dict(r._mapping)
+
+    def accepted_serials(self, institution_code: str | None = None) -> set[str]:
+        t = upload_row.c
+        conds: list[Any] = [t.state.in_(("ACCEPTED", "ACCEPTED_RECONCILED"))]
+        if institution_code:
+            conds.append(t.institution_code == institution_code)
+        return {r["serial_no"] for r in self.iter_rows(*conds, columns=["serial_no"])}
+
+    # -- batches (audit) --------------------------------------------------------------------------------
+    def start_batch(self, **values: Any) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(insert(upload_batch).values(started_at=utcnow(), **values))
+            pk = result.inserted_primary_key
+            if pk is None:  # pragma: no cover - every supported dialect returns it
+                raise RuntimeError("ledger did not return the batch id")
+            return int(pk[0])
+
+    def finish_batch(self, batch_id: int, **values: Any) -> None:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            started = conn.execute(
+                select(upload_batch.c.started_at).where(upload_batch.c.id == batch_id)
+            ).scalar()
+            duration = (now - started).total_seconds() * 1000 if started else None
+            conn.execute(
+                update(upload_batch)
+                .where(upload_batch.c.id == batch_id)
+                .values(finished_at=now, duration_ms=duration, **values)
+            )
+
+    def batches(self, *conditions: Any) -> list[dict[str, Any]]:
+        query = select(upload_batch).where(and_(True, *conditions)).order_by(upload_batch.c.id)
+        with self.engine.connect() as conn:
+            out = []
+            for r in conn.execute(query):
+                rec = dict(r._mapping)
+                rec["request"] = decompress(rec.pop("request_gz"))
+                rec["reply"] = decompress(rec.pop("reply_gz"))
+                out.append(rec)
+            return out
+
+    # -- milestones -------------------------------------------------------------------------------------
+    def milestone(self, institution_code: str, name: str) -> dict[str, Any] | None:
+        query = select(milestone).where(
+            milestone.c.institution_code == institution_code, milestone.c.name == name
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+            return dict(row._mapping) if row else None
+
+    def set_milestone(self, institution_code: str, name: str, detail: str = "") -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                milestone.delete().where(
+                    milestone.c.institution_code == institution_code, milestone.c.name == name
+                )
+            )
+            conn.execute(
+                insert(milestone).values(
+                    institution_code=institution_code, name=name, completed_at=utcnow(), detail=detail
+                )
+            )

@@ -1,0 +1,597 @@
+"""The upload engine shared by the operators and the CLI (no Airflow).
+
+Source rows arrive in chunks; each chunk is checked against the ledger, rows that would certainly fail are
+held back, the rest go out in batches of at most the profile's limit. Every row ends in a ledger state:
+ACCEPTED, ACCEPTED_RECONCILED, REJECTED (with category and detail), IN_DOUBT or DUPLICATE_CONFLICT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+from cdyb_jxc.codec import build_request
+from cdyb_jxc.exceptions import CallRejectedError, InDoubtError, SourceDataError, TransportError
+from cdyb_jxc.ledger import (
+    ACCEPTED,
+    ACCEPTED_RECONCILED,
+    DUPLICATE_CONFLICT,
+    IN_DOUBT,
+    IN_FLIGHT,
+    PENDING,
+    REJECTED,
+    Ledger,
+    LedgerEntry,
+)
+from cdyb_jxc.ledger.store import compress, utcnow
+from cdyb_jxc.profile import Profile, TransactionSpec
+from cdyb_jxc.validation import MappingEntry, precheck_row
+from cdyb_jxc.values import row_to_wire
+
+log = logging.getLogger(__name__)
+
+DOUBT_STATES = frozenset({IN_DOUBT, IN_FLIGHT})
+# Rejections that can clear without the row changing (the 对码 or the original outbound may arrive later).
+RESEND_UNCHANGED = frozenset({"unmapped", "mapping_mismatch", "original_missing"})
+REJECT_SAMPLE = 20
+
+
+class Sender(Protocol):
+    def send(self, txn_key: str, rows: Sequence[Mapping[str, str | None]]) -> Any: ...
+
+
+@dataclass
+class RunInfo:
+    """Who is uploading: stamped on ledger rows and audit batches."""
+
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+
+
+@dataclass
+class UploadResult:
+    """What one run did; JSON-serialisable through :meth:`as_dict` (for XCom)."""
+
+    transaction: str
+    states: Counter = field(default_factory=Counter)
+    rows_read: int = 0
+    rows_sent: int = 0
+    batches: int = 0
+    held_back: int = 0
+    already_accepted: int = 0
+    changed_after_accept: int = 0
+    duplicate_in_source: int = 0
+    missing_serial: int = 0
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    send_seconds: float = 0.0
+
+    def reject(self, **info: Any) -> None:
+        if len(self.rejects) < REJECT_SAMPLE:
+            self.rejects.append(info)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "transaction": self.transaction,
+            "states": dict(self.states),
+            "rows_read": self.rows_read,
+            "rows_sent": self.rows_sent,
+            "batches": self.batches,
+            "held_back": self.held_back,
+            "already_accepted": self.already_accepted,
+            "changed_after_accept": self.changed_after_accept,
+            "duplicate_in_source": self.duplicate_in_source,
+            "missing_serial": self.missing_serial,
+            "rejects_sample": self.rejects,
+            "seconds": round(self.seconds, 3),
+            "send_seconds": round(self.send_seconds, 3),
+            "rows_per_second": round(self.rows_read / self.seconds, 1) if self.seconds else None,
+        }
+
+    @property
+    def rejected(self) -> int:
+        return self.states.get(REJECTED, 0) + self.states.get(DUPLICATE_CONFLICT, 0)
+
+
+def payload_hash(wire: Mapping[str, str | None]) -> str:
+    canonical = json.dumps({k: v for k, v in wire.items() if v}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def business_date_of(txn: TransactionSpec, wire: Mapping[str, str | None], fallback: str | None) -> str:
+    """The business day of a row: the date of its first required D/DT field (event_time, stock_date)."""
+    for spec in txn.fields:
+        if spec.type in ("D", "DT") and spec.required == "Y":
+            value = wire.get(spec.name) or ""
+            try:
+                return date.fromisoformat(value[:10]).isoformat()
+            except ValueError:
+                break
+    return fallback or ""
+
+
+def deadline_utc(business_date: str, offset_hours: int) -> datetime | None:
+    """End of D+1 in the centre's zone (T+1 rule), as naive UTC."""
+    try:
+        day = date.fromisoformat(business_date)
+    except ValueError:
+        return None
+    local_end = datetime.combine(day + timedelta(days=2), datetime.min.time())
+    return local_end - timedelta(hours=offset_hours)
+
+
+@dataclass
+class _Planned:
+    serial: str
+    wire: dict[str, str | None]
+    hash: str
+    business_date: str
+    prior: LedgerEntry | None
+
+
+class Uploader:
+    """Uploads one transaction's rows for one institution through ``sender`` and records everything.
+
+    :param profile: the interface profile
+    :param txn_key: ``init``, ``inbound``, ``outbound`` or ``stock``
+    :param institution_code: 定点机构编码
+    :param sender: object with ``send(txn_key, wire_rows)`` returning an exchange (see :mod:`cdyb_jxc.client`)
+    :param ledger: the ledger
+    :param batch_limit: rows per request (capped at the profile's limit)
+    :param registry: local copy of the 对码 registry for hold-back (R3); ``None`` to skip
+    :param business_date: fallback business day for rows without a usable date
+    :param resend_attempts: in-run resends of a batch after a transport fault or lost reply
+    :param backoff: seconds before the first resend, doubled each time
+    """
+
+    def __init__(
+        self,
+        *,
+        profile: Profile,
+        txn_key: str,
+        institution_code: str,
+        sender: Sender,
+        ledger: Ledger,
+        batch_limit: int | None = None,
+        registry: Mapping[str, MappingEntry] | None = None,
+        business_date: str | None = None,
+        run: RunInfo | None = None,
+        resend_attempts: int = 2,
+        backoff: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.txn = profile.transaction(txn_key)
+        self.txn_key = txn_key
+        self.institution = institution_code
+        self.sender = sender
+        self.ledger = ledger
+        self.batch_limit = min(batch_limit or profile.batch_limit, profile.batch_limit)
+        self.registry = registry
+        self.business_date = business_date
+        self.run_info = run or RunInfo()
+        self.resend_attempts = resend_attempts
+        self.backoff = backoff
+        self.sleep = sleep
+        self.progress = progress
+        self.offset = int(profile.service["timezone_offset_hours"])
+        self.result = UploadResult(transaction=txn_key)
+        self._missing_rows: list[int] = []
+
+    # -- public -----------------------------------------------------------------------------------------
+    def run(self, chunks: Iterable[Sequence[Mapping[str, Any]]]) -> UploadResult:
+        """Upload every chunk. Raises after recording: :class:`TransportError`/:class:`InDoubtError`
+        (retry later), :class:`CallRejectedError` (do not retry), :class:`SourceDataError` (no 流水号)."""
+        started = time.perf_counter()
+        try:
+            for chunk in chunks:
+                self._chunk(chunk)
+        finally:
+            self.result.seconds = time.perf_counter() - started
+        if self._missing_rows:
+            shown = ", ".join(str(n) for n in self._missing_rows[:10])
+            raise SourceDataError(
+                f"{len(self._missing_rows)} source row(s) have no 流水号 (serial_no) and were not uploaded: "
+                f"row {shown}{' …' if len(self._missing_rows) > 10 else ''}"
+            )
+        return self.result
+
+    # -- planning ---------------------------------------------------------------------------------------
+    def _chunk(self, chunk: Sequence[Mapping[str, Any]]) -> None:
+        res = self.result
+        planned: dict[str, _Planned] = {}
+        for row in chunk:
+            res.rows_read += 1
+            wire = row_to_wire(self.txn, row, self.offset)
+            serial = wire.get("serial_no")
+            if not serial:
+                res.missing_serial += 1
+                self._missing_rows.append(res.rows_read)
+                res.reject(
+                    serial_no=None,
+                    row=res.rows_read,
+                    category="字段校验失败",
+                    field="serial_no",
+                    detail="流水号(yka105)不能为空",
+                )
+                continue
+            if serial in planned:
+                self._duplicate_in_source(serial)
+                continue
+            planned[serial] = _Planned(
+                serial, wire, payload_hash(wire), business_date_of(self.txn, wire, self.business_date), None
+            )
+        if not planned:
+            return
+        known = self.ledger.lookup(self.institution, list(planned))
+        to_send: list[_Planned] = []
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        now = utcnow()
+        for serial, plan in planned.items():
+            plan.prior = known.get(serial)
+            decision = self._decide(plan)
+            if decision == "skip":
+                continue
+            error = precheck_row(self.profile, self.txn, plan.wire, self.registry)
+            base = {
+                "payload_hash": plan.hash,
+                "business_date": plan.business_date,
+                "mapping_serial_no": plan.wire.get("mapping_serial_no"),
+                "item_name": plan.wire.get("hospital_item_name"),
+                "run_token": self.run_info.token,
+                "dag_id": self.run_info.dag_id,
+                "run_id": self.run_info.run_id,
+                "updated_at": now,
+            }
+            if error is not None and (plan.prior is None or plan.prior.state not in DOUBT_STATES):
+                res.held_back += 1
+                values = {
+                    **base,
+                    "state": REJECTED,
+                    "category": self.profile.category(error.category_key),
+                    "field": error.field,
+                    "detail": error.detail,
+                    "held_back": 1,
+                }
+                self._count_reject(
+                    serial, plan, self.profile.category(error.category_key), error.field, error.detail
+                )
+            else:
+                state = plan.prior.state if plan.prior and plan.prior.state in DOUBT_STATES else PENDING
+                values = {
+                    **base,
+                    "state": state,
+                    "category": None,
+                    "field": None,
+                    "detail": None,
+                    "held_back": 0,
+                }
+                to_send.append(plan)
+            if plan.prior is None:
+                inserts.append(
+                    {
+                        "institution_code": self.institution,
+                        "serial_no": serial,
+                        "transaction_code": self.txn.code,
+                        "first_seen_at": now,
+                        "attempts": 0,
+                        **values,
+                    }
+                )
+            else:
+                updates.append({"serial_no": serial, **values})
+        self.ledger.insert_rows(inserts)
+        self._update_grouped(updates)
+        for start in range(0, len(to_send), self.batch_limit):
+            self._send_batch(to_send[start : start + self.batch_limit])
+
+    def _decide(self, plan: _Planned) -> str:
+        prior, res = plan.prior, self.result
+        if prior is None:
+            return "send"
+        if prior.run_token == self.run_info.token:
+            self._duplicate_in_source(plan.serial)
+            return "skip"
+        if prior.state in (ACCEPTED, ACCEPTED_RECONCILED):
+            res.already_accepted += 1
+            res.states[prior.state] += 1
+            if prior.payload_hash != plan.hash:
+                res.changed_after_accept += 1
+                log.warning(
+                    "%s 流水号 %s changed at the source after it was accepted; the centre keeps the "
+                    "accepted version (send a correction under a new 流水号)",
+                    self.txn.code,
+                    plan.serial,
+                )
+            return "skip"
+        if prior.state == DUPLICATE_CONFLICT:
+            res.states[DUPLICATE_CONFLICT] += 1
+            return "skip"
+        if prior.state == REJECTED and prior.payload_hash == plan.hash and not prior.held_back:
+            key = next((k for k, v in self.profile.categories.items() if v == prior.category), None)
+            if key not in RESEND_UNCHANGED:
+                res.states[REJECTED] += 1
+                return "skip"
+        return "send"
+
+    def _duplicate_in_source(self, serial: str) -> None:
+        self.result.duplicate_in_source += 1
+        log.error(
+            "%s 流水号 %s appears more than once in the source; only the first row is uploaded",
+            self.txn.code,
+            serial,
+        )
+        self.result.reject(
+            serial_no=serial,
+            category="数据重复上传",
+            field="serial_no",
+            detail="流水号在数据源中重复，仅上传第一条",
+        )
+
+    def _count_reject(
+        self, serial: str, plan: _Planned, category: str | None, fld: str | None, detail: str
+    ) -> None:
+        self.result.states[REJECTED] += 1
+        self.result.reject(
+            serial_no=serial,
+            item=plan.wire.get("mapping_serial_no"),
+            item_name=plan.wire.get("hospital_item_name"),
+            category=category,
+            field=fld,
+            detail=detail,
+        )
+
+    def _update_grouped(self, updates: list[dict[str, Any]]) -> None:
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for u in updates:
+            groups.setdefault(tuple(sorted(u)), []).append(u)
+        for rows in groups.values():
+            self.ledger.update_rows(self.institution, rows)
+
+    # -- sending ----------------------------------------------------------------------------------------
+    def _send_batch(self, batch: list[_Planned]) -> None:
+        attempt = 0
+        while True:
+            try:
+                self._send_once(batch)
+                return
+            except (TransportError, InDoubtError) as err:
+                if attempt >= self.resend_attempts:
+                    raise
+                delay = self.backoff * (2**attempt)
+                attempt += 1
+                log.warning(
+                    "%s batch of %d rows: %s; resending unchanged in %.1fs (%d/%d)",
+                    self.txn.code,
+                    len(batch),
+                    err,
+                    delay,
+                    attempt,
+                    self.resend_attempts,
+                )
+                self.sleep(delay)
+                for plan in batch:
+                    # after a lost reply the rows are in doubt: a duplicate answer now reconciles them
+                    if isinstance(err, InDoubtError):
+                        plan.prior = _in_doubt(plan)
+
+    def _send_once(self, batch: list[_Planned]) -> None:
+        res, ledger = self.result, self.ledger
+        wire_rows = [p.wire for p in batch]
+        redacted = build_request(
+            self.profile,
+            self.txn,
+            wire_rows,
+            user="-",
+            verification_code="******",
+            institution_code=self.institution,
+        )
+        batch_id = ledger.start_batch(
+            institution_code=self.institution,
+            transaction_code=self.txn.code,
+            run_token=self.run_info.token,
+            dag_id=self.run_info.dag_id,
+            run_id=self.run_info.run_id,
+            task_id=self.run_info.task_id,
+            row_count=len(batch),
+            request_gz=compress(redacted),
+        )
+        now = utcnow()
+        # IN_FLIGHT is committed before the request leaves;
+        # sent_hash keeps the hash of an earlier in-doubt send
+        ledger.update_rows(
+            self.institution,
+            [
+                {
+                    "serial_no": p.serial,
+                    "state": IN_FLIGHT,
+                    "last_sent_at": now,
+                    "last_batch_id": batch_id,
+                    "sent_hash": p.prior.sent_hash
+                    if p.prior and p.prior.state in DOUBT_STATES and p.prior.sent_hash
+                    else p.hash,
+                    "updated_at": now,
+                }
+                for p in batch
+            ],
+        )
+        self._attempts(batch)
+        res.batches += 1
+        res.rows_sent += len(batch)
+        started = time.perf_counter()
+        try:
+            exchange = self.sender.send(self.txn_key, wire_rows)
+        except TransportError as err:
+            self._restore(batch, f"未发送: {err}")
+            ledger.finish_batch(batch_id, outcome="not_sent", error=str(err))
+            raise
+        except InDoubtError as err:
+            ledger.update_rows(
+                self.institution,
+                [
+                    {
+                        "serial_no": p.serial,
+                        "state": IN_DOUBT,
+                        "detail": f"应答丢失: {err}",
+                        "updated_at": utcnow(),
+                    }
+                    for p in batch
+                ],
+            )
+            ledger.finish_batch(
+                batch_id,
+                outcome="in_doubt",
+                error=str(err),
+                reply_gz=compress(getattr(err, "reply_text", None)),
+            )
+            raise
+        except CallRejectedError as err:
+            self._restore(batch, f"整批被拒: {err}")
+            ledger.finish_batch(batch_id, outcome="rejected", error=str(err))
+            raise
+        finally:
+            res.send_seconds += time.perf_counter() - started
+        reply = exchange.reply
+        audit = {
+            "retcode": reply.retcode,
+            "retmsg": reply.retmsg,
+            "succnum": reply.succnum,
+            "failnum": reply.failnum,
+            "reply_gz": compress(exchange.reply_text),
+        }
+        if reply.whole_call_rejected:
+            self._restore(batch, f"整批被拒: {reply.retmsg}")
+            ledger.finish_batch(batch_id, outcome="rejected", **audit)
+            raise CallRejectedError(reply.retmsg, reply.category)
+        self._apply(batch, reply)
+        ledger.finish_batch(batch_id, outcome=reply.status, **audit)
+        if self.progress:
+            self.progress(len(batch))
+
+    def _attempts(self, batch: list[_Planned]) -> None:
+        from sqlalchemy import update
+
+        from cdyb_jxc.ledger.schema import upload_row
+
+        t = upload_row.c
+        with self.ledger.engine.begin() as conn:
+            conn.execute(
+                update(upload_row)
+                .where(t.institution_code == self.institution, t.serial_no.in_([p.serial for p in batch]))
+                .values(attempts=t.attempts + 1)
+            )
+
+    def _restore(self, batch: list[_Planned], detail: str) -> None:
+        """Nothing was stored: rows go back to PENDING, or stay IN_DOUBT if an earlier send was in doubt."""
+        now = utcnow()
+        self.ledger.update_rows(
+            self.institution,
+            [
+                {
+                    "serial_no": p.serial,
+                    "state": IN_DOUBT if p.prior and p.prior.state in DOUBT_STATES else PENDING,
+                    "detail": detail,
+                    "updated_at": now,
+                }
+                for p in batch
+            ],
+        )
+
+    def _apply(self, batch: list[_Planned], reply: Any) -> None:
+        failures = {f.serial_no: f for f in reply.failures}
+        by_serial = {p.serial: p for p in batch}
+        unknown = set(failures) - set(by_serial)
+        if unknown:
+            log.warning(
+                "%s reply lists 流水号 not in the batch: %s", self.txn.code, ", ".join(sorted(unknown)[:5])
+            )
+        dup = self.profile.category("duplicate")
+        now = utcnow()
+        accepted, rejected = [], []
+        for plan in batch:
+            failure = failures.get(plan.serial)
+            if failure is None:
+                accepted.append(self._accepted(plan, ACCEPTED, now))
+                continue
+            if failure.category == dup:
+                prior = plan.prior
+                sent_before = prior is not None and prior.state in DOUBT_STATES
+                if sent_before and (prior.sent_hash or prior.payload_hash) == plan.hash:  # type: ignore[union-attr]
+                    accepted.append(self._accepted(plan, ACCEPTED_RECONCILED, now))
+                    continue
+                reason = "在途记录内容已变化" if sent_before else "本客户端从未发送过该流水号"
+                rejected.append(
+                    {
+                        "serial_no": plan.serial,
+                        "state": DUPLICATE_CONFLICT,
+                        "category": dup,
+                        "field": "serial_no",
+                        "detail": f"{failure.detail}（{reason}）",
+                        "updated_at": now,
+                    }
+                )
+                self.result.states[DUPLICATE_CONFLICT] += 1
+                self.result.reject(
+                    serial_no=plan.serial,
+                    item=plan.wire.get("mapping_serial_no"),
+                    item_name=plan.wire.get("hospital_item_name"),
+                    category=dup,
+                    field="serial_no",
+                    detail=f"{failure.detail}（{reason}）",
+                )
+                continue
+            fld = _field_of(self.txn, failure.detail)
+            rejected.append(
+                {
+                    "serial_no": plan.serial,
+                    "state": REJECTED,
+                    "category": failure.category,
+                    "field": fld,
+                    "detail": failure.detail,
+                    "updated_at": now,
+                }
+            )
+            self._count_reject(plan.serial, plan, failure.category, fld, failure.detail)
+        self._update_grouped(accepted)
+        self._update_grouped(rejected)
+
+    def _accepted(self, plan: _Planned, state: str, now: datetime) -> dict[str, Any]:
+        self.result.states[state] += 1
+        deadline = deadline_utc(plan.business_date, self.offset)
+        late = (now - deadline).total_seconds() if deadline else None
+        return {
+            "serial_no": plan.serial,
+            "state": state,
+            "category": None,
+            "field": None,
+            "detail": None,
+            "accepted_at": now,
+            "late_seconds": late,
+            "updated_at": now,
+        }
+
+
+def _in_doubt(plan: _Planned) -> LedgerEntry:
+    prior = plan.prior
+    sent_hash = prior.sent_hash if prior and prior.state in DOUBT_STATES and prior.sent_hash else plan.hash
+    return LedgerEntry(plan.serial, IN_DOUBT, plan.hash, sent_hash, None, False, None)
+
+
+def _field_of(txn: TransactionSpec, detail: str) -> str | None:
+    """The logical field a server detail text names (``…(akc226)…``), if any."""
+    for spec in txn.fields:
+        if f"({spec.tag})" in detail:
+            return spec.name
+    return None
