@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cdyb_jxc import __version__
+from cdyb_jxc import __version__, upload_cli
 from cdyb_jxc.exceptions import ProfileError
 from cdyb_jxc.simulator import cli as simulator_cli
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cdyb-jxc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     simulator_cli.add_parser(sub)
+    upload_cli.add_parser(sub)
     return parser
 
 

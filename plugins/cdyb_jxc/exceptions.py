@@ -29,6 +29,10 @@ class UnsafeXmlError(CodecError):
     """XML carrying a DOCTYPE, entity declaration or other construct we refuse to parse."""
 
 
+class ConnectionConfigError(CdybJxcError):
+    """The connection's settings are unusable (missing endpoint, institution code, bad extra value)."""
+
+
 class SourceDataError(CdybJxcError):
     """The source data cannot be uploaded as given (missing columns, unreadable file)."""
 

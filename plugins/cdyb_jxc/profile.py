@@ -11,7 +11,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -75,11 +75,11 @@ class TransactionSpec:
     fields: tuple[FieldSpec, ...]
     once_per_item: bool = False
 
-    @property
+    @cached_property
     def by_name(self) -> dict[str, FieldSpec]:
         return {f.name: f for f in self.fields}
 
-    @property
+    @cached_property
     def by_tag(self) -> dict[str, FieldSpec]:
         return {f.tag: f for f in self.fields}
 

@@ -7,15 +7,11 @@ ACCEPTED, ACCEPTED_RECONCILED, REJECTED (with category and detail), IN_DOUBT or 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from cdyb_jxc.codec import build_request
@@ -32,7 +28,15 @@ from cdyb_jxc.ledger import (
     LedgerEntry,
 )
 from cdyb_jxc.ledger.store import compress, utcnow
-from cdyb_jxc.profile import Profile, TransactionSpec
+from cdyb_jxc.profile import Profile
+from cdyb_jxc.upload_result import (
+    RunInfo,
+    UploadResult,
+    business_date_of,
+    deadline_utc,
+    field_of,
+    payload_hash,
+)
 from cdyb_jxc.validation import MappingEntry, precheck_row
 from cdyb_jxc.values import row_to_wire
 
@@ -41,93 +45,10 @@ log = logging.getLogger(__name__)
 DOUBT_STATES = frozenset({IN_DOUBT, IN_FLIGHT})
 # Rejections that can clear without the row changing (the 对码 or the original outbound may arrive later).
 RESEND_UNCHANGED = frozenset({"unmapped", "mapping_mismatch", "original_missing"})
-REJECT_SAMPLE = 20
 
 
 class Sender(Protocol):
     def send(self, txn_key: str, rows: Sequence[Mapping[str, str | None]]) -> Any: ...
-
-
-@dataclass
-class RunInfo:
-    """Who is uploading: stamped on ledger rows and audit batches."""
-
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)
-    dag_id: str | None = None
-    run_id: str | None = None
-    task_id: str | None = None
-
-
-@dataclass
-class UploadResult:
-    """What one run did; JSON-serialisable through :meth:`as_dict` (for XCom)."""
-
-    transaction: str
-    states: Counter = field(default_factory=Counter)
-    rows_read: int = 0
-    rows_sent: int = 0
-    batches: int = 0
-    held_back: int = 0
-    already_accepted: int = 0
-    changed_after_accept: int = 0
-    duplicate_in_source: int = 0
-    missing_serial: int = 0
-    rejects: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-    send_seconds: float = 0.0
-
-    def reject(self, **info: Any) -> None:
-        if len(self.rejects) < REJECT_SAMPLE:
-            self.rejects.append(info)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "transaction": self.transaction,
-            "states": dict(self.states),
-            "rows_read": self.rows_read,
-            "rows_sent": self.rows_sent,
-            "batches": self.batches,
-            "held_back": self.held_back,
-            "already_accepted": self.already_accepted,
-            "changed_after_accept": self.changed_after_accept,
-            "duplicate_in_source": self.duplicate_in_source,
-            "missing_serial": self.missing_serial,
-            "rejects_sample": self.rejects,
-            "seconds": round(self.seconds, 3),
-            "send_seconds": round(self.send_seconds, 3),
-            "rows_per_second": round(self.rows_read / self.seconds, 1) if self.seconds else None,
-        }
-
-    @property
-    def rejected(self) -> int:
-        return self.states.get(REJECTED, 0) + self.states.get(DUPLICATE_CONFLICT, 0)
-
-
-def payload_hash(wire: Mapping[str, str | None]) -> str:
-    canonical = json.dumps({k: v for k, v in wire.items() if v}, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def business_date_of(txn: TransactionSpec, wire: Mapping[str, str | None], fallback: str | None) -> str:
-    """The business day of a row: the date of its first required D/DT field (event_time, stock_date)."""
-    for spec in txn.fields:
-        if spec.type in ("D", "DT") and spec.required == "Y":
-            value = wire.get(spec.name) or ""
-            try:
-                return date.fromisoformat(value[:10]).isoformat()
-            except ValueError:
-                break
-    return fallback or ""
-
-
-def deadline_utc(business_date: str, offset_hours: int) -> datetime | None:
-    """End of D+1 in the centre's zone (T+1 rule), as naive UTC."""
-    try:
-        day = date.fromisoformat(business_date)
-    except ValueError:
-        return None
-    local_end = datetime.combine(day + timedelta(days=2), datetime.min.time())
-    return local_end - timedelta(hours=offset_hours)
 
 
 @dataclass
@@ -552,7 +473,7 @@ class Uploader:
                     detail=f"{failure.detail}（{reason}）",
                 )
                 continue
-            fld = _field_of(self.txn, failure.detail)
+            fld = field_of(self.txn, failure.detail)
             rejected.append(
                 {
                     "serial_no": plan.serial,
@@ -587,11 +508,3 @@ def _in_doubt(plan: _Planned) -> LedgerEntry:
     prior = plan.prior
     sent_hash = prior.sent_hash if prior and prior.state in DOUBT_STATES and prior.sent_hash else plan.hash
     return LedgerEntry(plan.serial, IN_DOUBT, plan.hash, sent_hash, None, False, None)
-
-
-def _field_of(txn: TransactionSpec, detail: str) -> str | None:
-    """The logical field a server detail text names (``…(akc226)…``), if any."""
-    for spec in txn.fields:
-        if f"({spec.tag})" in detail:
-            return spec.name
-    return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
 from cdyb_jxc.profile import FieldSpec, Profile, TransactionSpec
@@ -62,7 +62,7 @@ def charset_error(txn: TransactionSpec, values: Mapping[str, str | None], encodi
     """R6: the first text value the inner encoding cannot represent."""
     for spec in txn.fields:
         value = values.get(spec.name)
-        if not value:
+        if not value or value.isascii():
             continue
         try:
             value.encode(encoding)
@@ -102,12 +102,12 @@ def _number_error(spec: FieldSpec, value: str, condition_holds: bool) -> str | N
 
 def _date_error(spec: FieldSpec, value: str) -> str | None:
     if spec.type == "D":
-        pattern, fmt, shape = DATE_RE, "%Y-%m-%d", "yyyy-MM-dd"
+        pattern, shape = DATE_RE, "yyyy-MM-dd"
     else:
-        pattern, fmt, shape = DATETIME_RE, "%Y-%m-%d %H:%M:%S", "yyyy-MM-dd HH:mm:ss"
+        pattern, shape = DATETIME_RE, "yyyy-MM-dd HH:mm:ss"
     if pattern.fullmatch(value):
         try:
-            datetime.strptime(value, fmt)
+            (date if spec.type == "D" else datetime).fromisoformat(value)
             return None
         except ValueError:
             pass
@@ -120,10 +120,13 @@ def value_error(spec: FieldSpec, value: str, encoding: str, condition_holds: boo
     if bad:
         return f"{spec.display}含控制字符U+{ord(bad.group()):04X}"
     if spec.type == "C":
-        try:
-            size = len(value.encode(encoding))
-        except UnicodeEncodeError:
-            size = len(value.encode("gb18030", errors="replace"))
+        if value.isascii():
+            size = len(value)
+        else:
+            try:
+                size = len(value.encode(encoding))
+            except UnicodeEncodeError:
+                size = len(value.encode("gb18030", errors="replace"))
         if spec.length is not None and size > spec.length:
             return f"{spec.display}长度超过{spec.length}字节(实际{size}字节)"
         return None
@@ -144,7 +147,7 @@ def field_error(txn: TransactionSpec, values: Mapping[str, str | None], encoding
     """R1: the first field, in profile order, that is missing or malformed."""
     for spec in txn.fields:
         value = values.get(spec.name)
-        holds = _condition_holds(spec, values)
+        holds = bool(spec.when) and _condition_holds(spec, values)
         if not _present(value):
             if spec.required == "Y" or (spec.required == "C" and holds):
                 reason = "不能为空"
@@ -173,7 +176,7 @@ def future_error(
         value = values.get(spec.name)
         if spec.type != "DT" or not value:
             continue
-        if datetime.strptime(value, "%Y-%m-%d %H:%M:%S") > limit:
+        if datetime.fromisoformat(value) > limit:
             return RowError("field_invalid", f"{spec.display}晚于服务器当前时间: {echo(value)}", spec.name)
     return None
 

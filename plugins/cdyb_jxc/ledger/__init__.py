@@ -12,7 +12,7 @@ from cdyb_jxc.ledger.schema import (
     STATES,
     UNRESOLVED_STATES,
 )
-from cdyb_jxc.ledger.store import DEFAULT_LEDGER_URL, Ledger, LedgerEntry
+from cdyb_jxc.ledger.store import DEFAULT_LEDGER_URL, Ledger, LedgerEntry, default_ledger_url
 
 __all__ = [
     "ACCEPTED",
@@ -28,4 +28,5 @@ __all__ = [
     "UNRESOLVED_STATES",
     "Ledger",
     "LedgerEntry",
+    "default_ledger_url",
 ]

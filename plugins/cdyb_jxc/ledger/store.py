@@ -5,10 +5,12 @@ SQLAlchemy Core only; any SQLAlchemy URL works (SQLite file by default, PostgreS
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, insert, select, update
@@ -16,6 +18,19 @@ from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, inse
 from cdyb_jxc.ledger.schema import metadata, milestone, upload_batch, upload_row
 
 DEFAULT_LEDGER_URL = "sqlite:///cdyb_jxc_ledger.db"
+LEDGER_ENV_VAR = "CDYB_JXC_LEDGER_URL"
+
+
+def default_ledger_url() -> str:
+    """``$CDYB_JXC_LEDGER_URL``, else a SQLite file in ``$AIRFLOW_HOME`` (``~/airflow``)."""
+    url = os.environ.get(LEDGER_ENV_VAR)
+    if url:
+        return url
+    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'cdyb_jxc_ledger.db'}"
+
+
 _LOOKUP_CHUNK = 500
 
 
@@ -62,7 +77,7 @@ class Ledger:
 
     def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
         if engine is None:
-            url = url or DEFAULT_LEDGER_URL
+            url = url or default_ledger_url()
             engine = create_engine(url, pool_pre_ping=True, future=True)
             if engine.dialect.name == "sqlite":
                 event.listen(engine, "connect", _sqlite_pragmas)

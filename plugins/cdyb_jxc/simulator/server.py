@@ -95,6 +95,8 @@ def read_input_xml(profile: Profile, body: bytes, content_type: str) -> str | No
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body are written separately: without this each reply waits for the peer's delayed ACK
+    disable_nagle_algorithm = True
     server: SimulatorHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -1,0 +1,216 @@
+"""Operators: one per transaction, on one shared base. Thin: the work happens in :mod:`cdyb_jxc.upload`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from cdyb_jxc.exceptions import (
+    CallRejectedError,
+    ConnectionConfigError,
+    InDoubtError,
+    ProfileError,
+    SourceDataError,
+    TransportError,
+)
+from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from cdyb_jxc.ledger import Ledger
+
+
+def make_ledger(ledger_url: str | None = None, ledger_conn_id: str | None = None) -> Ledger:
+    """The ledger from a SQLAlchemy URL, an Airflow connection (e.g. PostgreSQL), or the default."""
+    from cdyb_jxc.ledger import Ledger
+
+    if ledger_conn_id:
+        hook = BaseHook.get_connection(ledger_conn_id).get_hook()
+        url = getattr(hook, "sqlalchemy_url", None) or hook.get_uri()
+        return Ledger(engine=_engine(url))
+    return Ledger(ledger_url)
+
+
+def _engine(url: Any) -> Any:
+    from sqlalchemy import create_engine
+
+    return create_engine(url, pool_pre_ping=True)
+
+
+class CdybJxcUploadOperator(BaseOperator):
+    """Upload one transaction's rows from a SQL query or a file, recording every row in the ledger.
+
+    :param cdyb_jxc_conn_id: the centre connection (type ``cdyb_jxc``)
+    :param sql: SQL (or a ``.sql`` template file) whose columns are the profile's logical names
+    :param source_conn_id: any common-sql connection to run ``sql`` on
+    :param source_file: a CSV, Parquet or Excel file instead of ``sql``
+    :param parameters: query parameters for ``sql``
+    :param business_date: business day (``YYYY-MM-DD``) for rows without a usable date of their own
+    :param ledger_url: SQLAlchemy URL of the ledger (default: ``$CDYB_JXC_LEDGER_URL``, else SQLite)
+    :param ledger_conn_id: an Airflow connection for the ledger instead of ``ledger_url``
+    :param mapping_file: CSV copy of the 对码 registry; rows it shows unmapped are held back
+    :param chunk_size: source rows read at a time
+    :param resend_attempts: resends of a batch within one try after a transport fault or lost reply
+    :param resend_backoff: seconds before the first in-try resend (doubled each time)
+    """
+
+    transaction: ClassVar[str] = ""
+    template_fields: Sequence[str] = (
+        "sql",
+        "source_file",
+        "parameters",
+        "business_date",
+        "ledger_url",
+        "mapping_file",
+    )
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql", "parameters": "json"}
+    ui_color = "#e8f4ea"
+
+    def __init__(
+        self,
+        *,
+        cdyb_jxc_conn_id: str = CdybJxcHook.default_conn_name,
+        sql: str | None = None,
+        source_conn_id: str | None = None,
+        source_file: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        business_date: str | None = None,
+        ledger_url: str | None = None,
+        ledger_conn_id: str | None = None,
+        mapping_file: str | None = None,
+        chunk_size: int = 5000,
+        resend_attempts: int = 2,
+        resend_backoff: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cdyb_jxc_conn_id = cdyb_jxc_conn_id
+        self.sql = sql
+        self.source_conn_id = source_conn_id
+        self.source_file = source_file
+        self.parameters = parameters
+        self.business_date = business_date
+        self.ledger_url = ledger_url
+        self.ledger_conn_id = ledger_conn_id
+        self.mapping_file = mapping_file
+        self.chunk_size = chunk_size
+        self.resend_attempts = resend_attempts
+        self.resend_backoff = resend_backoff
+
+    def _check_arguments(self) -> None:
+        if not self.transaction:
+            raise AirflowFailException(
+                "use one of the transaction operators (init, inbound, outbound, stock)"
+            )
+        if bool(self.sql) == bool(self.source_file):
+            raise AirflowFailException(f"{self.task_id}: give exactly one of sql or source_file")
+        if self.sql and not self.source_conn_id:
+            raise AirflowFailException(f"{self.task_id}: sql needs source_conn_id")
+        if self.chunk_size <= 0:
+            raise AirflowFailException(f"{self.task_id}: chunk_size must be positive")
+
+    def _chunks(self, txn: Any) -> Iterator[list[dict[str, Any]]]:
+        from cdyb_jxc.sources import iter_cursor_chunks, iter_file_chunks
+
+        if self.source_file:
+            yield from iter_file_chunks(self.source_file, txn, self.chunk_size)
+            return
+        db_hook = BaseHook.get_connection(self.source_conn_id).get_hook()  # type: ignore[arg-type]
+        conn = db_hook.get_conn()
+        try:
+            yield from iter_cursor_chunks(conn, self.sql or "", txn, self.parameters, self.chunk_size)
+        finally:
+            conn.close()
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from cdyb_jxc.registry import load_registry
+        from cdyb_jxc.upload import Uploader
+        from cdyb_jxc.upload_result import RunInfo
+
+        self._check_arguments()
+        hook = CdybJxcHook(self.cdyb_jxc_conn_id)
+        ti = context["ti"]
+        run = RunInfo(
+            token=f"{ti.dag_id}:{ti.run_id}:{ti.task_id}:{ti.map_index}:{ti.try_number}",
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+        )
+        try:
+            profile = hook.profile
+            txn = profile.transaction(self.transaction)
+            ledger = make_ledger(self.ledger_url, self.ledger_conn_id)
+            uploader = Uploader(
+                profile=profile,
+                txn_key=self.transaction,
+                institution_code=hook.settings.institution_code,
+                sender=hook,
+                ledger=ledger,
+                batch_limit=hook.batch_limit,
+                registry=load_registry(self.mapping_file) if self.mapping_file else None,
+                business_date=self.business_date,
+                run=run,
+                resend_attempts=self.resend_attempts,
+                backoff=self.resend_backoff,
+            )
+            self.log.info(
+                "uploading %s %s from %s to ledger %s",
+                txn.code,
+                txn.name,
+                self.source_file or self.source_conn_id,
+                ledger.url,
+            )
+            result = uploader.run(self._chunks(txn))
+        except (ConnectionConfigError, ProfileError, SourceDataError) as err:
+            raise AirflowFailException(str(err)) from err
+        except CallRejectedError as err:
+            raise AirflowFailException(f"the centre rejected the whole call (not retried): {err}") from err
+        except (TransportError, InDoubtError) as err:
+            raise AirflowException(
+                f"transport fault, rows kept in the ledger for the next try: {err}"
+            ) from err
+        finally:
+            hook.close()
+        summary = result.as_dict()
+        self.log.info(
+            "%s done: %s; read %d, sent %d in %d batches, held back %d, already accepted %d",
+            txn.code,
+            summary["states"],
+            result.rows_read,
+            result.rows_sent,
+            result.batches,
+            result.held_back,
+            result.already_accepted,
+        )
+        for reject in result.rejects:
+            self.log.warning("rejected %s", reject)
+        return summary
+
+
+class CdybJxcInitOperator(CdybJxcUploadOperator):
+    """JXC001 药品采购信息初始化: the counted opening stock, sent once (科室备用药品 excluded)."""
+
+    transaction = "init"
+
+
+class CdybJxcInboundOperator(CdybJxcUploadOperator):
+    """JXC002 药品入库信息上传: day D's inbound movements, uploaded by D+1."""
+
+    transaction = "inbound"
+
+
+class CdybJxcOutboundOperator(CdybJxcUploadOperator):
+    """JXC003 药品出库信息上传: day D's outbound movements, uploaded by D+1."""
+
+    transaction = "outbound"
+
+
+class CdybJxcStockOperator(CdybJxcUploadOperator):
+    """JXC004 药品实际库存信息上传: the daily actual stock snapshot (科室备用药品 excluded)."""
+
+    transaction = "stock"

@@ -1,0 +1,109 @@
+"""Connection settings of the centre, read by name from an allowlist and checked (no Airflow)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from cdyb_jxc.exceptions import ConnectionConfigError
+
+EXTRA_KEYS = ("institution_code", "environment", "profile", "timeout", "batch_limit", "verify")
+ENVIRONMENTS = ("test", "prod")
+DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class CentreSettings:
+    """Everything needed to call the centre. ``verification_code`` never appears in ``repr``."""
+
+    endpoint: str
+    user: str
+    institution_code: str
+    environment: str = "test"
+    profile: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    batch_limit: int | None = None
+    verify: bool = True
+    verification_code: str = field(default="", repr=False)
+
+
+def read_extra(extra: Mapping[str, Any], conn_type: str) -> dict[str, Any]:
+    """Pick the allowlisted extras by name (plain or UI-prefixed ``extra__<type>__<name>``)."""
+    picked: dict[str, Any] = {}
+    for key in EXTRA_KEYS:
+        for candidate in (key, f"extra__{conn_type}__{key}"):
+            value = extra.get(candidate)
+            if value not in (None, ""):
+                picked[key] = value
+                break
+    return picked
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConnectionConfigError(f"connection extra {name!r} must be true or false, not {value!r}")
+
+
+def build_settings(
+    *,
+    conn_id: str,
+    host: str | None,
+    login: str | None,
+    password: str | None,
+    extra: Mapping[str, Any],
+    conn_type: str,
+) -> CentreSettings:
+    """Check a connection's fields; every error names the connection and the field."""
+    where = f"connection {conn_id!r}"
+    endpoint = (host or "").strip()
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConnectionConfigError(
+            f"{where}: host must be the endpoint URL (http:// or https://), got {endpoint!r}"
+        )
+    if not login:
+        raise ConnectionConfigError(f"{where}: login (交易访问用户) is empty")
+    if not password:
+        raise ConnectionConfigError(f"{where}: password (交易访问验证码) is empty")
+    values = read_extra(extra, conn_type)
+    institution = str(values.get("institution_code", "")).strip()
+    if not institution:
+        raise ConnectionConfigError(f"{where}: extra 'institution_code' (定点机构编码) is required")
+    environment = str(values.get("environment", "test")).strip()
+    if environment not in ENVIRONMENTS:
+        raise ConnectionConfigError(f"{where}: extra 'environment' must be test or prod, not {environment!r}")
+    try:
+        timeout = float(values.get("timeout", DEFAULT_TIMEOUT))
+    except (TypeError, ValueError) as err:
+        raise ConnectionConfigError(f"{where}: extra 'timeout' must be a number of seconds") from err
+    if not 0 < timeout <= 3600:
+        raise ConnectionConfigError(
+            f"{where}: extra 'timeout' must be between 0 and 3600 seconds, not {timeout}"
+        )
+    batch_limit = None
+    if "batch_limit" in values:
+        try:
+            batch_limit = int(values["batch_limit"])
+        except (TypeError, ValueError) as err:
+            raise ConnectionConfigError(f"{where}: extra 'batch_limit' must be a whole number") from err
+        if batch_limit <= 0:
+            raise ConnectionConfigError(f"{where}: extra 'batch_limit' must be positive, not {batch_limit}")
+    return CentreSettings(
+        endpoint=endpoint,
+        user=login,
+        institution_code=institution,
+        environment=environment,
+        profile=str(values["profile"]) if "profile" in values else None,
+        timeout=timeout,
+        batch_limit=batch_limit,
+        verify=_bool(values.get("verify", True), "verify"),
+        verification_code=password,
+    )

@@ -1,0 +1,111 @@
+"""``cdyb-jxc upload``: a CSV through the same hook, ledger and batching as the operators (SPEC §8)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from cdyb_jxc.exceptions import (
+    CallRejectedError,
+    CdybJxcError,
+    ConnectionConfigError,
+    InDoubtError,
+    ProfileError,
+    SourceDataError,
+    TransportError,
+)
+from cdyb_jxc.ledger import ACCEPTED_STATES, STATES
+
+TRANSACTIONS = ("init", "inbound", "outbound", "stock")
+EXIT_OK, EXIT_REJECTS, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(subparsers: Any) -> None:
+    up = subparsers.add_parser("upload", help="upload a CSV of one transaction (header = logical names)")
+    up.add_argument("--transaction", required=True, choices=TRANSACTIONS)
+    up.add_argument("--file", required=True, help="CSV (UTF-8, header row), Parquet or Excel file")
+    up.add_argument(
+        "--conn-id", default="cdyb_jxc_default", help="Airflow connection id (default cdyb_jxc_default)"
+    )
+    up.add_argument(
+        "--ledger", default=None, help="ledger SQLAlchemy URL (default $CDYB_JXC_LEDGER_URL or SQLite)"
+    )
+    up.add_argument(
+        "--mapping", default=None, help="CSV copy of the 对码 registry for holding back unmapped rows"
+    )
+    up.add_argument("--chunk-size", type=int, default=5000)
+    up.add_argument("--no-progress", action="store_true", help="no progress bar")
+    up.set_defaults(func=run_upload)
+
+
+def run_upload(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
+    from cdyb_jxc.ledger import Ledger
+    from cdyb_jxc.registry import load_registry
+    from cdyb_jxc.sources import iter_file_chunks
+    from cdyb_jxc.upload import Uploader
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    hook = CdybJxcHook(args.conn_id)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=args.no_progress or not sys.stderr.isatty(),
+        transient=False,
+    )
+    try:
+        profile = hook.profile
+        txn = profile.transaction(args.transaction)
+        ledger = Ledger(args.ledger)
+        with progress:
+            task = progress.add_task(f"{txn.code} rows sent", total=None)
+            uploader = Uploader(
+                profile=profile,
+                txn_key=args.transaction,
+                institution_code=hook.settings.institution_code,
+                sender=hook,
+                ledger=ledger,
+                batch_limit=hook.batch_limit,
+                registry=load_registry(args.mapping) if args.mapping else None,
+                progress=lambda n: progress.advance(task, n),
+            )
+            result = None
+            try:
+                result = uploader.run(iter_file_chunks(args.file, txn, args.chunk_size))
+            finally:
+                _print_states(uploader.result.states, uploader.result.as_dict())
+    except (ConnectionConfigError, ProfileError, SourceDataError) as err:
+        print(f"cdyb-jxc: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except CallRejectedError as err:
+        print(f"cdyb-jxc: the centre rejected the whole call: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (TransportError, InDoubtError) as err:
+        print(f"cdyb-jxc: transport fault, run the same command again to resume: {err}", file=sys.stderr)
+        return EXIT_REJECTS
+    except CdybJxcError as err:
+        print(f"cdyb-jxc: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        hook.close()
+    states = result.states
+    not_accepted = sum(n for s, n in states.items() if s not in ACCEPTED_STATES)
+    return EXIT_OK if not_accepted == 0 else EXIT_REJECTS
+
+
+def _print_states(states: Any, summary: dict[str, Any]) -> None:
+    print(
+        f"{summary['transaction']}: read {summary['rows_read']} rows, sent {summary['rows_sent']} "
+        f"in {summary['batches']} requests, held back {summary['held_back']}"
+    )
+    for state in STATES:
+        if states.get(state):
+            print(f"  {state:<20} {states[state]}")
+    for reject in summary["rejects_sample"][:10]:
+        print(f"  rejected {reject.get('serial_no')}: 【{reject.get('category')}】{reject.get('detail')}")
