@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
-import pytest
+# Airflow reads its configuration once per process: point it at a throw-away home before anything imports it.
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cdyb_jxc_airflow_"))
+(AIRFLOW_HOME / "dags").mkdir()
+atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(AIRFLOW_HOME / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
+os.environ.pop("CDYB_JXC_LEDGER_URL", None)
+os.environ.pop("CDYB_JXC_PROFILE", None)
 
-from cdyb_jxc.profile import Profile, load_profile
-from cdyb_jxc.simulator.server import Simulator
-from cdyb_jxc.simulator.store import SimulatorStore
+import pytest  # noqa: E402 - Airflow environment must be set first
+
+from cdyb_jxc.profile import Profile, load_profile  # noqa: E402
+from cdyb_jxc.simulator.server import Simulator  # noqa: E402
+from cdyb_jxc.simulator.store import SimulatorStore  # noqa: E402
 
 INSTITUTION = "H51010400001"
 USER = "his_user"
 SECRET = "S3cret-验证码-value"
 PROD_SECRET = "Pr0d-secret"
 OTHER_INSTITUTION = "H51010400002"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """An initialised Airflow metadata database (SQLite) in the session's AIRFLOW_HOME."""
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, timeout=300
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return AIRFLOW_HOME
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ def read_extra(extra: Mapping[str, Any], conn_type: str) -> dict[str, Any]:
     return picked
 
 
-def _bool(value: Any, name: str) -> bool:
+def _bool(value: Any, name: str, where: str) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -49,7 +49,7 @@ def _bool(value: Any, name: str) -> bool:
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    raise ConnectionConfigError(f"connection extra {name!r} must be true or false, not {value!r}")
+    raise ConnectionConfigError(f"{where}: extra {name!r} must be true or false, not {value!r}")
 
 
 def build_settings(
@@ -104,6 +104,6 @@ def build_settings(
         profile=str(values["profile"]) if "profile" in values else None,
         timeout=timeout,
         batch_limit=batch_limit,
-        verify=_bool(values.get("verify", True), "verify"),
+        verify=_bool(values.get("verify", True), "verify", where),
         verification_code=password,
     )

@@ -1,4 +1,4 @@
-"""Fixtures for the client side: a ledger on SQLite or PostgreSQL and a real client of the served simulator."""
+"""Client-side fixtures: a ledger on SQLite or PostgreSQL, a real client of the served simulator."""
 
 from __future__ import annotations
 
@@ -54,7 +54,12 @@ def ledger(ledger_url: str) -> Iterator[Ledger]:
 @pytest.fixture
 def client(profile: Profile, simulator: Simulator) -> Iterator[CentreClient]:
     c = CentreClient(
-        profile, endpoint=simulator.url, user=USER, verification_code=SECRET, institution_code=INSTITUTION, timeout=10
+        profile,
+        endpoint=simulator.url,
+        user=USER,
+        verification_code=SECRET,
+        institution_code=INSTITUTION,
+        timeout=10,
     )
     yield c
     c.close()

@@ -1,4 +1,4 @@
-"""Every ledger transition, against the real simulator over loopback, with the ledger on SQLite and PostgreSQL."""
+"""Every ledger transition, against the real simulator over loopback; ledger on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -25,8 +25,15 @@ from tests.conftest import INSTITUTION, SECRET, USER, outbound_row
 
 def _uploader(profile, client, ledger, **kw) -> Uploader:
     kw.setdefault("resend_attempts", 0)
-    return Uploader(profile=profile, txn_key="outbound", institution_code=INSTITUTION, sender=client, ledger=ledger,
-                    sleep=lambda s: None, **kw)
+    return Uploader(
+        profile=profile,
+        txn_key="outbound",
+        institution_code=INSTITUTION,
+        sender=client,
+        ledger=ledger,
+        sleep=lambda s: None,
+        **kw,
+    )
 
 
 def _rows(ledger: Ledger) -> dict[str, dict]:
@@ -46,13 +53,15 @@ def test_all_rows_accepted(profile, client, ledger, store):
     assert rows["CK0"]["business_date"] == "2026-11-20"
     assert _stored(store) == [f"CK{i}" for i in range(5)]
     (batch,) = ledger.batches()
-    assert batch["outcome"] == "success" and batch["row_count"] == 5 and batch["retcode"] == "1"
+    assert (batch["outcome"], batch["row_count"], batch["retcode"]) == ("success", 5, "1")
     assert "<jyfwyzm>******</jyfwyzm>" in batch["request"]
     assert SECRET not in batch["request"]
 
 
 def test_batches_respect_the_limit(profile, client, ledger, store):
-    result = _uploader(profile, client, ledger, batch_limit=40).run([[outbound_row(f"B{i:03d}") for i in range(250)]])
+    result = _uploader(profile, client, ledger, batch_limit=40).run(
+        [[outbound_row(f"B{i:03d}") for i in range(250)]]
+    )
     assert result.batches == 7
     assert [b["row_count"] for b in ledger.batches()] == [40] * 6 + [10]
     assert len(_stored(store)) == 250
@@ -72,12 +81,17 @@ def test_rows_that_would_certainly_fail_are_held_back_and_never_sent(profile, cl
     state = _rows(ledger)
     assert state["OK1"]["state"] == ACCEPTED
     assert (state["GBK1"]["state"], state["GBK1"]["category"], state["GBK1"]["field"]) == (
-        REJECTED, "字符集错误", "hospital_item_name")
+        REJECTED,
+        "字符集错误",
+        "hospital_item_name",
+    )
     assert state["GBK1"]["detail"] == "医院项目名称(yka095)含GBK无法表示的字符'䓬'(U+44EC)"
     assert state["LEN1"]["detail"] == "生产批号(scph)长度超过30字节(实际32字节)"
     assert state["MAP1"]["category"] == "未对码"
     assert state["CTL1"]["detail"] == "医院项目名称(yka095)含控制字符U+0001"
-    assert all(state[s]["held_back"] == 1 and state[s]["attempts"] == 0 for s in ("GBK1", "LEN1", "MAP1", "CTL1"))
+    assert all(
+        state[s]["held_back"] == 1 and state[s]["attempts"] == 0 for s in ("GBK1", "LEN1", "MAP1", "CTL1")
+    )
     assert _stored(store) == ["OK1"]
     assert ledger.batches()[0]["row_count"] == 1
 
@@ -87,10 +101,23 @@ def test_server_rejections_are_kept_with_category_and_detail(profile, client, le
     result = _uploader(profile, client, ledger).run([rows])
     assert result.states == {ACCEPTED: 2, REJECTED: 1}
     b = _rows(ledger)["B"]
-    assert (b["state"], b["category"], b["field"], b["held_back"]) == (REJECTED, "未对码", "mapping_serial_no", 0)
+    assert (b["state"], b["category"], b["field"], b["held_back"]) == (
+        REJECTED,
+        "未对码",
+        "mapping_serial_no",
+        0,
+    )
     assert b["detail"] == "医院对码流水号(ake005)'M9999'未对码"
-    assert result.rejects == [{"serial_no": "B", "item": "M9999", "item_name": "阿莫西林胶囊1号", "category": "未对码",
-                               "field": "mapping_serial_no", "detail": "医院对码流水号(ake005)'M9999'未对码"}]
+    assert result.rejects == [
+        {
+            "serial_no": "B",
+            "item": "M9999",
+            "item_name": "阿莫西林胶囊1号",
+            "category": "未对码",
+            "field": "mapping_serial_no",
+            "detail": "医院对码流水号(ake005)'M9999'未对码",
+        }
+    ]
     assert ledger.batches()[0]["outcome"] == "partial"
 
 
@@ -99,7 +126,7 @@ def test_rejected_row_goes_again_under_the_same_serial_once_fixed(profile, clien
     assert _rows(ledger)["R1"]["state"] == REJECTED
     # unchanged: not sent again
     again = _uploader(profile, client, ledger).run([[outbound_row("R1", sale_price="-1")]])
-    assert again.rows_sent == 0 and again.states == {REJECTED: 1}
+    assert (again.rows_sent, again.states) == (0, {REJECTED: 1})
     # fixed at the source: same 流水号 goes out and is accepted
     fixed = _uploader(profile, client, ledger).run([[outbound_row("R1", sale_price="1")]])
     assert fixed.states == {ACCEPTED: 1}
@@ -112,8 +139,9 @@ def test_unmapped_rejection_is_retried_unchanged_once_the_mapping_exists(profile
     _uploader(profile, client, ledger).run([[outbound_row("U1", mapping_serial_no="M0777")]])
     assert _rows(ledger)["U1"]["state"] == REJECTED
     store.add_mapping([(INSTITUTION, "M0777", "XA000001", False)])
-    assert _uploader(profile, client, ledger).run([[outbound_row("U1", mapping_serial_no="M0777")]]).states == {
-        ACCEPTED: 1}
+    assert _uploader(profile, client, ledger).run(
+        [[outbound_row("U1", mapping_serial_no="M0777")]]
+    ).states == {ACCEPTED: 1}
 
 
 def test_accepted_rows_are_never_sent_twice(profile, client, ledger, store):
@@ -158,7 +186,9 @@ def test_reply_lost_after_store_then_retry_is_reconciled(profile, client, ledger
 
 def test_reply_lost_is_resent_within_the_same_run(profile, client, ledger, store, simulator):
     simulator.set_faults("missing_output=1x1")
-    result = _uploader(profile, client, ledger, resend_attempts=2).run([[outbound_row("W1"), outbound_row("W2")]])
+    result = _uploader(profile, client, ledger, resend_attempts=2).run(
+        [[outbound_row("W1"), outbound_row("W2")]]
+    )
     assert result.states == {ACCEPTED_RECONCILED: 2}
     assert _stored(store) == ["W1", "W2"]
 
@@ -173,10 +203,13 @@ def test_reply_lost_before_store_then_retry_is_plainly_accepted(profile, client,
 
 def test_duplicate_for_a_row_never_sent_is_a_conflict(profile, client, ledger, store):
     # another system already stored CK-X at the centre under this institution
-    other = CentreClient(profile, endpoint=client.endpoint, user=USER, verification_code=SECRET,
-                         institution_code=INSTITUTION)
+    other = CentreClient(
+        profile, endpoint=client.endpoint, user=USER, verification_code=SECRET, institution_code=INSTITUTION
+    )
     assert other.send("outbound", [outbound_row("CK-X")]).reply.status == "success"
-    result = _uploader(profile, client, ledger).run([[outbound_row("CK-X", quantity="3"), outbound_row("CK-Y")]])
+    result = _uploader(profile, client, ledger).run(
+        [[outbound_row("CK-X", quantity="3"), outbound_row("CK-Y")]]
+    )
     assert result.states == {DUPLICATE_CONFLICT: 1, ACCEPTED: 1}
     row = _rows(ledger)["CK-X"]
     assert row["state"] == DUPLICATE_CONFLICT
@@ -185,7 +218,9 @@ def test_duplicate_for_a_row_never_sent_is_a_conflict(profile, client, ledger, s
     assert _uploader(profile, client, ledger).run([[outbound_row("CK-X", quantity="3")]]).rows_sent == 0
 
 
-def test_in_doubt_row_changed_at_the_source_is_a_conflict_not_reconciled(profile, client, ledger, store, simulator):
+def test_in_doubt_row_changed_at_the_source_is_a_conflict_not_reconciled(
+    profile, client, ledger, store, simulator
+):
     simulator.set_faults("empty_200=1x1")
     with pytest.raises(InDoubtError):
         _uploader(profile, client, ledger).run([[outbound_row("D1", quantity="2")]])
@@ -214,8 +249,14 @@ def test_crash_leaves_in_flight_rows_that_the_next_run_reconciles(profile, clien
 
 
 def test_unreachable_endpoint_leaves_rows_pending(profile, ledger):
-    dead = CentreClient(profile, endpoint="http://127.0.0.1:9/services/SjcjService", user=USER,
-                        verification_code=SECRET, institution_code=INSTITUTION, timeout=2)
+    dead = CentreClient(
+        profile,
+        endpoint="http://127.0.0.1:9/services/SjcjService",
+        user=USER,
+        verification_code=SECRET,
+        institution_code=INSTITUTION,
+        timeout=2,
+    )
     with pytest.raises(TransportError, match="could not reach"):
         _uploader(profile, dead, ledger).run([[outbound_row("T1")]])
     row = _rows(ledger)["T1"]
@@ -225,8 +266,13 @@ def test_unreachable_endpoint_leaves_rows_pending(profile, ledger):
 
 
 def test_whole_call_rejected_is_not_retried_and_rows_stay_pending(profile, simulator, ledger, store):
-    wrong = CentreClient(profile, endpoint=simulator.url, user=USER, verification_code="wrong-code",
-                         institution_code=INSTITUTION)
+    wrong = CentreClient(
+        profile,
+        endpoint=simulator.url,
+        user=USER,
+        verification_code="wrong-code",
+        institution_code=INSTITUTION,
+    )
     with pytest.raises(CallRejectedError, match="用户名或验证码错误") as info:
         _uploader(profile, wrong, ledger, resend_attempts=3).run([[outbound_row("C1")], [outbound_row("C2")]])
     assert info.value.category == "用户名或验证码错误"
@@ -240,8 +286,9 @@ def test_whole_call_rejection_keeps_in_doubt_rows_in_doubt(profile, client, simu
     simulator.set_faults("drop_after_store=1x1")
     with pytest.raises(InDoubtError):
         _uploader(profile, client, ledger).run([[outbound_row("Z1")]])
-    wrong = CentreClient(profile, endpoint=simulator.url, user=USER, verification_code="wrong",
-                         institution_code=INSTITUTION)
+    wrong = CentreClient(
+        profile, endpoint=simulator.url, user=USER, verification_code="wrong", institution_code=INSTITUTION
+    )
     with pytest.raises(CallRejectedError):
         _uploader(profile, wrong, ledger).run([[outbound_row("Z1")]])
     assert _rows(ledger)["Z1"]["state"] == IN_DOUBT
@@ -249,7 +296,9 @@ def test_whole_call_rejection_keeps_in_doubt_rows_in_doubt(profile, client, simu
 
 
 def test_serial_repeated_in_the_source_is_uploaded_once_and_reported(profile, client, ledger, store):
-    result = _uploader(profile, client, ledger).run([[outbound_row("S1"), outbound_row("S2")], [outbound_row("S1")]])
+    result = _uploader(profile, client, ledger).run(
+        [[outbound_row("S1"), outbound_row("S2")], [outbound_row("S1")]]
+    )
     assert result.duplicate_in_source == 1
     assert result.rejects[0]["serial_no"] == "S1"
     assert _stored(store) == ["S1", "S2"]
@@ -262,7 +311,9 @@ def test_lateness_against_t_plus_one_is_recorded(profile, client, ledger, store)
 
 
 def test_run_stamps_dag_and_run_ids(profile, client, ledger, store):
-    run = RunInfo(token="t1", dag_id="cdyb_jxc_daily", run_id="scheduled__2026-11-21", task_id="upload_outbound")
+    run = RunInfo(
+        token="t1", dag_id="cdyb_jxc_daily", run_id="scheduled__2026-11-21", task_id="upload_outbound"
+    )
     _uploader(profile, client, ledger, run=run).run([[outbound_row("R1")]])
     assert _rows(ledger)["R1"]["run_id"] == "scheduled__2026-11-21"
     assert ledger.batches()[0]["task_id"] == "upload_outbound"

@@ -1,0 +1,75 @@
+"""The 交易访问验证码 is in no log, XCom, audit row, report or exception after runs on every path."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from sqlalchemy import select
+
+from cdyb_jxc.ledger import Ledger
+from cdyb_jxc.ledger.schema import upload_batch, upload_row
+from tests.conftest import AIRFLOW_HOME, INSTITUTION, SECRET, USER, outbound_row
+from tests.integration.operators.conftest import write_csv
+
+WRONG = "Wr0ng-Verification-Code"
+
+
+def test_verification_code_is_nowhere(
+    run_dag, centre_conn, simulator, tmp_path, monkeypatch, caplog, capfd, store
+):
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("zeep").setLevel(logging.DEBUG)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WRONG",
+        json.dumps(
+            {
+                "conn_type": "cdyb_jxc",
+                "host": simulator.url,
+                "login": USER,
+                "password": WRONG,
+                "extra": {"institution_code": INSTITUTION},
+            }
+        ),
+    )
+    simulator.set_faults("drop_after_store=1x1,malformed_inner=1x1")
+    good = write_csv(
+        tmp_path / "good.csv",
+        [outbound_row(f"CK{i}") for i in range(5)]
+        + [outbound_row("BAD", quantity="0"), outbound_row("GBK", hospital_item_name="䓬")],
+    )
+    other = write_csv(tmp_path / "other.csv", [outbound_row("ZZ1")])
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    dr = run_dag(f"""
+from datetime import datetime, timedelta
+from airflow.sdk import DAG
+from cdyb_jxc.operators.upload import CdybJxcOutboundOperator
+with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+    CdybJxcOutboundOperator(task_id="good", source_file="{good}", ledger_url="{ledger_url}",
+                            resend_attempts=1, resend_backoff=0, retries=1, retry_delay=timedelta(0))
+    CdybJxcOutboundOperator(task_id="wrong", cdyb_jxc_conn_id="wrong", source_file="{other}",
+                            ledger_url="{ledger_url}")
+""")
+    tis = {ti.task_id: ti for ti in dr.get_task_instances()}
+    assert tis["good"].state == "success"
+    assert tis["wrong"].state == "failed"
+    assert simulator.faults.stats()["fired"]["drop_after_store"] == 1
+
+    haystacks: list[str] = []
+    captured = capfd.readouterr()
+    haystacks += [captured.out, captured.err]
+    haystacks += [r.getMessage() for r in caplog.records]
+    haystacks += [str(r.exc_info[1]) for r in caplog.records if r.exc_info]
+    haystacks += [p.read_text(errors="replace") for p in AIRFLOW_HOME.rglob("*.log")]
+    haystacks += [json.dumps(ti.xcom_pull(task_ids=ti.task_id), ensure_ascii=False) for ti in tis.values()]
+    led = Ledger(ledger_url)
+    with led.engine.connect() as conn:
+        haystacks += [repr(tuple(r)) for r in conn.execute(select(upload_row))]
+        haystacks += [repr(tuple(r)) for r in conn.execute(select(upload_batch))]
+    haystacks += [json.dumps(b, default=str, ensure_ascii=False) for b in led.batches()]
+    assert any("<jyfwyzm>******</jyfwyzm>" in h for h in haystacks)  # the audit really holds the requests
+    assert any("用户名或验证码错误" in h for h in haystacks)  # the rejected call really happened
+    assert any("sending 5 JXC003 rows to" in h for h in haystacks)  # task logs are really scanned
+    for text in haystacks:
+        assert SECRET not in text
+        assert WRONG not in text
