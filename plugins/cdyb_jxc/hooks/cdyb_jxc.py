@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 
+from typing import TYPE_CHECKING
+
 from airflow.sdk import BaseHook
 
-from cdyb_jxc.client import CentreClient, Exchange
-from cdyb_jxc.codec import build_request, parse_reply
 from cdyb_jxc.exceptions import CdybJxcError
-from cdyb_jxc.profile import Profile, load_profile
 from cdyb_jxc.settings import CentreSettings, build_settings
+
+if TYPE_CHECKING:
+    from cdyb_jxc.client import CentreClient, Exchange
+    from cdyb_jxc.profile import Profile
 
 
 class CdybJxcHook(BaseHook):
@@ -47,10 +50,14 @@ class CdybJxcHook(BaseHook):
 
     @cached_property
     def profile(self) -> Profile:
+        from cdyb_jxc.profile import load_profile
+
         return load_profile(self.profile_path or self.settings.profile)
 
     @cached_property
     def client(self) -> CentreClient:
+        from cdyb_jxc.client import CentreClient
+
         s = self.settings
         return CentreClient(
             self.profile,
@@ -89,6 +96,8 @@ class CdybJxcHook(BaseHook):
         The centre checks credentials before the row count, so 【明细条数不符】 proves the
         credentials work, and nothing can be stored.
         """
+        from cdyb_jxc.codec import build_request, parse_reply
+
         try:
             profile, client = self.profile, self.client
             txn = profile.transaction("stock")

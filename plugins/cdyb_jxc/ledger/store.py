@@ -157,6 +157,24 @@ class Ledger:
             for r in conn.execute(query):
                 yield dict(r._mapping)
 
+    def open_dates(self, institution_code: str, transaction_code: str, since: str, before: str) -> list[str]:
+        """Business days in [since, before) that still have rows not accepted (rejected or unresolved)."""
+        t = upload_row.c
+        query = (
+            select(t.business_date)
+            .where(
+                t.institution_code == institution_code,
+                t.transaction_code == transaction_code,
+                t.business_date >= since,
+                t.business_date < before,
+                t.state.in_(("REJECTED", "PENDING", "IN_FLIGHT", "IN_DOUBT")),
+            )
+            .distinct()
+            .order_by(t.business_date)
+        )
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(query)]
+
     def accepted_serials(self, institution_code: str | None = None) -> set[str]:
         t = upload_row.c
         conds: list[Any] = [t.state.in_(("ACCEPTED", "ACCEPTED_RECONCILED"))]

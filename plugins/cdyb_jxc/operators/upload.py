@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -56,6 +56,10 @@ class CdybJxcUploadOperator(BaseOperator):
     :param chunk_size: source rows read at a time
     :param resend_attempts: resends of a batch within one try after a transport fault or lost reply
     :param resend_backoff: seconds before the first in-try resend (doubled each time)
+    :param recheck_days: also re-read the previous N business days that still have rows not accepted, so
+        rows fixed at the source go out on the next run (needs ``sql`` using ``{{ business_date }}``)
+
+    SQL templates see ``{{ business_date }}``: the rendered ``business_date`` argument.
     """
 
     transaction: ClassVar[str] = ""
@@ -86,6 +90,7 @@ class CdybJxcUploadOperator(BaseOperator):
         chunk_size: int = 5000,
         resend_attempts: int = 2,
         resend_backoff: float = 1.0,
+        recheck_days: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -101,6 +106,27 @@ class CdybJxcUploadOperator(BaseOperator):
         self.chunk_size = chunk_size
         self.resend_attempts = resend_attempts
         self.resend_backoff = resend_backoff
+        self.recheck_days = recheck_days
+        self._sql_source: str | None = None
+        self._jinja_env: Any = None
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        """Render ``business_date`` first and expose it to the SQL template as ``{{ business_date }}``."""
+        self._sql_source = self.sql
+        self._jinja_env = jinja_env
+        if self.business_date:
+            self.business_date = self.render_template(self.business_date, context, jinja_env)
+        context["business_date"] = self.business_date  # type: ignore[typeddict-unknown-key]
+        super().render_template_fields(context, jinja_env)
+
+    def _recheck_dates(self, ledger: Ledger, institution: str, txn_code: str) -> list[str]:
+        if not (self.recheck_days and self.sql and self.business_date):
+            return []
+        from datetime import date, timedelta
+
+        day = date.fromisoformat(self.business_date)
+        since = (day - timedelta(days=self.recheck_days)).isoformat()
+        return ledger.open_dates(institution, txn_code, since, day.isoformat())
 
     def _check_arguments(self) -> None:
         if not self.transaction:
@@ -114,16 +140,24 @@ class CdybJxcUploadOperator(BaseOperator):
         if self.chunk_size <= 0:
             raise AirflowFailException(f"{self.task_id}: chunk_size must be positive")
 
-    def _chunks(self, txn: Any) -> Iterator[list[dict[str, Any]]]:
+    def _chunks(
+        self, txn: Any, context: Context, extra_dates: Sequence[str]
+    ) -> Iterator[list[dict[str, Any]]]:
         from cdyb_jxc.sources import iter_cursor_chunks, iter_file_chunks
 
         if self.source_file:
             yield from iter_file_chunks(self.source_file, txn, self.chunk_size)
             return
+        queries = [self.sql or ""]
+        for day in extra_dates:
+            self.log.info("re-reading business day %s, which still has rows not accepted", day)
+            day_context = cast("Context", {**context, "business_date": day})
+            queries.append(self.render_template(self._sql_source, day_context, self._jinja_env))
         db_hook = BaseHook.get_connection(self.source_conn_id).get_hook()  # type: ignore[arg-type]
         conn = db_hook.get_conn()
         try:
-            yield from iter_cursor_chunks(conn, self.sql or "", txn, self.parameters, self.chunk_size)
+            for sql in queries:
+                yield from iter_cursor_chunks(conn, sql, txn, self.parameters, self.chunk_size)
         finally:
             conn.close()
 
@@ -165,7 +199,8 @@ class CdybJxcUploadOperator(BaseOperator):
                 self.source_file or self.source_conn_id,
                 ledger.url,
             )
-            result = uploader.run(self._chunks(txn))
+            extra = self._recheck_dates(ledger, hook.settings.institution_code, txn.code)
+            result = uploader.run(self._chunks(txn, context, extra))
         except (ConnectionConfigError, ProfileError, SourceDataError) as err:
             raise AirflowFailException(str(err)) from err
         except CallRejectedError as err:

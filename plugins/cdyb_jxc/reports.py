@@ -1,0 +1,66 @@
+"""Reject reports (CSV and Excel) from the ledger (pandas; no Airflow)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdyb_jxc.ledger import DUPLICATE_CONFLICT, REJECTED, Ledger
+from cdyb_jxc.ledger.schema import upload_row
+
+COLUMNS = {
+    "serial_no": "流水号 serial_no",
+    "transaction_code": "交易 transaction",
+    "business_date": "业务日期 business_date",
+    "mapping_serial_no": "医院对码流水号 mapping_serial_no",
+    "item_name": "医院项目名称 hospital_item_name",
+    "field": "字段 field",
+    "category": "类别 category",
+    "detail": "原因 reason",
+    "state": "状态 state",
+    "held_back": "本地拦截 held_back",
+    "attempts": "发送次数 attempts",
+    "updated_at": "更新时间(UTC) updated_at",
+}
+
+
+@dataclass(frozen=True)
+class RejectReport:
+    """Where a report was written and how many rows it lists."""
+
+    rows: int
+    csv_path: Path | None
+    excel_path: Path | None
+
+
+def write_reject_report(
+    ledger: Ledger, institution_code: str, business_dates: list[str], folder: str | Path, name: str
+) -> RejectReport:
+    """Write every rejected or conflicting row of ``business_dates`` to ``<folder>/<name>.csv`` and ``.xlsx``.
+
+    :param ledger: the ledger
+    :param institution_code: 定点机构编码
+    :param business_dates: business days to include
+    :param folder: output folder (created if missing)
+    :param name: file name stem
+    """
+    import pandas as pd
+
+    t = upload_row.c
+    records = list(
+        ledger.iter_rows(
+            t.institution_code == institution_code,
+            t.business_date.in_(business_dates),
+            t.state.in_((REJECTED, DUPLICATE_CONFLICT)),
+            columns=list(COLUMNS),
+        )
+    )
+    if not records:
+        return RejectReport(0, None, None)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame.from_records(records, columns=list(COLUMNS)).rename(columns=COLUMNS)
+    csv_path, excel_path = out / f"{name}.csv", out / f"{name}.xlsx"
+    frame.to_csv(csv_path, index=False, encoding="utf-8-sig")
+    frame.to_excel(excel_path, index=False, sheet_name="rejects", engine="openpyxl")
+    return RejectReport(len(frame), csv_path, excel_path)
