@@ -1,7 +1,7 @@
 """The main job end to end on embedded defaults (run through ``bash scripts/demo.sh``).
 
-Starts the insurance-centre simulator and seeds it, builds the demo HIS database, runs the initialization DAG and
-then several business days of the daily DAG through Airflow on a SQLite metadata database, prints a per-day ×
+Starts the insurance-centre simulator and seeds it, builds the demo HIS database, runs the initialization
+DAG and then several business days of the daily DAG through Airflow on a SQLite metadata database, prints a per-day ×
 transaction table and where the reject reports are, and checks that the simulator's stored rows equal the
 ledger's accepted rows.
 """
@@ -68,7 +68,8 @@ def main() -> int:
     counts = generate(his_db, mapping, days=30, end=last_day)
     print(
         f"demo HIS: {counts['drug']} items ({counts['unmapped']} without 对码), "
-        f"{counts['inbound_bill']} inbound and {counts['outbound_bill']} outbound lines over 30 days → {his_db}"
+        f"{counts['inbound_bill']} inbound and {counts['outbound_bill']} outbound lines over 30 days"
+        f" → {his_db}"
     )
 
     port = _free_port()
@@ -201,7 +202,8 @@ def _summarise(ledger_url: str, dump: str, reports: Path, days: list[date], log:
     print()
     if stored == ledger_set:
         print(
-            f"OK: the simulator's stored rows equal the ledger's accepted rows ({len(stored)} rows, each stored once)"
+            "OK: the simulator's stored rows equal the ledger's accepted rows"
+            f" ({len(stored)} rows, each stored once)"
         )
         print(f"logs: {log}")
         return 0

@@ -1,9 +1,9 @@
 """Generate a realistic demo HIS database (SQLite) for cdyb-jxc.
 
-About 1,500 drug items with 对码 entries (a few left unmapped, 2–5 % 院外配送), an opening stock count, N days of
-inbound (purchases, 盘盈, patient returns), outbound (outpatient and inpatient dispensing with 拆零, 科室领用,
-盘损, 报损) and daily stock, plus some dirty rows (over-long names, characters GBK cannot hold, missing fields)
-so that rejections really happen. The SQL templates in ``include/sql/`` map these tables to the profile's
+About 1,500 drug items with 对码 entries (a few left unmapped, 2–5 % 院外配送), an opening stock
+count, N days of inbound (purchases, 盘盈, patient returns), outbound (outpatient and inpatient dispensing
+with 拆零, 科室领用, 盘损, 报损) and daily stock, plus some dirty rows (over-long names, characters GBK
+cannot hold, missing fields) so that rejections really happen. The SQL templates in ``include/sql/`` map these tables to the profile's
 logical names.
 
     python include/demo/generate_his.py --db his.db --mapping mapping.csv --days 30 --end 2026-11-24
@@ -26,7 +26,8 @@ CREATE TABLE drug (
     manufacturer TEXT, approval_no TEXT, price REAL
 );
 CREATE TABLE opening_stock (
-    drug_id INTEGER, lot_no TEXT, expiry_date TEXT, qty REAL, price REAL, counted_at TEXT, dept_reserve INTEGER
+    drug_id INTEGER, lot_no TEXT, expiry_date TEXT, qty REAL, price REAL, counted_at TEXT,
+    dept_reserve INTEGER
 );
 CREATE TABLE inbound_bill (
     bill_no TEXT, line_no INTEGER, drug_id INTEGER, kind TEXT, qty REAL, price REAL, at TEXT, supplier TEXT,

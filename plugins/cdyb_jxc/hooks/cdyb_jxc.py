@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-
 from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
