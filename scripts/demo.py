@@ -1,9 +1,9 @@
 """The main job end to end on embedded defaults (run through ``bash scripts/demo.sh``).
 
 Starts the insurance-centre simulator and seeds it, builds the demo HIS database, runs the initialization
-DAG and then several business days of the daily DAG through Airflow on a SQLite metadata database, prints a per-day ×
-transaction table and where the reject reports are, and checks that the simulator's stored rows equal the
-ledger's accepted rows.
+DAG and then several business days of the daily DAG through Airflow on a SQLite metadata database, prints
+a per-day × transaction table and where the reject reports are, and checks that the simulator's stored
+rows equal the ledger's accepted rows.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 About 1,500 drug items with 对码 entries (a few left unmapped, 2–5 % 院外配送), an opening stock
 count, N days of inbound (purchases, 盘盈, patient returns), outbound (outpatient and inpatient dispensing
 with 拆零, 科室领用, 盘损, 报损) and daily stock, plus some dirty rows (over-long names, characters GBK
-cannot hold, missing fields) so that rejections really happen. The SQL templates in ``include/sql/`` map these tables to the profile's
-logical names.
+cannot hold, missing fields) so that rejections really happen. The SQL templates in ``include/sql/``
+map these tables to the profile's logical names.
 
     python include/demo/generate_his.py --db his.db --mapping mapping.csv --days 30 --end 2026-11-24
 """
