@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from cdyb_jxc.codec import build_request
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 DOUBT_STATES = frozenset({IN_DOUBT, IN_FLIGHT})
 # Rejections that can clear without the row changing (the 对码 or the original outbound may arrive later).
 RESEND_UNCHANGED = frozenset({"unmapped", "mapping_mismatch", "original_missing"})
+# ... but at most this often, so re-running a day does not send them again right away.
+RESEND_INTERVAL = timedelta(hours=6)
 
 
 class Sender(Protocol):
@@ -73,6 +75,8 @@ class Uploader:
     :param business_date: fallback business day for rows without a usable date
     :param resend_attempts: in-run resends of a batch after a transport fault or lost reply
     :param backoff: seconds before the first resend, doubled each time
+    :param resend_rejected_after: unchanged rows rejected for a reason that can clear (未对码,
+        原出库记录不存在) go out again once this long has passed since they were last sent
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class Uploader:
         backoff: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         progress: Callable[[int], None] | None = None,
+        resend_rejected_after: timedelta = RESEND_INTERVAL,
     ) -> None:
         self.profile = profile
         self.txn = profile.transaction(txn_key)
@@ -106,6 +111,7 @@ class Uploader:
         self.backoff = backoff
         self.sleep = sleep
         self.progress = progress
+        self.resend_rejected_after = resend_rejected_after
         self.offset = int(profile.service["timezone_offset_hours"])
         self.result = UploadResult(transaction=txn_key)
         self._missing_rows: list[int] = []
@@ -242,7 +248,10 @@ class Uploader:
             return "skip"
         if prior.state == REJECTED and prior.payload_hash == plan.hash and not prior.held_back:
             key = next((k for k, v in self.profile.categories.items() if v == prior.category), None)
-            if key not in RESEND_UNCHANGED:
+            recent = (
+                prior.last_sent_at is not None and utcnow() - prior.last_sent_at < self.resend_rejected_after
+            )
+            if key not in RESEND_UNCHANGED or recent:
                 res.states[REJECTED] += 1
                 return "skip"
         return "send"

@@ -58,6 +58,7 @@ class LedgerEntry:
     category: str | None
     held_back: bool
     run_token: str | None
+    last_sent_at: datetime | None = None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -99,7 +100,14 @@ class Ledger:
             for start in range(0, len(serials), _LOOKUP_CHUNK):
                 chunk = list(serials[start : start + _LOOKUP_CHUNK])
                 query = select(
-                    t.serial_no, t.state, t.payload_hash, t.sent_hash, t.category, t.held_back, t.run_token
+                    t.serial_no,
+                    t.state,
+                    t.payload_hash,
+                    t.sent_hash,
+                    t.category,
+                    t.held_back,
+                    t.run_token,
+                    t.last_sent_at,
                 ).where(t.institution_code == institution_code, t.serial_no.in_(chunk))
                 for r in conn.execute(query):
                     found[r.serial_no] = LedgerEntry(
@@ -110,6 +118,7 @@ class Ledger:
                         r.category,
                         bool(r.held_back),
                         r.run_token,
+                        r.last_sent_at,
                     )
         return found
 

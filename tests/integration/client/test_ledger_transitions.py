@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from cdyb_jxc.client import CentreClient
@@ -138,10 +140,13 @@ def test_rejected_row_goes_again_under_the_same_serial_once_fixed(profile, clien
 def test_unmapped_rejection_is_retried_unchanged_once_the_mapping_exists(profile, client, ledger, store):
     _uploader(profile, client, ledger).run([[outbound_row("U1", mapping_serial_no="M0777")]])
     assert _rows(ledger)["U1"]["state"] == REJECTED
+    # right away (a re-run of the day) it is not sent again ...
+    rerun = _uploader(profile, client, ledger).run([[outbound_row("U1", mapping_serial_no="M0777")]])
+    assert (rerun.rows_sent, rerun.states) == (0, {REJECTED: 1})
+    # ... once the 对码 exists and the resend interval has passed, the unchanged row goes out again
     store.add_mapping([(INSTITUTION, "M0777", "XA000001", False)])
-    assert _uploader(profile, client, ledger).run(
-        [[outbound_row("U1", mapping_serial_no="M0777")]]
-    ).states == {ACCEPTED: 1}
+    later = _uploader(profile, client, ledger, resend_rejected_after=timedelta(0))
+    assert later.run([[outbound_row("U1", mapping_serial_no="M0777")]]).states == {ACCEPTED: 1}
 
 
 def test_accepted_rows_are_never_sent_twice(profile, client, ledger, store):

@@ -1,0 +1,67 @@
+"""Fixtures for the packaged DAGs: the repo's dags/ linked into the test dags folder, a small demo HIS."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdyb_jxc.simulator.store import SimulatorStore
+from tests.conftest import AIRFLOW_HOME, INSTITUTION, SECRET, USER
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "include" / "demo"))
+
+
+@pytest.fixture
+def demo_env(
+    tmp_path: Path, store: SimulatorStore, centre_conn: str, monkeypatch: pytest.MonkeyPatch
+) -> dict:
+    """A 3-day demo HIS (120 items) seeded into the simulator, and the DAG settings pointing at it."""
+    from generate_his import generate
+
+    his, mapping = tmp_path / "his.db", tmp_path / "mapping.csv"
+    info = generate(his, mapping, days=3, items=120, outbound_per_day=200)
+    institutions = tmp_path / "inst.csv"
+    institutions.write_text(
+        f"institution_code,environment,user,verification_code\n{INSTITUTION},test,{USER},{SECRET}\n",
+        encoding="utf-8",
+    )
+    with institutions.open(encoding="utf-8") as inst, mapping.open(encoding="utf-8") as mp:
+        store.seed_csv(inst, mp)
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    monkeypatch.setenv("CDYB_JXC_LEDGER_URL", ledger_url)
+    monkeypatch.setenv("CDYB_JXC_REPORT_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("CDYB_JXC_RETRY_DELAY_SECONDS", "0")
+    monkeypatch.setenv("AIRFLOW_CONN_CDYB_JXC_HIS", json.dumps({"conn_type": "sqlite", "host": str(his)}))
+    from datetime import date
+
+    return {
+        "his": his,
+        "ledger_url": ledger_url,
+        "reports": tmp_path / "reports",
+        "days": [date.fromordinal(info["first_day"] + n).isoformat() for n in range(3)],
+    }
+
+
+@pytest.fixture
+def repo_dag(airflow_db: Path) -> Callable[[str], Any]:
+    """Load one of the repo's DAG files from the test dags folder (a symlink, so include/sql resolves)."""
+
+    def _load(name: str) -> Any:
+        link = AIRFLOW_HOME / "dags" / f"{name}.py"
+        if not link.exists():
+            link.symlink_to(REPO / "dags" / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"repo_{name}", link)
+        assert spec
+        assert spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.dag
+
+    return _load
