@@ -27,6 +27,7 @@ from cdyb_jxc.ledger import (
     Ledger,
     LedgerEntry,
 )
+from cdyb_jxc.ledger.schema import SERIAL_MAX
 from cdyb_jxc.ledger.store import compress, utcnow
 from cdyb_jxc.profile import Profile
 from cdyb_jxc.upload_result import (
@@ -129,7 +130,8 @@ class Uploader:
         if self._missing_rows:
             shown = ", ".join(str(n) for n in self._missing_rows[:10])
             raise SourceDataError(
-                f"{len(self._missing_rows)} source row(s) have no 流水号 (serial_no) and were not uploaded: "
+                f"{len(self._missing_rows)} source row(s) have no usable 流水号 (serial_no empty or"
+                f" longer than {SERIAL_MAX}) and were not uploaded: "
                 f"row {shown}{' …' if len(self._missing_rows) > 10 else ''}"
             )
         return self.result
@@ -142,6 +144,17 @@ class Uploader:
             res.rows_read += 1
             wire = row_to_wire(self.txn, row, self.offset)
             serial = wire.get("serial_no")
+            if serial and len(serial) > SERIAL_MAX:
+                res.missing_serial += 1
+                self._missing_rows.append(res.rows_read)
+                res.reject(
+                    serial_no=serial[:40] + "…",
+                    row=res.rows_read,
+                    category="字段校验失败",
+                    field="serial_no",
+                    detail=f"流水号(yka105)长度{len(serial)}，无法记录",
+                )
+                continue
             if not serial:
                 res.missing_serial += 1
                 self._missing_rows.append(res.rows_read)

@@ -17,6 +17,7 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+SERIAL_MAX = 255  # longer 流水号 cannot be keyed; the uploader reports such rows instead of storing them
 PENDING = "PENDING"
 IN_FLIGHT = "IN_FLIGHT"
 ACCEPTED = "ACCEPTED"
@@ -33,17 +34,17 @@ upload_row = Table(
     "cdyb_jxc_upload_row",
     metadata,
     Column("institution_code", String(30), primary_key=True),
-    Column("serial_no", String(64), primary_key=True),
+    Column("serial_no", String(SERIAL_MAX), primary_key=True),
     Column("transaction_code", String(16), nullable=False),
     Column("business_date", String(10), nullable=False),
-    Column("mapping_serial_no", String(64)),
-    Column("item_name", String(400)),
+    Column("mapping_serial_no", Text),
+    Column("item_name", Text),
     Column("payload_hash", String(64), nullable=False),
     # hash of the payload last sent to the centre (reconciliation compares against it)
     Column("sent_hash", String(64)),
     Column("state", String(24), nullable=False),
     Column("category", String(64)),
-    Column("field", String(64)),
+    Column("field", String(100)),
     Column("detail", Text),
     Column("attempts", Integer, nullable=False, default=0),
     Column("held_back", Integer, nullable=False, default=0),
@@ -53,7 +54,7 @@ upload_row = Table(
     Column("updated_at", DateTime, nullable=False),
     Column("late_seconds", Float),
     Column("last_batch_id", Integer),
-    Column("run_token", String(64)),
+    Column("run_token", String(1000)),
     Column("dag_id", String(250)),
     Column("run_id", String(250)),
 )
@@ -66,7 +67,7 @@ upload_batch = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("institution_code", String(30), nullable=False),
     Column("transaction_code", String(16), nullable=False),
-    Column("run_token", String(64)),
+    Column("run_token", String(1000)),
     Column("dag_id", String(250)),
     Column("run_id", String(250)),
     Column("task_id", String(250)),

@@ -330,3 +330,22 @@ def test_ledger_schema_creates_itself(ledger_url):
     Ledger(ledger_url).dispose()
     names = set(inspect(Ledger(ledger_url).engine).get_table_names())
     assert {upload_row.name, "cdyb_jxc_upload_batch", "cdyb_jxc_milestone"} <= names
+
+
+def test_long_run_ids_names_and_bad_serials_fit_the_ledger(profile, client, ledger, store):
+    """Airflow run tokens are long and source data can be anything: the ledger must still record it."""
+    from cdyb_jxc.exceptions import SourceDataError
+
+    run = RunInfo(
+        token="cdyb_jxc_daily:scheduled__2026-11-21T18:00:00+00:00:upload_outbound:-1:1" * 3,
+        dag_id="cdyb_jxc_daily",
+        run_id="scheduled__2026-11-21T18:00:00+00:00",
+        task_id="upload_outbound",
+    )
+    rows = [outbound_row("OK1", hospital_item_name="药" * 400), outbound_row("X" * 300), outbound_row("")]
+    with pytest.raises(SourceDataError, match="2 source row"):
+        _uploader(profile, client, ledger, run=run).run([rows])
+    state = _rows(ledger)
+    assert state["OK1"]["state"] == REJECTED
+    assert state["OK1"]["detail"] == "医院项目名称(yka095)长度超过200字节(实际800字节)"
+    assert len(state) == 1

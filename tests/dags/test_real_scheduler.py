@@ -1,0 +1,186 @@
+"""A real deployment: scheduler, dag-processor, api-server (LocalExecutor) on a PostgreSQL metadata database.
+
+The DAGs are unpaused and triggered through the REST API like an operator would, waited on until success, and
+then the simulator's store is checked against the ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from cdyb_jxc.ledger import Ledger
+from tests.conftest import INSTITUTION, SECRET, USER
+
+REPO = Path(__file__).resolve().parents[2]
+PG = os.environ.get("CDYB_JXC_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+ADMIN_PASSWORD = "cdyb-jxc-admin-pw"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def pg_db() -> Iterator[str]:
+    name = f"cdyb_jxc_af_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield PG.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, pg_db: str, simulator, store, demo_env) -> Iterator[dict]:
+    home = tmp_path / "airflow"
+    home.mkdir()
+    port = _free_port()
+    (home / "passwords.json").write_text(json.dumps({"admin": ADMIN_PASSWORD}))
+    ledger_url = pg_db  # the production path: ledger on PostgreSQL too (own tables, same database)
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_db,
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "CDYB_JXC_LEDGER_URL": ledger_url,
+        "AIRFLOW_CONN_CDYB_JXC_DEFAULT": json.dumps(
+            {
+                "conn_type": "cdyb_jxc",
+                "host": simulator.url,
+                "login": USER,
+                "password": SECRET,
+                "extra": {"institution_code": INSTITUTION, "environment": "test"},
+            }
+        ),
+    }
+    airflow = [sys.executable, "-m", "airflow"]
+    migrate = subprocess.run(
+        [*airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+    procs = []
+    logs = []
+    for component in (["scheduler"], ["dag-processor"], ["api-server", "--port", str(port)]):
+        log = (tmp_path / f"{component[0]}.log").open("w")
+        logs.append(log)
+        procs.append(
+            subprocess.Popen(
+                [*airflow, *component], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait(
+            lambda: requests.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200,
+            180,
+            "api-server",
+        )
+        token = requests.post(
+            f"{base}/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10
+        ).json()["access_token"]
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {token}"
+        yield {"base": base, "session": session, "ledger_url": ledger_url, "logs": tmp_path}
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        for log in logs:
+            log.close()
+
+
+def _wait(check, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _run_to_end(api: dict, dag_id: str, body: dict) -> dict:
+    base, s = api["base"], api["session"]
+    _wait(
+        lambda: s.get(f"{base}/api/v2/dags/{dag_id}", timeout=5).status_code == 200, 180, f"{dag_id} parsed"
+    )
+    assert s.patch(f"{base}/api/v2/dags/{dag_id}", json={"is_paused": False}, timeout=10).status_code == 200
+    resp = s.post(f"{base}/api/v2/dags/{dag_id}/dagRuns", json=body, timeout=10)
+    assert resp.status_code == 200, resp.text
+    run_id = resp.json()["dag_run_id"]
+    state: dict = {}
+
+    def finished() -> bool:
+        state.update(s.get(f"{base}/api/v2/dags/{dag_id}/dagRuns/{run_id}", timeout=5).json())
+        return state["state"] in ("success", "failed")
+
+    try:
+        _wait(finished, 300, f"{dag_id} run {run_id}")
+    except AssertionError:
+        for log in sorted(Path(api["logs"]).glob("*.log")):
+            print(f"==== {log.name}\n" + log.read_text(errors="replace")[-4000:])
+        raise
+    tis = s.get(f"{base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", timeout=5).json()
+    state["tasks"] = {ti["task_id"]: ti["state"] for ti in tis["task_instances"]}
+    return state
+
+
+def test_scheduler_runs_init_and_daily_triggered_through_the_rest_api(deployment, store, demo_env):
+    init = _run_to_end(deployment, "cdyb_jxc_init", {"logical_date": None})
+    assert init["state"] == "success", init["tasks"]
+    day = demo_env["days"][1]
+    run_at = f"{(date.fromisoformat(day) + timedelta(days=1)).isoformat()}T02:00:00+08:00"
+    daily = _run_to_end(deployment, "cdyb_jxc_daily", {"logical_date": run_at, "conf": {}})
+    assert daily["state"] == "success", daily["tasks"]
+    assert daily["tasks"]["upload_stock"] == "success"
+    assert daily["tasks"]["done"] == "success"
+    stored = {(r["transaction_code"], r["serial_no"]) for r in store.accepted_rows()}
+    assert {t for t, _ in stored} == {"JXC001", "JXC002", "JXC003", "JXC004"}
+    assert {r["stock_date"] for r in store.accepted_rows() if r["transaction_code"] == "JXC004"} == {day}
+    ledger = Ledger(deployment["ledger_url"])
+    accepted = {
+        (r["transaction_code"], r["serial_no"])
+        for r in ledger.iter_rows()
+        if r["state"] in ("ACCEPTED", "ACCEPTED_RECONCILED")
+    }
+    assert stored == accepted
+    ledger.dispose()
