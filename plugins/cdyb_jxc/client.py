@@ -132,11 +132,18 @@ class CentreClient:
 
     def call(self, input_xml: str) -> str | None:
         """Send one ``inputXml`` and return the ``return`` string. Raises the transport exceptions."""
-        from zeep.exceptions import Fault, XMLSyntaxError
+        from zeep.exceptions import (
+            DTDForbidden,
+            EntitiesForbidden,
+            ExternalReferenceForbidden,
+            Fault,
+            XMLSyntaxError,
+        )
         from zeep.exceptions import TransportError as ZeepTransportError
 
+        service = self.service
         try:
-            return self.service.callBusiness(**{self.profile.service["input_part"]: input_xml})
+            return service.callBusiness(**{self.profile.service["input_part"]: input_xml})
         except requests.RequestException as err:
             if _not_sent(err):
                 raise TransportError(f"could not reach {self.endpoint}: {type(err).__name__}") from err
@@ -151,6 +158,14 @@ class CentreClient:
             raise InDoubtError(f"HTTP {err.status_code} from {self.endpoint} without a SOAP reply") from err
         except (XMLSyntaxError, ValueError) as err:
             raise InDoubtError(f"unreadable reply from {self.endpoint}: {type(err).__name__}") from err
+        except (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden) as err:
+            raise InDoubtError(
+                f"unreadable reply from {self.endpoint}: SOAP envelope contains a DOCTYPE or entity"
+                " declaration; refused"
+            ) from err
+        except AttributeError as err:
+            # zeep's lenient parser yields no document at all for a body that is not XML (text/plain pages)
+            raise InDoubtError(f"unreadable reply from {self.endpoint}: not an XML document") from err
 
     def send(self, txn_key: str, rows: Sequence[Mapping[str, str | None]]) -> Exchange:
         """Send one batch of wire rows of ``txn_key`` and parse the reply.

@@ -1,0 +1,1 @@
+"""The upload monitor in the Airflow UI (FastAPI app + external views)."""

@@ -1,0 +1,276 @@
+"""Read-only questions the upload monitor asks the ledger (SQLAlchemy Core; no Airflow, no writes)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, case, func, inspect, select
+
+from cdyb_jxc.ledger.schema import upload_batch, upload_row
+
+DAILY_CODES = ("JXC002", "JXC003", "JXC004")
+TXN_NAMES = {"JXC001": "初始化", "JXC002": "入库", "JXC003": "出库", "JXC004": "库存"}
+OPEN_STATES = ("PENDING", "IN_FLIGHT", "IN_DOUBT")
+STATUS_LABELS = {
+    "complete": "完成",
+    "partial": "部分被拒",
+    "failed": "未完成",
+    "late": "迟报",
+    "missing": "缺报",
+}
+t = upload_row.c
+
+
+def local_today() -> date:
+    """Today in the centre's time zone (business days are Asia/Shanghai days)."""
+    from cdyb_jxc.profile import load_profile
+
+    offset = int(load_profile().service["timezone_offset_hours"])
+    return (datetime.now(UTC) + timedelta(hours=offset)).date()
+
+
+def ledger_ready(engine: Engine) -> bool:
+    """True when the ledger tables exist (the monitor never creates them)."""
+    return bool(inspect(engine).has_table(upload_row.name))
+
+
+def _status(states: dict[str, int], late: int) -> str:
+    if any(states.get(s) for s in (*OPEN_STATES, "DUPLICATE_CONFLICT")):
+        return "failed"
+    if states.get("REJECTED"):
+        return "partial"
+    return "late" if late else "complete"
+
+
+def calendar(engine: Engine, days: int = 31, today: date | None = None) -> dict[str, Any]:
+    """Business days × transaction with a status: complete, partial, failed, late or missing."""
+    today = today or local_today()
+    end = today - timedelta(days=1)
+    start = end - timedelta(days=days - 1)
+    late_expr = func.sum(case((t.late_seconds > 0, 1), else_=0))
+    query = (
+        select(t.business_date, t.transaction_code, t.state, func.count(), late_expr)
+        .where(t.business_date >= start.isoformat(), t.business_date <= end.isoformat())
+        .group_by(t.business_date, t.transaction_code, t.state)
+    )
+    cells: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"states": {}, "late": 0})
+    with engine.connect() as conn:
+        for day, code, state, count, late in conn.execute(query):
+            acc = cells[(day, code)]
+            acc["states"][state] = int(count)
+            acc["late"] += int(late or 0)
+        first = conn.execute(
+            select(func.min(t.business_date)).where(t.transaction_code.in_(DAILY_CODES))
+        ).scalar()
+    rows = []
+    for n in range(days):
+        day = (start + timedelta(days=n)).isoformat()
+        entry: dict[str, Any] = {"business_date": day, "transactions": {}}
+        for code in DAILY_CODES:
+            cell: dict[str, Any] | None = cells.get((day, code))
+            if cell is None:
+                status = "missing" if first and day >= first else "none"
+                entry["transactions"][code] = {"status": status, "rows": 0, "states": {}}
+            else:
+                status = _status(cell["states"], cell["late"])
+                total = sum(cell["states"].values())
+                entry["transactions"][code] = {
+                    "status": status,
+                    "rows": total,
+                    "states": cell["states"],
+                    "late": cell["late"],
+                }
+        rows.append(entry)
+    return {"start": start.isoformat(), "end": end.isoformat(), "days": rows, "labels": STATUS_LABELS}
+
+
+def summary(engine: Engine) -> dict[str, Any]:
+    """Counts per state, T+1 compliance rate and the size of the queues."""
+    with engine.connect() as conn:
+        states = {s: int(n) for s, n in conn.execute(select(t.state, func.count()).group_by(t.state))}
+        accepted = conn.execute(
+            select(func.count(), func.sum(case((t.late_seconds > 0, 1), else_=0))).where(
+                t.state.in_(("ACCEPTED", "ACCEPTED_RECONCILED"))
+            )
+        ).one()
+        last = conn.execute(select(func.max(t.business_date))).scalar()
+    total_accepted, late = int(accepted[0] or 0), int(accepted[1] or 0)
+    rate = round((total_accepted - late) / total_accepted, 4) if total_accepted else None
+    return {
+        "states": states,
+        "rows": sum(states.values()),
+        "accepted": total_accepted,
+        "late": late,
+        "t1_compliance_rate": rate,
+        "in_doubt": sum(states.get(s, 0) for s in OPEN_STATES),
+        "conflicts": states.get("DUPLICATE_CONFLICT", 0),
+        "last_business_date": last,
+    }
+
+
+def trend(engine: Engine, days: int = 31, today: date | None = None) -> dict[str, Any]:
+    """Rows per business day and reject rate, per transaction."""
+    today = today or local_today()
+    start = (today - timedelta(days=days)).isoformat()
+    rejected = func.sum(case((t.state.in_(("REJECTED", "DUPLICATE_CONFLICT")), 1), else_=0))
+    query = (
+        select(t.business_date, t.transaction_code, func.count(), rejected)
+        .where(t.business_date >= start)
+        .group_by(t.business_date, t.transaction_code)
+        .order_by(t.business_date)
+    )
+    points = []
+    with engine.connect() as conn:
+        for day, code, count, bad in conn.execute(query):
+            points.append(
+                {
+                    "business_date": day,
+                    "transaction_code": code,
+                    "rows": int(count),
+                    "rejected": int(bad or 0),
+                    "reject_rate": round(int(bad or 0) / int(count), 4),
+                }
+            )
+    return {"points": points}
+
+
+def rejects_query(
+    *,
+    day: str | None = None,
+    transaction: str | None = None,
+    category: str | None = None,
+    item: str | None = None,
+) -> Any:
+    conds: list[Any] = [t.state.in_(("REJECTED", "DUPLICATE_CONFLICT"))]
+    if day:
+        conds.append(t.business_date == day)
+    if transaction:
+        conds.append(t.transaction_code == transaction)
+    if category:
+        conds.append(t.category == category)
+    if item:
+        like = f"%{item}%"
+        conds.append(t.mapping_serial_no.like(like) | t.item_name.like(like) | t.serial_no.like(like))
+    return and_(*conds)
+
+
+REJECT_COLUMNS = (
+    "serial_no",
+    "transaction_code",
+    "business_date",
+    "mapping_serial_no",
+    "item_name",
+    "field",
+    "category",
+    "detail",
+    "state",
+    "held_back",
+    "attempts",
+    "updated_at",
+)
+
+
+def rejects(engine: Engine, *, limit: int = 200, offset: int = 0, **filters: str | None) -> dict[str, Any]:
+    cond = rejects_query(**filters)
+    cols = [getattr(t, c) for c in REJECT_COLUMNS]
+    with engine.connect() as conn:
+        total = conn.execute(select(func.count()).where(cond)).scalar() or 0
+        rows = conn.execute(
+            select(*cols)
+            .where(cond)
+            .order_by(t.business_date.desc(), t.serial_no)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        categories = [c for (c,) in conn.execute(select(t.category).where(cond).distinct()) if c]
+    return {
+        "total": int(total),
+        "rows": [_jsonable(dict(r._mapping)) for r in rows],
+        "categories": sorted(categories),
+    }
+
+
+def all_rejects(engine: Engine, **filters: str | None) -> list[dict[str, Any]]:
+    cols = [getattr(t, c) for c in REJECT_COLUMNS]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(*cols).where(rejects_query(**filters)).order_by(t.business_date, t.serial_no)
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def queues(engine: Engine, limit: int = 200) -> dict[str, Any]:
+    """Rows needing a person: in doubt (sent, outcome unknown) and duplicate conflicts."""
+    cols = [
+        t.serial_no,
+        t.transaction_code,
+        t.business_date,
+        t.mapping_serial_no,
+        t.item_name,
+        t.state,
+        t.detail,
+        t.attempts,
+        t.last_sent_at,
+        t.updated_at,
+    ]
+    out: dict[str, Any] = {}
+    with engine.connect() as conn:
+        for name, states in (("in_doubt", OPEN_STATES), ("conflicts", ("DUPLICATE_CONFLICT",))):
+            rows = conn.execute(
+                select(*cols).where(t.state.in_(states)).order_by(t.updated_at.desc()).limit(limit)
+            ).all()
+            out[name] = [_jsonable(dict(r._mapping)) for r in rows]
+    return out
+
+
+def run_view(engine: Engine, dag_id: str, run_id: str) -> dict[str, Any]:
+    """What one DAG run uploaded: states per transaction, its requests, its rejects."""
+    b = upload_batch.c
+    with engine.connect() as conn:
+        per_txn: dict[str, dict[str, int]] = defaultdict(dict)
+        query = (
+            select(t.transaction_code, t.state, func.count())
+            .where(t.dag_id == dag_id, t.run_id == run_id)
+            .group_by(t.transaction_code, t.state)
+        )
+        for code, state, count in conn.execute(query):
+            per_txn[code][state] = int(count)
+        batch_cols = [
+            b.id,
+            b.transaction_code,
+            b.task_id,
+            b.row_count,
+            b.outcome,
+            b.retcode,
+            b.retmsg,
+            b.succnum,
+            b.failnum,
+            b.started_at,
+            b.duration_ms,
+            b.error,
+        ]
+        batches = conn.execute(
+            select(*batch_cols).where(b.dag_id == dag_id, b.run_id == run_id).order_by(b.id)
+        ).all()
+        rows = conn.execute(
+            select(*[getattr(t, c) for c in REJECT_COLUMNS])
+            .where(t.dag_id == dag_id, t.run_id == run_id, t.state.in_(("REJECTED", "DUPLICATE_CONFLICT")))
+            .order_by(t.serial_no)
+            .limit(500)
+        ).all()
+    return {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "transactions": dict(per_txn),
+        "batches": [_jsonable(dict(r._mapping)) for r in batches],
+        "rejects": [_jsonable(dict(r._mapping)) for r in rows],
+    }
+
+
+def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (v.isoformat(sep=" ", timespec="seconds") if hasattr(v, "isoformat") else v)
+        for k, v in record.items()
+    }
