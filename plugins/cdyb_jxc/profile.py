@@ -357,7 +357,10 @@ def _load_cached(path: str | None) -> Profile:
         file = Path(path)
         if not file.is_file():
             raise ProfileError(f"profile file {path} does not exist")
-        text, source = file.read_text(encoding="utf-8"), str(file)
+        try:
+            text, source = file.read_text(encoding="utf-8"), str(file)
+        except (OSError, UnicodeDecodeError) as err:
+            raise ProfileError(f"profile file {path} cannot be read as UTF-8: {err}") from err
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

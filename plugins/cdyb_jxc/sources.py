@@ -5,6 +5,7 @@ Columns are the profile's logical names. Missing required columns stop everythin
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def _excel(path: Path, txn: TransactionSpec, chunk_size: int) -> Iterator[Chunk]
 
     try:
         book = load_workbook(path, read_only=True, data_only=True)
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise SourceDataError(f"cannot read {path}: {err}") from err
     try:
         rows = book.worksheets[0].iter_rows(values_only=True)

@@ -67,6 +67,8 @@ def calendar(engine: Engine, days: int = 31, today: date | None = None) -> dict[
     rows = []
     for n in range(days):
         day = (start + timedelta(days=n)).isoformat()
+        if not first or day < first:
+            continue  # before the first daily upload there is nothing to report
         entry: dict[str, Any] = {"business_date": day, "transactions": {}}
         for code in DAILY_CODES:
             cell: dict[str, Any] | None = cells.get((day, code))

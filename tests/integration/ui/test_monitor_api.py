@@ -3,65 +3,12 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
 
-from cdyb_jxc.client import CentreClient
-from cdyb_jxc.ledger import Ledger
 from cdyb_jxc.ui import app as monitor
-from cdyb_jxc.upload import Uploader
-from cdyb_jxc.upload_result import RunInfo
-from tests.conftest import INSTITUTION, SECRET, USER, outbound_row, stock_row
-
-TODAY = (datetime.now(UTC) + timedelta(hours=8)).date()  # business days are Asia/Shanghai days
-D1 = (TODAY - timedelta(days=2)).isoformat()
-D2 = (TODAY - timedelta(days=1)).isoformat()
-
-
-@pytest.fixture
-def filled_ledger(tmp_path, monkeypatch, profile, simulator, store):
-    """Two business days uploaded for real through the simulator: D1 partial, D2 complete; one conflict."""
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    monkeypatch.setenv("CDYB_JXC_LEDGER_URL", url)
-    monitor._engine.cache_clear()
-    ledger = Ledger(url)
-    client = CentreClient(
-        profile, endpoint=simulator.url, user=USER, verification_code=SECRET, institution_code=INSTITUTION
-    )
-
-    def upload(txn, rows, run_id):
-        run = RunInfo(token=run_id, dag_id="cdyb_jxc_daily", run_id=run_id, task_id=f"upload_{txn}")
-        Uploader(
-            profile=profile,
-            txn_key=txn,
-            institution_code=INSTITUTION,
-            sender=client,
-            ledger=ledger,
-            run=run,
-            resend_attempts=0,
-        ).run([rows])
-
-    upload(
-        "outbound",
-        [outbound_row(f"A{i}", event_time=f"{D1} 10:00:00") for i in range(5)]
-        + [
-            outbound_row("A-BAD", event_time=f"{D1} 11:00:00", quantity="0"),
-            outbound_row("A-UNMAPPED", event_time=f"{D1} 11:00:00", mapping_serial_no="M9999"),
-        ],
-        "run_d1",
-    )
-    upload("stock", [stock_row(f"K{i}", stock_date=D1) for i in range(3)], "run_d1")
-    upload("outbound", [outbound_row(f"B{i}", event_time=f"{D2} 10:00:00") for i in range(4)], "run_d2")
-    # a row someone else already stored: conflict
-    other = CentreClient(
-        profile, endpoint=simulator.url, user=USER, verification_code=SECRET, institution_code=INSTITUTION
-    )
-    other.send("stock", [stock_row("K-X", stock_date=D2)])
-    upload("stock", [stock_row("K-X", stock_date=D2, stock_quantity="7")], "run_d2")
-    yield ledger
-    monitor._engine.cache_clear()
+from tests.integration.ui.conftest import D1, D2
 
 
 def _auth(token):
