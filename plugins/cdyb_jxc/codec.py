@@ -16,6 +16,7 @@ from lxml import etree
 
 from cdyb_jxc.exceptions import CodecError
 from cdyb_jxc.profile import Profile, TransactionSpec
+from cdyb_jxc.validation import XML_ILLEGAL_RE
 from cdyb_jxc.values import row_to_wire
 from cdyb_jxc.xmlsafe import child_text, parse_text, split_declaration
 
@@ -73,6 +74,18 @@ class ParsedRequest:
     rows: list[list[tuple[str, str | None]]] = field(default_factory=list)
 
 
+_SPECIAL_RE = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _element(tag: str, text: str | None) -> str:
+    return f"<{tag}>{escape(text)}</{tag}>" if text else f"<{tag}/>"
+
+
+def escape(text: str) -> str:
+    """Escape element text; a carriage return is kept as a character reference (parsers fold raw ones)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+
+
 def _declared(root: etree._Element, encoding: str) -> str:
     body = etree.tostring(root, encoding=encoding, xml_declaration=False).decode(encoding)
     return f'<?xml version="1.0" encoding="{encoding}"?>\n{body}'
@@ -96,8 +109,8 @@ def build_request(
     if len(rows) > profile.batch_limit:
         raise CodecError(f"batch of {len(rows)} rows exceeds the profile limit of {profile.batch_limit}")
     req, tags = profile.request, profile.control_tags
-    root = etree.Element(req["root"])
-    control = etree.SubElement(root, req["control"])
+    # Flat text-only elements: written directly (escaped), several times faster than building an lxml tree.
+    parts = [f"<{req['root']}><{req['control']}>"]
     for key, value in (
         ("transaction_code", txn.code),
         ("user", user),
@@ -105,21 +118,30 @@ def build_request(
         ("institution_code", institution_code),
         ("row_count", str(len(rows))),
     ):
-        etree.SubElement(control, tags[key]).text = value
-    data = etree.SubElement(root, req["data"])
-    sub = etree.SubElement
+        parts.append(_element(tags[key], value))
+    parts.append(f"</{req['control']}><{req['data']}>")
+    row_open, row_close = f"<{req['row']}>", f"</{req['row']}>"
+    fields = [(spec.name, spec.tag) for spec in txn.fields]
     for row in rows:
-        elem = sub(data, req["row"])
-        for spec in txn.fields:
-            text = row.get(spec.name)
+        parts.append(row_open)
+        for name, tag in fields:
+            text = row.get(name)
             if text:
-                try:
-                    sub(elem, spec.tag).text = text
-                except ValueError as err:
-                    raise CodecError(
-                        f"row {row.get('serial_no')!r}: {spec.display} cannot be written as XML: {err}"
-                    ) from err
-    return _declared(root, profile.inner_encoding)
+                if _SPECIAL_RE.search(text):
+                    if XML_ILLEGAL_RE.search(text):
+                        spec = txn.by_name[name]
+                        raise CodecError(
+                            f"row {row.get('serial_no')!r}: {spec.display} cannot be written as XML: "
+                            "it contains a control character"
+                        )
+                    text = escape(text)
+                parts.append(f"<{tag}>{text}</{tag}>")
+        parts.append(row_close)
+    parts.append(f"</{req['data']}></{req['root']}>")
+    encoding = profile.inner_encoding
+    # characters the inner encoding cannot hold become character references (the server answers R6)
+    body = "".join(parts).encode(encoding, "xmlcharrefreplace").decode(encoding)
+    return f'<?xml version="1.0" encoding="{encoding}"?>\n{body}'
 
 
 def iter_batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -88,6 +88,8 @@ def _text(value: Any) -> str:
 
 def to_wire(spec: FieldSpec, value: Any, offset_hours: int = 8) -> str | None:
     """Wire text of one source value for ``spec``; ``None`` when absent."""
+    if type(value) is str and spec.type in ("C", "code"):
+        return value or None  # the common case: text from CSV or SQL
     if is_absent(value):
         return None
     if spec.type == "N":
