@@ -149,6 +149,8 @@ class CentreClient:
                 raise TransportError(f"could not reach {self.endpoint}: {type(err).__name__}") from err
             raise InDoubtError(f"reply lost from {self.endpoint}: {type(err).__name__}") from err
         except Fault as err:
+            if err.code is None and err.message == "Unknown fault occured":  # zeep's text for a non-SOAP body
+                raise InDoubtError(f"HTTP 500 from {self.endpoint} without a SOAP reply") from err
             raise InDoubtError(f"SOAP Fault from {self.endpoint}: {err.message}") from err
         except ZeepTransportError as err:
             if 400 <= err.status_code < 500:

@@ -122,6 +122,14 @@ class Uploader:
         """Upload every chunk. Raises after recording: :class:`TransportError`/:class:`InDoubtError`
         (retry later), :class:`CallRejectedError` (do not retry), :class:`SourceDataError` (no 流水号)."""
         started = time.perf_counter()
+        abandoned = self.ledger.abandon_open_batches(self.institution, self.txn.code, self.run_info.token)
+        if abandoned:
+            log.warning(
+                "%s: %d request(s) of an earlier run never recorded a reply; their rows are resent and "
+                "reconciled",
+                self.txn.code,
+                abandoned,
+            )
         try:
             for chunk in chunks:
                 self._chunk(chunk)

@@ -213,6 +213,26 @@ class Ledger:
                 .values(finished_at=now, duration_ms=duration, **values)
             )
 
+    def abandon_open_batches(self, institution_code: str, transaction_code: str, run_token: str) -> int:
+        """Close audit rows of earlier runs that never recorded a reply (their worker died)."""
+        b = upload_batch.c
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(upload_batch)
+                .where(
+                    b.institution_code == institution_code,
+                    b.transaction_code == transaction_code,
+                    b.finished_at.is_(None),
+                    b.run_token != run_token,
+                )
+                .values(
+                    finished_at=utcnow(),
+                    outcome="abandoned",
+                    error="the worker stopped before the reply was recorded; rows treated as in doubt",
+                )
+            )
+            return int(result.rowcount or 0)
+
     def batches(self, *conditions: Any) -> list[dict[str, Any]]:
         query = select(upload_batch).where(and_(True, *conditions)).order_by(upload_batch.c.id)
         with self.engine.connect() as conn:

@@ -291,5 +291,8 @@ def test_worker_killed_mid_request_resumes_and_reconciles(
         attempts = {r["serial_no"]: r["attempts"] for r in led.iter_rows(columns=["serial_no", "attempts"])}
         assert {s for s, n in attempts.items() if n == 2} == in_flight
         assert {s for s, n in attempts.items() if n == 1} == set(serials) - in_flight
+        # the dead worker's request is closed in the audit trail, not left open forever
+        assert [b["outcome"] for b in led.batches() if b["finished_at"] is None] == []
+        assert [b["row_count"] for b in led.batches() if b["outcome"] == "abandoned"] == [BATCH]
     finally:
         led.dispose()
