@@ -377,8 +377,8 @@ class Uploader:
                 }
                 for p in batch
             ],
+            count_attempt=True,
         )
-        self._attempts(batch)
         res.batches += 1
         res.rows_sent += len(batch)
         started = time.perf_counter()
@@ -430,19 +430,6 @@ class Uploader:
         ledger.finish_batch(batch_id, outcome=reply.status, **audit)
         if self.progress:
             self.progress(len(batch))
-
-    def _attempts(self, batch: list[_Planned]) -> None:
-        from sqlalchemy import update
-
-        from cdyb_jxc.ledger.schema import upload_row
-
-        t = upload_row.c
-        with self.ledger.engine.begin() as conn:
-            conn.execute(
-                update(upload_row)
-                .where(t.institution_code == self.institution, t.serial_no.in_([p.serial for p in batch]))
-                .values(attempts=t.attempts + 1)
-            )
 
     def _restore(self, batch: list[_Planned], detail: str) -> None:
         """Nothing was stored: rows go back to PENDING, or stay IN_DOUBT if an earlier send was in doubt."""

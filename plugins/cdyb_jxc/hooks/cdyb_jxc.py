@@ -77,7 +77,7 @@ class CdybJxcHook(BaseHook):
 
     def send(self, txn_key: str, rows: Sequence[Mapping[str, str | None]]) -> Exchange:
         """Send one batch (wire rows of transaction ``txn_key``) and return the exchange."""
-        self.log.info(
+        self.log.debug(
             "sending %d %s rows to %s",
             len(rows),
             self.profile.transaction(txn_key).code,

@@ -127,18 +127,26 @@ class Ledger:
             with self.engine.begin() as conn:
                 conn.execute(insert(upload_row), list(rows))
 
-    def update_rows(self, institution_code: str, rows: Sequence[dict[str, Any]]) -> None:
-        """Update rows by 流水号. Every dict must have the same keys, including ``serial_no``."""
+    def update_rows(
+        self, institution_code: str, rows: Sequence[dict[str, Any]], *, count_attempt: bool = False
+    ) -> None:
+        """Update rows by 流水号. Every dict must have the same keys, including ``serial_no``.
+
+        :param count_attempt: also add one to ``attempts`` (in the same statement)
+        """
         if not rows:
             return
         keys = [k for k in rows[0] if k != "serial_no"]
+        values: dict[str, Any] = {k: bindparam(f"v_{k}") for k in keys}
+        if count_attempt:
+            values["attempts"] = upload_row.c.attempts + 1
         stmt = (
             update(upload_row)
             .where(
                 upload_row.c.institution_code == bindparam("b_institution"),
                 upload_row.c.serial_no == bindparam("b_serial"),
             )
-            .values({k: bindparam(f"v_{k}") for k in keys})
+            .values(values)
         )
         params = [
             {"b_institution": institution_code, "b_serial": r["serial_no"], **{f"v_{k}": r[k] for k in keys}}
