@@ -45,9 +45,7 @@ def run_upload(args: argparse.Namespace) -> int:
 
     from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
     from cdyb_jxc.ledger import Ledger
-    from cdyb_jxc.registry import load_registry
     from cdyb_jxc.sources import iter_file_chunks
-    from cdyb_jxc.upload import Uploader
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     hook = CdybJxcHook(args.conn_id)
@@ -65,14 +63,10 @@ def run_upload(args: argparse.Namespace) -> int:
         ledger = Ledger(args.ledger)
         with progress:
             task = progress.add_task(f"{txn.code} rows sent", total=None)
-            uploader = Uploader(
-                profile=profile,
-                txn_key=args.transaction,
-                institution_code=hook.settings.institution_code,
-                sender=hook,
-                ledger=ledger,
-                batch_limit=hook.batch_limit,
-                registry=load_registry(args.mapping) if args.mapping else None,
+            uploader = hook.uploader(
+                args.transaction,
+                ledger,
+                mapping_file=args.mapping,
                 progress=lambda n: progress.advance(task, n),
             )
             result = None

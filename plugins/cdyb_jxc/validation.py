@@ -54,10 +54,6 @@ def echo(value: str) -> str:
     return "'" + XML_ILLEGAL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", shown) + "'"
 
 
-def _present(value: str | None) -> bool:
-    return value is not None and value != ""
-
-
 def charset_error(txn: TransactionSpec, values: Mapping[str, str | None], encoding: str) -> RowError | None:
     """R6: the first text value the inner encoding cannot represent."""
     for spec in txn.fields:
@@ -116,9 +112,13 @@ def _date_error(spec: FieldSpec, value: str) -> str | None:
 
 def value_error(spec: FieldSpec, value: str, encoding: str, condition_holds: bool = False) -> str | None:
     """R1 for one present value: length, format, code set, range. Returns the detail text or ``None``."""
-    bad = XML_ILLEGAL_RE.search(value)
-    if bad:
-        return f"{spec.display}含控制字符U+{ord(bad.group()):04X}"
+    if spec.type == "code":  # the code set holds no control characters: membership settles it
+        if value in spec.codes:
+            return None
+    elif not value.isprintable():  # fast path: printable text has no control characters
+        bad = XML_ILLEGAL_RE.search(value)
+        if bad:
+            return f"{spec.display}含控制字符U+{ord(bad.group()):04X}"
     if spec.type == "C":
         if value.isascii():
             size = len(value)
@@ -134,9 +134,10 @@ def value_error(spec: FieldSpec, value: str, encoding: str, condition_holds: boo
         return _number_error(spec, value, condition_holds)
     if spec.type in ("D", "DT"):
         return _date_error(spec, value)
-    if value not in spec.codes:
-        return f"{spec.display}取值{echo(value)}不在代码表内({'/'.join(spec.codes)})"
-    return None
+    bad = XML_ILLEGAL_RE.search(value)
+    if bad:
+        return f"{spec.display}含控制字符U+{ord(bad.group()):04X}"
+    return f"{spec.display}取值{echo(value)}不在代码表内({'/'.join(spec.codes)})"
 
 
 def _condition_holds(spec: FieldSpec, values: Mapping[str, str | None]) -> bool:
@@ -148,7 +149,7 @@ def field_error(txn: TransactionSpec, values: Mapping[str, str | None], encoding
     for spec in txn.fields:
         value = values.get(spec.name)
         holds = bool(spec.when) and _condition_holds(spec, values)
-        if not _present(value):
+        if not value:
             if spec.required == "Y" or (spec.required == "C" and holds):
                 reason = "不能为空"
                 if spec.required == "C":
@@ -156,7 +157,7 @@ def field_error(txn: TransactionSpec, values: Mapping[str, str | None], encoding
                     reason = f"在{cond}时不能为空"
                 return RowError("field_invalid", f"{spec.display}{reason}", spec.name)
             continue
-        detail = value_error(spec, value, encoding, holds)  # type: ignore[arg-type]
+        detail = value_error(spec, value, encoding, holds)
         if detail:
             return RowError("field_invalid", detail, spec.name)
     return None

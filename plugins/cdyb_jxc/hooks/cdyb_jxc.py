@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
@@ -13,7 +13,9 @@ from cdyb_jxc.settings import CentreSettings, build_settings
 
 if TYPE_CHECKING:
     from cdyb_jxc.client import CentreClient, Exchange
+    from cdyb_jxc.ledger import Ledger
     from cdyb_jxc.profile import Profile
+    from cdyb_jxc.upload import Uploader
 
 
 class CdybJxcHook(BaseHook):
@@ -84,6 +86,30 @@ class CdybJxcHook(BaseHook):
             self.settings.endpoint,
         )
         return self.client.send(txn_key, rows)
+
+    def uploader(
+        self, txn_key: str, ledger: Ledger, *, mapping_file: str | None = None, **kwargs: Any
+    ) -> Uploader:
+        """An :class:`~cdyb_jxc.upload.Uploader` sending through this hook (same path for operators and CLI).
+
+        :param txn_key: ``init``, ``inbound``, ``outbound`` or ``stock``
+        :param ledger: the ledger
+        :param mapping_file: CSV copy of the 对码 registry for hold-back
+        :param kwargs: further :class:`~cdyb_jxc.upload.Uploader` arguments
+        """
+        from cdyb_jxc.registry import load_registry
+        from cdyb_jxc.upload import Uploader
+
+        return Uploader(
+            profile=self.profile,
+            txn_key=txn_key,
+            institution_code=self.settings.institution_code,
+            sender=self,
+            ledger=ledger,
+            batch_limit=self.batch_limit,
+            registry=load_registry(mapping_file) if mapping_file else None,
+            **kwargs,
+        )
 
     def close(self) -> None:
         if "client" in self.__dict__:

@@ -162,8 +162,6 @@ class CdybJxcUploadOperator(BaseOperator):
             conn.close()
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from cdyb_jxc.registry import load_registry
-        from cdyb_jxc.upload import Uploader
         from cdyb_jxc.upload_result import RunInfo
 
         self._check_arguments()
@@ -179,14 +177,10 @@ class CdybJxcUploadOperator(BaseOperator):
             profile = hook.profile
             txn = profile.transaction(self.transaction)
             ledger = make_ledger(self.ledger_url, self.ledger_conn_id)
-            uploader = Uploader(
-                profile=profile,
-                txn_key=self.transaction,
-                institution_code=hook.settings.institution_code,
-                sender=hook,
-                ledger=ledger,
-                batch_limit=hook.batch_limit,
-                registry=load_registry(self.mapping_file) if self.mapping_file else None,
+            uploader = hook.uploader(
+                self.transaction,
+                ledger,
+                mapping_file=self.mapping_file,
                 business_date=self.business_date,
                 run=run,
                 resend_attempts=self.resend_attempts,
