@@ -16,6 +16,7 @@ from cdyb_jxc.validation import (
     field_error,
     future_error,
     mapping_error,
+    row_is_clean,
     shanghai_now,
 )
 
@@ -122,12 +123,15 @@ class Centre:
         checked: list[tuple[dict, RowError | None]] = []
         for elements in parsed.rows:
             values, structural = self._row_values(txn, elements)
-            error = (
-                charset_error(txn, values, enc)
-                or structural
-                or field_error(txn, values, enc)
-                or future_error(txn, values, now, tolerance)
-            )
+            if structural is None and row_is_clean(txn, values, enc):
+                error = future_error(txn, values, now, tolerance)
+            else:
+                error = (
+                    charset_error(txn, values, enc)
+                    or structural
+                    or field_error(txn, values, enc)
+                    or future_error(txn, values, now, tolerance)
+                )
             checked.append((values, error))
         reversal = txn.reversal_field
         outbound_code = (
