@@ -93,6 +93,7 @@ class CentreClient:
         self.institution_code = institution_code
         self.timeout = timeout
         self.verify = verify
+        self.last_status: int | None = None
 
     def __repr__(self) -> str:
         return f"CentreClient(endpoint={self.endpoint!r}, institution={self.institution_code!r})"
@@ -109,9 +110,25 @@ class CentreClient:
         from zeep import Client, Settings
         from zeep.transports import Transport
 
+        client_self = self
+
+        class RecordingTransport(Transport):
+            """Keeps the HTTP status of the last reply, which zeep hides behind its fault handling."""
+
+            def post(self, address: str, message: Any, headers: Any) -> Any:
+                client_self.last_status = None
+                response = super().post(address, message, headers)
+                client_self.last_status = response.status_code
+                return response
+
         svc = self.profile.service
-        transport = Transport(session=self.session, timeout=self.timeout, operation_timeout=self.timeout)
-        settings = Settings(strict=False, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        transport = RecordingTransport(
+            session=self.session, timeout=self.timeout, operation_timeout=self.timeout
+        )
+        # huge text nodes are read whole, so an oversized reply is refused by our limit, not silently cut
+        settings = Settings(
+            strict=False, forbid_dtd=True, forbid_entities=True, forbid_external=True, xml_huge_tree=True
+        )
         client = Client(wsdl_file(self.profile), transport=transport, settings=settings)
         binding = f"{{{svc['namespace']}}}{svc['service_name']}SoapBinding"
         return client.create_service(binding, self.endpoint)
@@ -150,7 +167,11 @@ class CentreClient:
             raise InDoubtError(f"reply lost from {self.endpoint}: {type(err).__name__}") from err
         except Fault as err:
             if err.code is None and err.message == "Unknown fault occured":  # zeep's text for a non-SOAP body
-                raise InDoubtError(f"HTTP 500 from {self.endpoint} without a SOAP reply") from err
+                status = self.last_status or 500
+                if 400 <= status < 500:
+                    message = f"HTTP {status} from {self.endpoint}; check the endpoint URL"
+                    raise CallRejectedError(message) from err
+                raise InDoubtError(f"HTTP {status} from {self.endpoint} without a SOAP reply") from err
             raise InDoubtError(f"SOAP Fault from {self.endpoint}: {err.message}") from err
         except ZeepTransportError as err:
             if 400 <= err.status_code < 500:

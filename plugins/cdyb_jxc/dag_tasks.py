@@ -73,6 +73,7 @@ def count_rejected(results: Sequence[dict | None]) -> int:
     for result in results:
         states = (result or {}).get("states", {})
         total += int(states.get("REJECTED", 0)) + int(states.get("DUPLICATE_CONFLICT", 0))
+        total += int((result or {}).get("duplicate_in_source", 0))
     return total
 
 

@@ -90,7 +90,8 @@ def run_upload(args: argparse.Namespace) -> int:
         hook.close()
     states = result.states
     not_accepted = sum(n for s, n in states.items() if s not in ACCEPTED_STATES)
-    return EXIT_OK if not_accepted == 0 else EXIT_REJECTS
+    # a second source row under a used 流水号 was not uploaded: not a clean run either
+    return EXIT_OK if not_accepted == 0 and not result.duplicate_in_source else EXIT_REJECTS
 
 
 def _print_states(states: Any, summary: dict[str, Any]) -> None:

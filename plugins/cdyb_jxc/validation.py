@@ -171,13 +171,14 @@ def shanghai_now(offset_hours: int) -> datetime:
 def future_error(
     txn: TransactionSpec, values: Mapping[str, str | None], now: datetime, tolerance_seconds: int
 ) -> RowError | None:
-    """R7: a DT value more than ``tolerance_seconds`` after ``now``."""
-    limit = now + timedelta(seconds=tolerance_seconds)
+    """R7: a DT value more than ``tolerance_seconds`` after ``now`` (values already passed R1)."""
+    # valid DT text in its fixed yyyy-MM-dd HH:mm:ss shape compares like the time it denotes
+    limit = (now + timedelta(seconds=tolerance_seconds)).strftime("%Y-%m-%d %H:%M:%S")
     for spec in txn.fields:
         value = values.get(spec.name)
         if spec.type != "DT" or not value:
             continue
-        if datetime.fromisoformat(value) > limit:
+        if value > limit:
             return RowError("field_invalid", f"{spec.display}晚于服务器当前时间: {echo(value)}", spec.name)
     return None
 
