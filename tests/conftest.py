@@ -20,6 +20,9 @@ os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(AIRFLOW_HOME / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
+# Airflow writes a generated secret into airflow.cfg only when it creates the file; a process that imported
+# Airflow earlier would not see it, so every test process (and its children) shares one explicit secret.
+os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", os.urandom(16).hex())
 os.environ.pop("CDYB_JXC_LEDGER_URL", None)
 os.environ.pop("CDYB_JXC_PROFILE", None)
 

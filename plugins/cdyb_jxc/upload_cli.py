@@ -103,4 +103,5 @@ def _print_states(states: Any, summary: dict[str, Any]) -> None:
         if states.get(state):
             print(f"  {state:<20} {states[state]}")
     for reject in summary["rejects_sample"][:10]:
-        print(f"  rejected {reject.get('serial_no')}: 【{reject.get('category')}】{reject.get('detail')}")
+        who = reject.get("serial_no") or f"source row {reject.get('row')}"
+        print(f"  rejected {who}: 【{reject.get('category')}】{reject.get('detail')}")
