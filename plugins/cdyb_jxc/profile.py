@@ -83,11 +83,16 @@ class TransactionSpec:
     def by_tag(self) -> dict[str, FieldSpec]:
         return {f.tag: f for f in self.fields}
 
-    @property
+    @cached_property
     def required_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields if f.required == "Y")
 
-    @property
+    @cached_property
+    def datetime_fields(self) -> tuple[FieldSpec, ...]:
+        """Fields of type ``DT`` (date and time), in profile order."""
+        return tuple(f for f in self.fields if f.type == "DT")
+
+    @cached_property
     def reversal_field(self) -> FieldSpec | None:
         return next((f for f in self.fields if f.reverses), None)
 

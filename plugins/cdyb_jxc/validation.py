@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from cdyb_jxc.profile import FieldSpec, Profile, TransactionSpec
 
@@ -168,17 +169,20 @@ def shanghai_now(offset_hours: int) -> datetime:
     return datetime.now(timezone(timedelta(hours=offset_hours))).replace(tzinfo=None)
 
 
+@lru_cache(maxsize=16)
+def _future_limit(now: datetime, tolerance_seconds: int) -> str:
+    # valid DT text in its fixed yyyy-MM-dd HH:mm:ss shape compares like the time it denotes
+    return (now + timedelta(seconds=tolerance_seconds)).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def future_error(
     txn: TransactionSpec, values: Mapping[str, str | None], now: datetime, tolerance_seconds: int
 ) -> RowError | None:
     """R7: a DT value more than ``tolerance_seconds`` after ``now`` (values already passed R1)."""
-    # valid DT text in its fixed yyyy-MM-dd HH:mm:ss shape compares like the time it denotes
-    limit = (now + timedelta(seconds=tolerance_seconds)).strftime("%Y-%m-%d %H:%M:%S")
-    for spec in txn.fields:
+    limit = _future_limit(now, tolerance_seconds)
+    for spec in txn.datetime_fields:
         value = values.get(spec.name)
-        if spec.type != "DT" or not value:
-            continue
-        if value > limit:
+        if value and value > limit:
             return RowError("field_invalid", f"{spec.display}晚于服务器当前时间: {echo(value)}", spec.name)
     return None
 
@@ -216,77 +220,118 @@ def precheck_row(
     return error
 
 
-_PLANS: dict[tuple[int, str], tuple[TransactionSpec, tuple]] = {}
+@dataclass(frozen=True)
+class _CleanPlan:
+    """The checks of :func:`row_is_clean` for one transaction, grouped by kind."""
+
+    txn: TransactionSpec
+    required: tuple[str, ...]
+    conditional: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+    text: tuple[tuple[str, int], ...]
+    codes: tuple[tuple[str, frozenset[str]], ...]
+    numbers: tuple[tuple[str, int, int, Decimal | None, Decimal | None, Decimal | None], ...]
+    temporals: tuple[tuple[str, re.Pattern[str], type[date]], ...]
 
 
-def _plan(txn: TransactionSpec, encoding: str) -> tuple:
+_PLANS: dict[tuple[int, str], _CleanPlan] = {}
+
+
+def _plan(txn: TransactionSpec, encoding: str) -> _CleanPlan:
     key = (id(txn), encoding)
     cached = _PLANS.get(key)
-    if cached is None or cached[0] is not txn:
-        plan = tuple(
-            (
-                s.name,
-                s.type,
-                s.required,
-                tuple(s.when.items()),
-                s.length or 0,
-                frozenset(s.codes),
-                s.scale or 0,
-                (s.precision or 0) - (s.scale or 0),
-                s.min,
-                s.min_exclusive,
-                s.conditional_min_exclusive,
-            )
-            for s in txn.fields
+    if cached is None or cached.txn is not txn:
+        fields = txn.fields
+        cached = _PLANS[key] = _CleanPlan(
+            txn=txn,
+            required=tuple(s.name for s in fields if s.required == "Y"),
+            conditional=tuple((s.name, tuple(s.when.items())) for s in fields if s.required == "C"),
+            text=tuple((s.name, s.length or 0) for s in fields if s.type == "C"),
+            codes=tuple((s.name, frozenset(s.codes)) for s in fields if s.type == "code"),
+            numbers=tuple(
+                (
+                    s.name,
+                    s.scale or 0,
+                    (s.precision or 0) - (s.scale or 0),
+                    s.min,
+                    s.min_exclusive,
+                    s.conditional_min_exclusive,
+                )
+                for s in fields
+                if s.type == "N"
+            ),
+            temporals=tuple(
+                (s.name, DATE_RE, date) if s.type == "D" else (s.name, DATETIME_RE, datetime)
+                for s in fields
+                if s.type in ("D", "DT")
+            ),
         )
-        cached = _PLANS[key] = (txn, plan)
-    return cached[1]
+    return cached
 
 
 def row_is_clean(txn: TransactionSpec, values: Mapping[str, str | None], encoding: str) -> bool:
     """Fast check that a row passes R6 and R1. ``False`` means "maybe not": call the exact checks for the
     message. Never ``True`` for a row the exact checks would reject."""
+    plan = _plan(txn, encoding)
     get = values.get
-    for name, kind, required, when, length, codes, scale, int_digits, lo, lo_excl, cond_excl in _plan(
-        txn, encoding
-    ):
+    for name in plan.required:
+        if not get(name):
+            return False
+    for name, when in plan.conditional:
+        if not get(name):
+            for key, expected in when:
+                if get(key) != expected:
+                    break
+            else:
+                return False
+    for name, length in plan.text:
         value = get(name)
         if not value:
-            if required == "Y" or (required == "C" and all(get(k) == v for k, v in when)):
-                return False
             continue
-        if kind == "C":
-            if not value.isprintable():
+        if not value.isprintable():
+            return False
+        if value.isascii():
+            if len(value) > length:
                 return False
-            if value.isascii():
-                if len(value) > length:
-                    return False
-            else:
-                try:
-                    if len(value.encode(encoding)) > length:
-                        return False
-                except UnicodeEncodeError:
-                    return False
-        elif kind == "code":
-            if value not in codes:
-                return False
-        elif kind == "N":
-            if not NUMBER_RE.fullmatch(value):
-                return False
-            integer, _, fraction = value.lstrip("-").partition(".")
-            if len(fraction) > scale or len(integer) > int_digits:
-                return False
-            if lo is not None or lo_excl is not None or cond_excl is not None:
-                number = Decimal(value)
-                if (lo is not None and number < lo) or (lo_excl is not None and number <= lo_excl):
-                    return False
-                if cond_excl is not None and number <= cond_excl:
-                    return False  # the exact check decides whether the condition applies
         else:
-            if not (DATE_RE if kind == "D" else DATETIME_RE).fullmatch(value):
-                return False
             try:
-                (date if kind == "D" else datetime).fromisoformat(value)
-            except ValueError:
+                if len(value.encode(encoding)) > length:
+                    return False
+            except UnicodeEncodeError:
                 return False
+    for name, codes in plan.codes:
+        value = get(name)
+        if value and value not in codes:
+            return False
+    for name, scale, int_digits, lo, lo_excl, cond_excl in plan.numbers:
+        value = get(name)
+        if not value:
+            continue
+        if not NUMBER_RE.fullmatch(value):
+            return False
+        integer, _, fraction = value.lstrip("-").partition(".")
+        if len(fraction) > scale or len(integer) > int_digits:
+            return False
+        negative = value[0] == "-"
+        if lo == 0 and lo_excl is None and cond_excl is None:
+            if negative:
+                return False
+        elif lo is None and lo_excl == 0 and cond_excl is None:
+            if negative or not value.strip("0."):
+                return False
+        elif lo is not None or lo_excl is not None or cond_excl is not None:
+            number = Decimal(value)
+            if (lo is not None and number < lo) or (lo_excl is not None and number <= lo_excl):
+                return False
+            if cond_excl is not None and number <= cond_excl:
+                return False  # the exact check decides whether the condition applies
+    for name, pattern, kind in plan.temporals:
+        value = get(name)
+        if not value:
+            continue
+        if not pattern.fullmatch(value):
+            return False
+        try:
+            kind.fromisoformat(value)
+        except ValueError:
+            return False
     return True

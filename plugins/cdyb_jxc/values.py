@@ -68,11 +68,11 @@ def _to_local(value: datetime, offset_hours: int) -> datetime:
 
 
 def _temporal(spec: FieldSpec, value: Any, offset_hours: int) -> str:
-    if hasattr(value, "to_pydatetime"):
+    if type(value) is not datetime and hasattr(value, "to_pydatetime"):
         value = value.to_pydatetime()
     if isinstance(value, datetime):
         local = _to_local(value, offset_hours)
-        return local.strftime("%Y-%m-%d") if spec.type == "D" else local.strftime("%Y-%m-%d %H:%M:%S")
+        return local.date().isoformat() if spec.type == "D" else local.isoformat(" ", "seconds")
     if isinstance(value, date):
         return value.isoformat() if spec.type == "D" else value.strftime("%Y-%m-%d 00:00:00")
     return str(value)
@@ -88,8 +88,16 @@ def _text(value: Any) -> str:
 
 def to_wire(spec: FieldSpec, value: Any, offset_hours: int = 8) -> str | None:
     """Wire text of one source value for ``spec``; ``None`` when absent."""
-    if type(value) is str and spec.type in ("C", "code"):
+    cls = type(value)
+    if cls is str and spec.type in ("C", "code"):
         return value or None  # the common case: text from CSV or SQL
+    # Exact-type fast paths for what SQL drivers return (subclasses such as pandas Timestamp go the long way).
+    if cls is Decimal and spec.type == "N" and value.is_finite():
+        return _plain_decimal(value)
+    if cls is datetime and spec.type in ("D", "DT"):
+        return _temporal(spec, value, offset_hours)
+    if cls is date and spec.type in ("D", "DT"):
+        return value.isoformat() if spec.type == "D" else value.strftime("%Y-%m-%d 00:00:00")
     if is_absent(value):
         return None
     if spec.type == "N":
@@ -101,6 +109,28 @@ def to_wire(spec: FieldSpec, value: Any, offset_hours: int = 8) -> str | None:
     return _text(value)
 
 
+_PLANS: dict[int, tuple[TransactionSpec, tuple[tuple[str, FieldSpec, bool], ...]]] = {}
+
+
+def _plan(txn: TransactionSpec) -> tuple[tuple[str, FieldSpec, bool], ...]:
+    """(name, spec, text-typed) per field of ``txn``, built once per transaction."""
+    cached = _PLANS.get(id(txn))
+    if cached is None or cached[0] is not txn:
+        plan = tuple((s.name, s, s.type in ("C", "code")) for s in txn.fields)
+        cached = _PLANS[id(txn)] = (txn, plan)
+    return cached[1]
+
+
 def row_to_wire(txn: TransactionSpec, row: Mapping[str, Any], offset_hours: int = 8) -> dict[str, str | None]:
     """Wire text of every profile field of ``txn`` in ``row``; columns outside the profile are ignored."""
-    return {spec.name: to_wire(spec, row.get(spec.name), offset_hours) for spec in txn.fields}
+    get = row.get
+    out: dict[str, str | None] = {}
+    for name, spec, textual in _plan(txn):
+        value = get(name)
+        if value is None:
+            out[name] = None
+        elif textual and type(value) is str:
+            out[name] = value or None  # the common case: text from CSV or SQL
+        else:
+            out[name] = to_wire(spec, value, offset_hours)
+    return out

@@ -47,6 +47,9 @@ CREATE INDEX IF NOT EXISTS accepted_row_item
     ON accepted_row (environment, institution_code, transaction_code, mapping_serial_no);
 """
 
+# One encoder for every row (json.dumps with options builds a new one per call).
+_PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
 
 def _hash_secret(salt: str, secret: str) -> str:
     return hashlib.pbkdf2_hmac("sha256", secret.encode("utf-8"), salt.encode("ascii"), 10_000).hex()
@@ -226,7 +229,7 @@ class SimulatorStore:
                     row["serial_no"],
                     txn_code,
                     row["mapping_serial_no"],
-                    json.dumps(row, ensure_ascii=False, separators=(",", ":")),
+                    _PAYLOAD_JSON.encode(row),
                     now,
                 )
                 for row in rows
