@@ -161,8 +161,33 @@ def _require(table: dict[str, Any], key: str, where: str, kind: type | tuple[typ
         raise ProfileError(f"profile key {where}.{key} is missing")
     value = table[key]
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ProfileError(f"profile key {where}.{key} has the wrong type: {type(value).__name__}")
+        wanted = " or ".join(
+            _TYPE_WORDS.get(k, k.__name__) for k in (kind if isinstance(kind, tuple) else (kind,))
+        )
+        got = _TYPE_WORDS.get(type(value), type(value).__name__)
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:59] + "…"
+        raise ProfileError(f"profile key {where}.{key} must be {wanted}, not {shown} ({got})")
     return value
+
+
+# How TOML users know the types: ``batch_limit = "100"`` is text, ``batch_limit = 100`` an integer.
+_TYPE_WORDS: dict[type, str] = {
+    str: "text",
+    int: "an integer",
+    float: "a decimal number",
+    bool: "a boolean",
+    dict: "a table",
+    list: "a list",
+}
+
+
+def _first_repeat(items: list[str]) -> str | None:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
 
 
 def _decimal(value: Any, where: str) -> Decimal | None:
@@ -263,11 +288,12 @@ def _transaction(key: str, raw: dict[str, Any], bases: dict[str, dict[str, Any]]
             )
         )
     names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise ProfileError(f"profile key {where}.fields lists a field twice")
+    if twice := _first_repeat(names):
+        raise ProfileError(f"profile key {where}.fields lists the field {twice!r} twice")
     tags = [s.tag for s in specs]
-    if len(set(tags)) != len(tags):
-        raise ProfileError(f"profile key {where}.fields uses one tag for two fields")
+    if twice := _first_repeat(tags):
+        both = " and ".join(repr(s.name) for s in specs if s.tag == twice)
+        raise ProfileError(f"profile key {where}.fields uses the tag {twice!r} for two fields: {both}")
     for spec in specs:
         for cond in spec.when:
             if cond not in names:
@@ -334,8 +360,9 @@ def parse_profile(raw: dict[str, Any], source: str = "<memory>") -> Profile:
     if extra:
         raise ProfileError(f"profile key transactions.{sorted(extra)[0]} is not a known transaction")
     txn_codes = [t.code for t in transactions.values()]
-    if len(set(txn_codes)) != len(txn_codes):
-        raise ProfileError("profile key transactions.*.code: two transactions share one code")
+    if twice := _first_repeat(txn_codes):
+        both = " and ".join(k for k, t in transactions.items() if t.code == twice)
+        raise ProfileError(f"profile key transactions.*.code: {both} share the code {twice!r}")
     return Profile(
         name=str(raw.get("name", "unnamed")),
         source=source,

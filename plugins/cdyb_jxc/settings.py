@@ -77,7 +77,7 @@ def build_settings(
     institution = str(values.get("institution_code", "")).strip()
     if not institution:
         raise ConnectionConfigError(f"{where}: extra 'institution_code' (定点机构编码) is required")
-    environment = str(values.get("environment", "test")).strip()
+    environment = str(values.get("environment", "test")).strip().lower()
     if environment not in ENVIRONMENTS:
         raise ConnectionConfigError(f"{where}: extra 'environment' must be test or prod, not {environment!r}")
     try:
@@ -90,10 +90,13 @@ def build_settings(
         )
     batch_limit = None
     if "batch_limit" in values:
-        try:
-            batch_limit = int(values["batch_limit"])
-        except (TypeError, ValueError) as err:
-            raise ConnectionConfigError(f"{where}: extra 'batch_limit' must be a whole number") from err
+        raw_limit = values["batch_limit"]
+        text = str(raw_limit).strip()
+        if isinstance(raw_limit, bool) or not text.lstrip("-").isdigit():
+            raise ConnectionConfigError(
+                f"{where}: extra 'batch_limit' must be a whole number, not {raw_limit!r}"
+            )
+        batch_limit = int(text)
         if batch_limit <= 0:
             raise ConnectionConfigError(f"{where}: extra 'batch_limit' must be positive, not {batch_limit}")
     return CentreSettings(

@@ -240,6 +240,14 @@ def _missing_transaction(raw: dict[str, Any]) -> None:
     del raw["transactions"]["stock"]
 
 
+def _field_listed_twice(raw: dict[str, Any]) -> None:
+    raw["transactions"]["stock"]["fields"].append({"name": "remark", "required": "N"})
+
+
+def _one_tag_for_two_fields(raw: dict[str, Any]) -> None:
+    raw["fields"]["lot_no"]["tag"] = "aae013"
+
+
 def _two_transactions_one_code(raw: dict[str, Any]) -> None:
     raw["transactions"]["stock"]["code"] = "JXC001"
 
@@ -256,11 +264,11 @@ def _missing_control_tag(raw: dict[str, Any]) -> None:
     ("mutate", "message"),
     [
         (_drop_batch_limit, "profile key service.batch_limit is missing"),
-        (_batch_limit_as_text, "profile key service.batch_limit has the wrong type: str"),
-        (_batch_limit_as_bool, "profile key service.batch_limit has the wrong type: bool"),
+        (_batch_limit_as_text, "profile key service.batch_limit must be an integer, not '100' (text)"),
+        (_batch_limit_as_bool, "profile key service.batch_limit must be an integer, not True (a boolean)"),
         (_batch_limit_zero, "profile key service.batch_limit must be positive"),
         (_unknown_field_type, "profile key fields.unit.type must be one of C, N, D, DT, code, not 'X'"),
-        (_length_as_text, "profile key fields.lot_no.length has the wrong type: str"),
+        (_length_as_text, "profile key fields.lot_no.length must be an integer, not '30' (text)"),
         (_unknown_field_setting, "profile key fields.unit.maxlen is not a known field setting"),
         (
             _undefined_field_in_transaction,
@@ -285,7 +293,18 @@ def _missing_control_tag(raw: dict[str, Any]) -> None:
             "profile key transactions.stock: pack_ratio.when names 'inbound_type', not in this transaction",
         ),
         (_missing_transaction, "profile key transactions.stock is missing"),
-        (_two_transactions_one_code, "profile key transactions.*.code: two transactions share one code"),
+        (_field_listed_twice, "profile key transactions.stock.fields lists the field 'remark' twice"),
+        (
+            _one_tag_for_two_fields,
+            (
+                "profile key transactions.init.fields uses the tag 'aae013' for two fields: "
+                "'remark' and 'lot_no'"
+            ),
+        ),
+        (
+            _two_transactions_one_code,
+            "profile key transactions.*.code: init and stock share the code 'JXC001'",
+        ),
         (_missing_category, "profile key categories.charset is missing"),
         (_missing_control_tag, "profile key request.control_tags.row_count is missing"),
     ],

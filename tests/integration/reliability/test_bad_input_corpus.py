@@ -266,7 +266,7 @@ PROFILE_CASES = [
     ),
     pytest.param(
         _edit("service.batch_limit", "100"),
-        "profile key service.batch_limit has the wrong type: str",
+        "profile key service.batch_limit must be an integer, not '100' (text)",
         id="batch-limit-is-text",
     ),
     pytest.param(
@@ -276,7 +276,7 @@ PROFILE_CASES = [
     ),
     pytest.param(
         _edit("reply.retcode", 1),
-        "profile key reply.retcode has the wrong type: int",
+        "profile key reply.retcode must be text, not 1 (an integer)",
         id="reply-tag-not-text",
     ),
     pytest.param(_edit("categories.charset"), "profile key categories.charset is missing", id="no-category"),
@@ -408,7 +408,7 @@ SETTINGS_CASES = [
     ),
     pytest.param(
         {"extra": {"institution_code": INSTITUTION, "batch_limit": "ten"}},
-        "extra 'batch_limit' must be a whole number",
+        "extra 'batch_limit' must be a whole number, not 'ten'",
         id="batch-limit-text",
     ),
     pytest.param(

@@ -41,7 +41,7 @@ def test_ui_prefixed_extras_and_string_values_are_understood():
         **GOOD,
         extra={
             "extra__cdyb_jxc__institution_code": "H2",
-            "environment": "prod",
+            "environment": " PROD ",
             "timeout": "12.5",
             "batch_limit": "50",
             "verify": "false",
@@ -74,6 +74,12 @@ def test_ui_prefixed_extras_and_string_values_are_understood():
         ({}, {"institution_code": "H1", "timeout": "soon"}, "extra 'timeout' must be a number of seconds"),
         ({}, {"institution_code": "H1", "timeout": 0}, "extra 'timeout' must be between 0 and 3600"),
         ({}, {"institution_code": "H1", "batch_limit": "lots"}, "extra 'batch_limit' must be a whole number"),
+        (
+            {},
+            {"institution_code": "H1", "batch_limit": 2.5},
+            "extra 'batch_limit' must be a whole number, not 2.5",
+        ),
+        ({}, {"institution_code": "H1", "batch_limit": True}, "extra 'batch_limit' must be a whole number"),
         ({}, {"institution_code": "H1", "batch_limit": -1}, "extra 'batch_limit' must be positive"),
         ({}, {"institution_code": "H1", "verify": "maybe"}, "extra 'verify' must be true or false"),
     ],
