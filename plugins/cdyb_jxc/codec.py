@@ -229,6 +229,33 @@ def parse_reply(profile: Profile, text: str | None) -> BatchReply:
     )
 
 
+def reply_contradiction(reply: BatchReply, serials: Sequence[str]) -> str | None:
+    """Why ``reply`` does not tell the fate of every row of the batch ``serials``; ``None`` when it does.
+
+    SPEC §3: with retcode 1 every row was saved; with 2 the rows listed in ``dataset`` were not and the others
+    were; with -1 (rows listed) none was. ``dataset``, ``succnum`` and ``failnum`` may be missing, but what is
+    there must agree: otherwise the unlisted rows cannot be called saved or not saved.
+    """
+    batch = set(serials)
+    listed = {f.serial_no for f in reply.failures}
+    unknown = sorted(listed - batch)
+    if unknown:
+        shown = ", ".join(unknown[:3]) + ("…" if len(unknown) > 3 else "")
+        return f"应答列出本批没有的流水号 {shown}"
+    k, n = len(listed), len(batch)
+    if reply.status == SUCCESS and k:
+        return f"返回码{reply.retcode}(全部成功)却列出{k}条失败记录"
+    if reply.status == PARTIAL and not k:
+        return f"返回码{reply.retcode}(部分成功)却未列出失败记录"
+    if reply.status == FAILURE and k != n:
+        return f"返回码{reply.retcode}(全部失败)只列出{k}/{n}条失败记录"
+    if reply.succnum is not None and reply.succnum != n - k:
+        return f"成功条数{reply.succnum}与本批{n}条、失败记录{k}条不符"
+    if reply.failnum is not None and reply.failnum != k:
+        return f"失败条数{reply.failnum}与列出的失败记录{k}条不符"
+    return None
+
+
 def build_reply(
     profile: Profile,
     status: str,

@@ -10,7 +10,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 INIT_MILESTONE = "initialization"
-UPLOAD_TASKS = ("upload_inbound", "upload_outbound", "upload_stock")
+DAILY_TRANSACTIONS = ("inbound", "outbound", "stock")
+UPLOAD_TASKS = tuple(f"upload_{key}" for key in DAILY_TRANSACTIONS)
 
 
 def _institution(conn_id: str) -> str:
@@ -73,7 +74,7 @@ def count_rejected(results: Sequence[dict | None]) -> int:
     for result in results:
         states = (result or {}).get("states", {})
         total += int(states.get("REJECTED", 0)) + int(states.get("DUPLICATE_CONFLICT", 0))
-        total += int((result or {}).get("duplicate_in_source", 0))
+        total += int((result or {}).get("source_issues", 0))
     return total
 
 
@@ -100,11 +101,14 @@ def report_rejects(
     """Write the reject report (CSV and Excel) and send the notification."""
     from airflow.sdk import get_current_context
 
+    from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
     from cdyb_jxc.notifications import RejectNotifier
     from cdyb_jxc.operators.upload import make_ledger
     from cdyb_jxc.reports import write_reject_report
 
-    institution = _institution(conn_id)
+    hook = CdybJxcHook(conn_id)
+    institution = hook.settings.institution_code
+    codes = [hook.profile.transaction(key).code for key in DAILY_TRANSACTIONS]
     ledger = make_ledger(ledger_url, ledger_conn_id)
     day = date.fromisoformat(business_date)
     days = sorted(
@@ -112,7 +116,7 @@ def report_rejects(
             business_date,
             *(
                 d
-                for code in ("JXC002", "JXC003", "JXC004")
+                for code in codes
                 for d in ledger.open_dates(
                     institution, code, (day - timedelta(days=recheck_days)).isoformat(), business_date
                 )

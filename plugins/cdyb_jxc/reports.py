@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdyb_jxc.ledger import DUPLICATE_CONFLICT, REJECTED, Ledger
-from cdyb_jxc.ledger.schema import upload_row
+from cdyb_jxc.ledger.schema import source_issue, upload_row
+
+# State shown for source rows that were never sent (see :mod:`cdyb_jxc.source_issues`).
+SOURCE_ISSUE = "SOURCE_ISSUE"
 
 COLUMNS = {
     "serial_no": "流水号 serial_no",
@@ -36,7 +39,8 @@ class RejectReport:
 def write_reject_report(
     ledger: Ledger, institution_code: str, business_dates: list[str], folder: str | Path, name: str
 ) -> RejectReport:
-    """Write every rejected or conflicting row of ``business_dates`` to ``<folder>/<name>.csv`` and ``.xlsx``.
+    """Write every rejected or conflicting row of ``business_dates``, and every source row that could not be
+    sent (state ``SOURCE_ISSUE``), to ``<folder>/<name>.csv`` and ``.xlsx``.
 
     :param ledger: the ledger
     :param institution_code: 定点机构编码
@@ -46,7 +50,7 @@ def write_reject_report(
     """
     import pandas as pd
 
-    t = upload_row.c
+    t, i = upload_row.c, source_issue.c
     records = list(
         ledger.iter_rows(
             t.institution_code == institution_code,
@@ -55,6 +59,18 @@ def write_reject_report(
             columns=list(COLUMNS),
         )
     )
+    for issue in ledger.iter_source_issues(
+        i.institution_code == institution_code, i.business_date.in_(business_dates)
+    ):
+        records.append(
+            {
+                **{k: issue.get(k) for k in COLUMNS},
+                "state": SOURCE_ISSUE,
+                "held_back": 1,
+                "attempts": 0,
+                "updated_at": issue["seen_at"],
+            }
+        )
     if not records:
         return RejectReport(0, None, None)
     out = Path(folder)

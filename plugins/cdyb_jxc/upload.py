@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from cdyb_jxc.codec import build_request
-from cdyb_jxc.exceptions import CallRejectedError, InDoubtError, SourceDataError, TransportError
+from cdyb_jxc.codec import build_request, reply_contradiction
+from cdyb_jxc.exceptions import CallRejectedError, InDoubtError, TransportError
 from cdyb_jxc.ledger import (
     ACCEPTED,
     ACCEPTED_RECONCILED,
@@ -30,10 +30,10 @@ from cdyb_jxc.ledger import (
 from cdyb_jxc.ledger.schema import SERIAL_MAX
 from cdyb_jxc.ledger.store import compress, utcnow
 from cdyb_jxc.profile import Profile
+from cdyb_jxc.source_issues import SourceIssues
 from cdyb_jxc.upload_result import (
     RunInfo,
     UploadResult,
-    business_date_of,
     deadline_utc,
     field_of,
     payload_hash,
@@ -61,6 +61,7 @@ class _Planned:
     hash: str
     business_date: str
     prior: LedgerEntry | None
+    row: int = 0  # number of the row in the source (1 = first data row)
 
 
 class Uploader:
@@ -115,12 +116,20 @@ class Uploader:
         self.resend_rejected_after = resend_rejected_after
         self.offset = int(profile.service["timezone_offset_hours"])
         self.result = UploadResult(transaction=txn_key)
-        self._missing_rows: list[int] = []
+        self.issues = SourceIssues(
+            ledger=ledger,
+            institution_code=institution_code,
+            txn=self.txn,
+            run=self.run_info,
+            result=self.result,
+            fallback_date=business_date,
+        )
 
     # -- public -----------------------------------------------------------------------------------------
     def run(self, chunks: Iterable[Sequence[Mapping[str, Any]]]) -> UploadResult:
         """Upload every chunk. Raises after recording: :class:`TransportError`/:class:`InDoubtError`
-        (retry later), :class:`CallRejectedError` (do not retry), :class:`SourceDataError` (no 流水号)."""
+        (retry later), :class:`CallRejectedError` (do not retry). Source rows that cannot be sent (no
+        流水号, repeated, …) do not stop the run: they are recorded as source issues and counted."""
         started = time.perf_counter()
         abandoned = self.ledger.abandon_open_batches(self.institution, self.txn.code, self.run_info.token)
         if abandoned:
@@ -133,14 +142,15 @@ class Uploader:
         try:
             for chunk in chunks:
                 self._chunk(chunk)
+            self.issues.settle()
         finally:
+            self.issues.flush()
             self.result.seconds = time.perf_counter() - started
-        if self._missing_rows:
-            shown = ", ".join(str(n) for n in self._missing_rows[:10])
-            raise SourceDataError(
-                f"{len(self._missing_rows)} source row(s) have no usable 流水号 (serial_no empty or"
-                f" longer than {SERIAL_MAX}) and were not uploaded: "
-                f"row {shown}{' …' if len(self._missing_rows) > 10 else ''}"
+        if self.result.source_issues:
+            log.warning(
+                "%s: %d source row(s) were not sent and are listed as source issues (reject report, monitor)",
+                self.txn.code,
+                self.result.source_issues,
             )
         return self.result
 
@@ -152,34 +162,27 @@ class Uploader:
             res.rows_read += 1
             wire = row_to_wire(self.txn, row, self.offset)
             serial = wire.get("serial_no")
-            if serial and len(serial) > SERIAL_MAX:
+            if not serial or len(serial) > SERIAL_MAX:
                 res.missing_serial += 1
-                self._missing_rows.append(res.rows_read)
-                res.reject(
-                    serial_no=serial[:40] + "…",
-                    row=res.rows_read,
-                    category="字段校验失败",
+                spec = self.txn.by_name["serial_no"]
+                self.issues.add(
+                    wire=wire,
+                    source_row=res.rows_read,
+                    serial=serial[:40] + "…" if serial else None,
+                    unique_key=False,
+                    category=self.profile.category("field_invalid"),
                     field="serial_no",
-                    detail=f"流水号(yka105)长度{len(serial)}，无法记录",
-                )
-                continue
-            if not serial:
-                res.missing_serial += 1
-                self._missing_rows.append(res.rows_read)
-                res.reject(
-                    serial_no=None,
-                    row=res.rows_read,
-                    category="字段校验失败",
-                    field="serial_no",
-                    detail="流水号(yka105)不能为空",
+                    detail=f"源数据第{res.rows_read}行: "
+                    + (f"{spec.display}长度{len(serial)}，无法记录" if serial else f"{spec.display}不能为空"),
                 )
                 continue
             if serial in planned:
-                self._duplicate_in_source(serial)
+                self._duplicate_in_source(serial, wire, res.rows_read)
                 continue
             planned[serial] = _Planned(
-                serial, wire, payload_hash(wire), business_date_of(self.txn, wire, self.business_date), None
+                serial, wire, payload_hash(wire), self.issues.business_date(wire), None, res.rows_read
             )
+        self.issues.flush()
         if not planned:
             return
         known = self.ledger.lookup(self.institution, list(planned))
@@ -249,8 +252,20 @@ class Uploader:
         prior, res = plan.prior, self.result
         if prior is None:
             return "send"
+        if prior.transaction_code and prior.transaction_code != self.txn.code:
+            # SPEC: a 流水号 is unique per institution across all four transactions
+            self.issues.add(
+                wire=plan.wire,
+                source_row=plan.row,
+                serial=plan.serial,
+                category=self.profile.category("duplicate"),
+                field="serial_no",
+                detail=f"流水号已用于{prior.transaction_code}的记录(状态{prior.state})，本条未上传；"
+                "请为本条使用新的流水号",
+            )
+            return "skip"
         if prior.run_token == self.run_info.token:
-            self._duplicate_in_source(plan.serial)
+            self._duplicate_in_source(plan.serial, plan.wire, plan.row)
             return "skip"
         if prior.state in (ACCEPTED, ACCEPTED_RECONCILED):
             res.already_accepted += 1
@@ -262,6 +277,15 @@ class Uploader:
                     "accepted version (send a correction under a new 流水号)",
                     self.txn.code,
                     plan.serial,
+                )
+                self.issues.add(
+                    wire=plan.wire,
+                    source_row=plan.row,
+                    serial=plan.serial,
+                    category="接收后源数据变更",
+                    field=None,
+                    detail="该流水号已被医保中心接收，源数据随后被修改；中心保留已接收的版本，"
+                    "更正请以新流水号上传(盘盈、盘损、退药等)",
                 )
             return "skip"
         if prior.state == DUPLICATE_CONFLICT:
@@ -277,18 +301,21 @@ class Uploader:
                 return "skip"
         return "send"
 
-    def _duplicate_in_source(self, serial: str) -> None:
+    def _duplicate_in_source(self, serial: str, wire: Mapping[str, str | None], row: int) -> None:
         self.result.duplicate_in_source += 1
         log.error(
             "%s 流水号 %s appears more than once in the source; only the first row is uploaded",
             self.txn.code,
             serial,
         )
-        self.result.reject(
-            serial_no=serial,
-            category="数据重复上传",
+        self.issues.add(
+            wire=wire,
+            source_row=row,
+            serial=serial,
+            unique_key=False,
+            category=self.profile.category("duplicate"),
             field="serial_no",
-            detail="流水号在数据源中重复，仅上传第一条",
+            detail=f"流水号在数据源中重复(源数据第{row}行)，仅上传第一条",
         )
 
     def _count_reject(
@@ -316,8 +343,15 @@ class Uploader:
         attempt = 0
         while True:
             try:
-                self._send_once(batch)
-                return
+                doubtful = self._send_once(batch)
+                if not doubtful:
+                    return
+                # the reply contradicted itself: only its unlisted rows are in doubt and go out again
+                batch = doubtful
+                raise InDoubtError(
+                    f"{self.txn.code} reply does not tell whether {len(doubtful)} rows were saved; "
+                    "they are IN_DOUBT and go out again on the next try"
+                )
             except (TransportError, InDoubtError) as err:
                 if attempt >= self.resend_attempts:
                     raise
@@ -338,7 +372,8 @@ class Uploader:
                     if isinstance(err, InDoubtError):
                         plan.prior = _in_doubt(plan)
 
-    def _send_once(self, batch: list[_Planned]) -> None:
+    def _send_once(self, batch: list[_Planned]) -> list[_Planned]:
+        """Send one batch and record the answer; returns the rows a self-contradicting reply left in doubt."""
         res, ledger = self.result, self.ledger
         wire_rows = [p.wire for p in batch]
         redacted = build_request(
@@ -426,10 +461,14 @@ class Uploader:
             self._restore(batch, f"整批被拒: {reply.retmsg}")
             ledger.finish_batch(batch_id, outcome="rejected", **audit)
             raise CallRejectedError(reply.retmsg, reply.category)
-        self._apply(batch, reply)
-        ledger.finish_batch(batch_id, outcome=reply.status, **audit)
+        contradiction = reply_contradiction(reply, [p.serial for p in batch])
+        doubtful = self._apply(batch, reply, contradiction)
+        ledger.finish_batch(
+            batch_id, outcome="in_doubt" if contradiction else reply.status, error=contradiction, **audit
+        )
         if self.progress:
-            self.progress(len(batch))
+            self.progress(len(batch) - len(doubtful))
+        return doubtful
 
     def _restore(self, batch: list[_Planned], detail: str) -> None:
         """Nothing was stored: rows go back to PENDING, or stay IN_DOUBT if an earlier send was in doubt."""
@@ -447,19 +486,27 @@ class Uploader:
             ],
         )
 
-    def _apply(self, batch: list[_Planned], reply: Any) -> None:
+    def _apply(self, batch: list[_Planned], reply: Any, contradiction: str | None) -> list[_Planned]:
+        """Record each row's fate. Listed rows were not saved; unlisted rows were, unless the reply
+        contradicts itself (``contradiction``): then they are IN_DOUBT (returned) and are sent again."""
         failures = {f.serial_no: f for f in reply.failures}
-        by_serial = {p.serial: p for p in batch}
-        unknown = set(failures) - set(by_serial)
-        if unknown:
-            log.warning(
-                "%s reply lists 流水号 not in the batch: %s", self.txn.code, ", ".join(sorted(unknown)[:5])
-            )
+        if contradiction:
+            log.warning("%s reply contradicts itself: %s", self.txn.code, contradiction)
         dup = self.profile.category("duplicate")
         now = utcnow()
-        accepted, rejected = [], []
+        accepted, rejected, doubtful = [], [], []
         for plan in batch:
             failure = failures.get(plan.serial)
+            if failure is None and contradiction:
+                doubtful.append(
+                    {
+                        "serial_no": plan.serial,
+                        "state": IN_DOUBT,
+                        "detail": f"应答不一致: {contradiction}",
+                        "updated_at": now,
+                    }
+                )
+                continue
             if failure is None:
                 accepted.append(self._accepted(plan, ACCEPTED, now))
                 continue
@@ -504,6 +551,9 @@ class Uploader:
             self._count_reject(plan.serial, plan, failure.category, fld, failure.detail)
         self._update_grouped(accepted)
         self._update_grouped(rejected)
+        if doubtful:
+            self.ledger.update_rows(self.institution, doubtful)
+        return [p for p in batch if contradiction and p.serial not in failures]
 
     def _accepted(self, plan: _Planned, state: str, now: datetime) -> dict[str, Any]:
         self.result.states[state] += 1

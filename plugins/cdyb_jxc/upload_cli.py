@@ -90,8 +90,8 @@ def run_upload(args: argparse.Namespace) -> int:
         hook.close()
     states = result.states
     not_accepted = sum(n for s, n in states.items() if s not in ACCEPTED_STATES)
-    # a second source row under a used 流水号 was not uploaded: not a clean run either
-    return EXIT_OK if not_accepted == 0 and not result.duplicate_in_source else EXIT_REJECTS
+    # source rows that could not be sent (no 流水号, repeated, …) make it not a clean run either
+    return EXIT_OK if not_accepted == 0 and not result.source_issues else EXIT_REJECTS
 
 
 def _print_states(states: Any, summary: dict[str, Any]) -> None:
@@ -102,6 +102,8 @@ def _print_states(states: Any, summary: dict[str, Any]) -> None:
     for state in STATES:
         if states.get(state):
             print(f"  {state:<20} {states[state]}")
+    if summary["source_issues"]:
+        print(f"  {'SOURCE_ISSUE':<20} {summary['source_issues']} (not sent: see the reject list below)")
     for reject in summary["rejects_sample"][:10]:
         who = reject.get("serial_no") or f"source row {reject.get('row')}"
         print(f"  rejected {who}: 【{reject.get('category')}】{reject.get('detail')}")

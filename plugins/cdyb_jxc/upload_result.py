@@ -41,6 +41,8 @@ class UploadResult:
     changed_after_accept: int = 0
     duplicate_in_source: int = 0
     missing_serial: int = 0
+    # source rows kept as ledger source issues (no 流水号, repeated, used by another transaction, changed)
+    source_issues: int = 0
     rejects: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     send_seconds: float = 0.0
@@ -61,6 +63,7 @@ class UploadResult:
             "changed_after_accept": self.changed_after_accept,
             "duplicate_in_source": self.duplicate_in_source,
             "missing_serial": self.missing_serial,
+            "source_issues": self.source_issues,
             "rejects_sample": self.rejects,
             "seconds": round(self.seconds, 3),
             "send_seconds": round(self.send_seconds, 3),

@@ -13,6 +13,7 @@ from cdyb_jxc.codec import (
     FAILURE,
     PARTIAL,
     SUCCESS,
+    BatchReply,
     ParsedRequest,
     RowFailure,
     build_reply,
@@ -22,6 +23,7 @@ from cdyb_jxc.codec import (
     parse_reply,
     parse_request,
     redact_request,
+    reply_contradiction,
 )
 from cdyb_jxc.exceptions import CodecError, UnsafeXmlError
 from cdyb_jxc.profile import Profile, TransactionSpec
@@ -565,3 +567,33 @@ def test_parse_request_keeps_empty_elements_as_absent(profile: Profile) -> None:
     parsed = parse_request(profile, text)
     assert parsed.control["jyfwyh"] is None
     assert parsed.rows == [[("yka105", "CK1"), ("aae013", None)]]
+
+
+@pytest.mark.parametrize(
+    ("status", "retcode", "succnum", "failnum", "listed", "expected"),
+    [
+        ("success", "1", 3, 0, [], None),
+        ("success", "1", None, None, [], None),
+        ("partial", "2", 2, 1, ["B"], None),
+        ("partial", "2", None, None, ["B"], None),
+        ("failure", "-1", 0, 3, ["A", "B", "C"], None),
+        ("partial", "2", 2, 1, [], "返回码2(部分成功)却未列出失败记录"),
+        ("success", "1", 3, 0, ["A"], "返回码1(全部成功)却列出1条失败记录"),
+        ("failure", "-1", 0, 3, ["A"], "返回码-1(全部失败)只列出1/3条失败记录"),
+        ("partial", "2", 1, 1, ["B"], "成功条数1与本批3条、失败记录1条不符"),
+        ("partial", "2", 2, 2, ["B"], "失败条数2与列出的失败记录1条不符"),
+        ("partial", "2", 2, 1, ["Z"], "应答列出本批没有的流水号 Z"),
+    ],
+)
+def test_reply_contradiction_names_why_unlisted_rows_cannot_be_called_saved(
+    status, retcode, succnum, failnum, listed, expected
+):
+    reply = BatchReply(
+        status=status,
+        retcode=retcode,
+        retmsg="",
+        succnum=succnum,
+        failnum=failnum,
+        failures=tuple(RowFailure(s, "【未对码】x") for s in listed),
+    )
+    assert reply_contradiction(reply, ["A", "B", "C"]) == expected

@@ -94,3 +94,28 @@ milestone = Table(
     Column("completed_at", DateTime, nullable=False),
     Column("detail", Text),
 )
+
+# Source rows the upload could not key by 流水号 or must not send (no 流水号, repeated in the source, 流水号
+# already used by another transaction's row, changed after it was accepted): kept so that they show in
+# reports and the monitor. One entry per (institution, transaction, business day, row key); a later run of
+# the same day replaces the entries it sees again and drops the ones that are gone.
+source_issue = Table(
+    "cdyb_jxc_source_issue",
+    metadata,
+    Column("institution_code", String(30), primary_key=True),
+    Column("transaction_code", String(16), primary_key=True),
+    Column("business_date", String(10), primary_key=True),
+    # the 流水号 (cut to 200 characters), or "#<source row number>" when it has none
+    Column("row_key", String(250), primary_key=True),
+    Column("serial_no", Text),
+    Column("source_row", Integer),
+    Column("mapping_serial_no", Text),
+    Column("item_name", Text),
+    Column("category", String(64)),
+    Column("field", String(100)),
+    Column("detail", Text, nullable=False),
+    Column("run_token", String(1000)),
+    Column("dag_id", String(250)),
+    Column("run_id", String(250)),
+    Column("seen_at", DateTime, nullable=False),
+)

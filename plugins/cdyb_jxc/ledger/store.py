@@ -13,9 +13,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    union,
+    update,
+)
 
-from cdyb_jxc.ledger.schema import metadata, milestone, upload_batch, upload_row
+from cdyb_jxc.ledger.schema import metadata, milestone, source_issue, upload_batch, upload_row
 
 DEFAULT_LEDGER_URL = "sqlite:///cdyb_jxc_ledger.db"
 LEDGER_ENV_VAR = "CDYB_JXC_LEDGER_URL"
@@ -59,6 +71,7 @@ class LedgerEntry:
     held_back: bool
     run_token: str | None
     last_sent_at: datetime | None = None
+    transaction_code: str | None = None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -108,6 +121,7 @@ class Ledger:
                     t.held_back,
                     t.run_token,
                     t.last_sent_at,
+                    t.transaction_code,
                 ).where(t.institution_code == institution_code, t.serial_no.in_(chunk))
                 for r in conn.execute(query):
                     found[r.serial_no] = LedgerEntry(
@@ -119,6 +133,7 @@ class Ledger:
                         bool(r.held_back),
                         r.run_token,
                         r.last_sent_at,
+                        r.transaction_code,
                     )
         return found
 
@@ -175,22 +190,83 @@ class Ledger:
                 yield dict(r._mapping)
 
     def open_dates(self, institution_code: str, transaction_code: str, since: str, before: str) -> list[str]:
-        """Business days in [since, before) that still have rows not accepted (rejected or unresolved)."""
-        t = upload_row.c
-        query = (
-            select(t.business_date)
-            .where(
-                t.institution_code == institution_code,
-                t.transaction_code == transaction_code,
-                t.business_date >= since,
-                t.business_date < before,
-                t.state.in_(("REJECTED", "PENDING", "IN_FLIGHT", "IN_DOUBT")),
-            )
-            .distinct()
-            .order_by(t.business_date)
+        """Business days in [since, before) that still have rows not accepted (rejected or unresolved)
+        or source rows with an open issue."""
+        t, i = upload_row.c, source_issue.c
+        rows = select(t.business_date).where(
+            t.institution_code == institution_code,
+            t.transaction_code == transaction_code,
+            t.business_date >= since,
+            t.business_date < before,
+            t.state.in_(("REJECTED", "PENDING", "IN_FLIGHT", "IN_DOUBT")),
+        )
+        issues = select(i.business_date).where(
+            i.institution_code == institution_code,
+            i.transaction_code == transaction_code,
+            i.business_date >= since,
+            i.business_date < before,
         )
         with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(query)]
+            return sorted(r[0] for r in conn.execute(union(rows, issues)))
+
+    # -- source issues ----------------------------------------------------------------------------------
+    def record_source_issues(self, issues: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace issues by (institution, transaction, business day, row key)."""
+        if not issues:
+            return
+        i = source_issue.c
+        stmt = delete(source_issue).where(
+            i.institution_code == bindparam("k_institution"),
+            i.transaction_code == bindparam("k_transaction"),
+            i.business_date == bindparam("k_date"),
+            i.row_key == bindparam("k_row"),
+        )
+        keys = [
+            {
+                "k_institution": x["institution_code"],
+                "k_transaction": x["transaction_code"],
+                "k_date": x["business_date"],
+                "k_row": x["row_key"],
+            }
+            for x in issues
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(stmt, keys)
+            conn.execute(insert(source_issue), list(issues))
+
+    def clear_source_issues(
+        self, institution_code: str, transaction_code: str, business_dates: Iterable[str], run_token: str
+    ) -> int:
+        """Drop issues of ``business_dates`` that the run ``run_token`` did not see again (fixed at the
+        source). Returns how many were dropped."""
+        dates = sorted(set(business_dates))
+        if not dates:
+            return 0
+        i = source_issue.c
+        dropped = 0
+        with self.engine.begin() as conn:
+            for start in range(0, len(dates), _LOOKUP_CHUNK):
+                result = conn.execute(
+                    delete(source_issue).where(
+                        i.institution_code == institution_code,
+                        i.transaction_code == transaction_code,
+                        i.business_date.in_(dates[start : start + _LOOKUP_CHUNK]),
+                        i.run_token != run_token,
+                    )
+                )
+                dropped += int(result.rowcount or 0)
+        return dropped
+
+    def iter_source_issues(self, *conditions: Any) -> Iterator[dict[str, Any]]:
+        i = source_issue.c
+        query = (
+            select(source_issue)
+            .where(and_(True, *conditions))
+            .order_by(i.business_date, i.transaction_code, i.source_row, i.row_key)
+        )
+        with self.engine.connect() as conn:
+            for r in conn.execute(query):
+                yield dict(r._mapping)
 
     def accepted_serials(self, institution_code: str | None = None) -> set[str]:
         t = upload_row.c

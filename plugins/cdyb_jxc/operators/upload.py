@@ -207,7 +207,8 @@ class CdybJxcUploadOperator(BaseOperator):
             hook.close()
         summary = result.as_dict()
         self.log.info(
-            "%s done: %s; read %d, sent %d in %d batches, held back %d, already accepted %d",
+            "%s done: %s; read %d, sent %d in %d batches, held back %d, already accepted %d, "
+            "source issues %d",
             txn.code,
             summary["states"],
             result.rows_read,
@@ -215,6 +216,7 @@ class CdybJxcUploadOperator(BaseOperator):
             result.batches,
             result.held_back,
             result.already_accepted,
+            result.source_issues,
         )
         for reject in result.rejects:
             self.log.warning("rejected %s", reject)

@@ -15,6 +15,8 @@ Names (:data:`FAULTS`), checked in this order, first hit wins:
 ``empty_200``          rows stored, HTTP 200 with an empty body.
 ``malformed_inner``    rows stored, the ``return`` string is not well-formed XML.
 ``missing_output``     rows stored, the ``return`` string has no ``output`` node.
+``no_dataset``         rows stored, the ``return`` keeps retcode and counts but drops ``dataset`` (SPEC allows
+                       that): a partial reply no longer says which rows failed.
 ``gbk_envelope``       normal processing; the reply envelope is encoded in GBK.
 
 The same seed and the same sequence of calls give the same faults.
@@ -34,10 +36,11 @@ FAULTS = (
     "empty_200",
     "malformed_inner",
     "missing_output",
+    "no_dataset",
     "gbk_envelope",
 )
 STORING_FAULTS = frozenset(
-    {"drop_after_store", "empty_200", "malformed_inner", "missing_output", "gbk_envelope"}
+    {"drop_after_store", "empty_200", "malformed_inner", "missing_output", "no_dataset", "gbk_envelope"}
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import struct
 import threading
@@ -205,6 +206,10 @@ class _Handler(BaseHTTPRequestHandler):
                 f"</{app.profile.reply['root']}>", "</result>"
             )
             self._send(200, response_envelope(app.profile, bad), "text/xml; charset=UTF-8")
+        elif fault == "no_dataset":
+            tag = re.escape(app.profile.reply["dataset"])
+            bare = re.sub(rf"\s*(?:<{tag}>.*?</{tag}>|<{tag}\s*/>)", "", returned, flags=re.DOTALL)
+            self._send(200, response_envelope(app.profile, bare), "text/xml; charset=UTF-8")
         elif fault == "gbk_envelope":
             self._send(200, response_envelope(app.profile, returned, "GBK"), "text/xml; charset=GBK")
         else:

@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, case, func, inspect, select
 
-from cdyb_jxc.ledger.schema import upload_batch, upload_row
+from cdyb_jxc.ledger.schema import source_issue, upload_batch, upload_row
 
-DAILY_CODES = ("JXC002", "JXC003", "JXC004")
-TXN_NAMES = {"JXC001": "初始化", "JXC002": "入库", "JXC003": "出库", "JXC004": "库存"}
+SHORT_NAMES = {"init": "初始化", "inbound": "入库", "outbound": "出库", "stock": "库存"}
+DAILY_KEYS = ("inbound", "outbound", "stock")
 OPEN_STATES = ("PENDING", "IN_FLIGHT", "IN_DOUBT")
 STATUS_LABELS = {
     "complete": "完成",
@@ -21,6 +21,26 @@ STATUS_LABELS = {
     "missing": "缺报",
 }
 t = upload_row.c
+si = source_issue.c
+
+
+def transaction_names() -> dict[str, str]:
+    """Wire code → short Chinese name, from the profile (a deployment may use other codes)."""
+    from cdyb_jxc.profile import load_profile
+
+    profile = load_profile()
+    return {profile.transaction(key).code: name for key, name in SHORT_NAMES.items()}
+
+
+def daily_codes() -> list[str]:
+    from cdyb_jxc.profile import load_profile
+
+    profile = load_profile()
+    return [profile.transaction(key).code for key in DAILY_KEYS]
+
+
+def _has_issues_table(engine: Engine) -> bool:
+    return bool(inspect(engine).has_table(source_issue.name))
 
 
 def local_today() -> date:
@@ -36,10 +56,10 @@ def ledger_ready(engine: Engine) -> bool:
     return bool(inspect(engine).has_table(upload_row.name))
 
 
-def _status(states: dict[str, int], late: int) -> str:
-    if any(states.get(s) for s in (*OPEN_STATES, "DUPLICATE_CONFLICT")):
+def _status(states: dict[str, int], late: int, issues: int = 0) -> str:
+    if any(states.get(s) for s in (*OPEN_STATES, "DUPLICATE_CONFLICT")) or (issues and not states):
         return "failed"
-    if states.get("REJECTED"):
+    if states.get("REJECTED") or issues:
         return "partial"
     return "late" if late else "complete"
 
@@ -55,37 +75,54 @@ def calendar(engine: Engine, days: int = 31, today: date | None = None) -> dict[
         .where(t.business_date >= start.isoformat(), t.business_date <= end.isoformat())
         .group_by(t.business_date, t.transaction_code, t.state)
     )
-    cells: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"states": {}, "late": 0})
+    codes, names = daily_codes(), transaction_names()
+    cells: dict[tuple[str, str], dict[str, Any]] = defaultdict(
+        lambda: {"states": {}, "late": 0, "source_issues": 0}
+    )
     with engine.connect() as conn:
         for day, code, state, count, late in conn.execute(query):
             acc = cells[(day, code)]
             acc["states"][state] = int(count)
             acc["late"] += int(late or 0)
-        first = conn.execute(
-            select(func.min(t.business_date)).where(t.transaction_code.in_(DAILY_CODES))
-        ).scalar()
+        if _has_issues_table(engine):
+            issues = (
+                select(si.business_date, si.transaction_code, func.count())
+                .where(si.business_date >= start.isoformat(), si.business_date <= end.isoformat())
+                .group_by(si.business_date, si.transaction_code)
+            )
+            for day, code, count in conn.execute(issues):
+                cells[(day, code)]["source_issues"] = int(count)
+        first = conn.execute(select(func.min(t.business_date)).where(t.transaction_code.in_(codes))).scalar()
     rows = []
     for n in range(days):
         day = (start + timedelta(days=n)).isoformat()
         if not first or day < first:
             continue  # before the first daily upload there is nothing to report
         entry: dict[str, Any] = {"business_date": day, "transactions": {}}
-        for code in DAILY_CODES:
+        for code in codes:
             cell: dict[str, Any] | None = cells.get((day, code))
             if cell is None:
                 status = "missing" if first and day >= first else "none"
-                entry["transactions"][code] = {"status": status, "rows": 0, "states": {}}
+                entry["transactions"][code] = {"status": status, "rows": 0, "states": {}, "source_issues": 0}
             else:
-                status = _status(cell["states"], cell["late"])
+                status = _status(cell["states"], cell["late"], cell["source_issues"])
                 total = sum(cell["states"].values())
                 entry["transactions"][code] = {
                     "status": status,
                     "rows": total,
                     "states": cell["states"],
                     "late": cell["late"],
+                    "source_issues": cell["source_issues"],
                 }
         rows.append(entry)
-    return {"start": start.isoformat(), "end": end.isoformat(), "days": rows, "labels": STATUS_LABELS}
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "columns": [{"code": code, "label": names.get(code, code)} for code in codes],
+        "names": names,
+        "days": rows,
+        "labels": STATUS_LABELS,
+    }
 
 
 def summary(engine: Engine) -> dict[str, Any]:
@@ -98,6 +135,11 @@ def summary(engine: Engine) -> dict[str, Any]:
             )
         ).one()
         last = conn.execute(select(func.max(t.business_date))).scalar()
+        issues = (
+            int(conn.execute(select(func.count()).select_from(source_issue)).scalar() or 0)
+            if _has_issues_table(engine)
+            else 0
+        )
     total_accepted, late = int(accepted[0] or 0), int(accepted[1] or 0)
     rate = round((total_accepted - late) / total_accepted, 4) if total_accepted else None
     return {
@@ -108,6 +150,7 @@ def summary(engine: Engine) -> dict[str, Any]:
         "t1_compliance_rate": rate,
         "in_doubt": sum(states.get(s, 0) for s in OPEN_STATES),
         "conflicts": states.get("DUPLICATE_CONFLICT", 0),
+        "source_issues": issues,
         "last_business_date": last,
     }
 
@@ -204,7 +247,8 @@ def all_rejects(engine: Engine, **filters: str | None) -> list[dict[str, Any]]:
 
 
 def queues(engine: Engine, limit: int = 200) -> dict[str, Any]:
-    """Rows needing a person: in doubt (sent, outcome unknown) and duplicate conflicts."""
+    """Rows needing a person: in doubt (sent, outcome unknown), duplicate conflicts, and source rows that
+    could not be sent (no 流水号, repeated, used by another transaction, changed after acceptance)."""
     cols = [
         t.serial_no,
         t.transaction_code,
@@ -224,6 +268,23 @@ def queues(engine: Engine, limit: int = 200) -> dict[str, Any]:
                 select(*cols).where(t.state.in_(states)).order_by(t.updated_at.desc()).limit(limit)
             ).all()
             out[name] = [_jsonable(dict(r._mapping)) for r in rows]
+        out["source_issues"] = []
+        if _has_issues_table(engine):
+            issue_cols = [
+                si.transaction_code,
+                si.business_date,
+                si.source_row,
+                si.serial_no,
+                si.mapping_serial_no,
+                si.item_name,
+                si.category,
+                si.detail,
+                si.seen_at,
+            ]
+            rows = conn.execute(
+                select(*issue_cols).order_by(si.business_date.desc(), si.source_row).limit(limit)
+            ).all()
+            out["source_issues"] = [_jsonable(dict(r._mapping)) for r in rows]
     return out
 
 

@@ -206,6 +206,36 @@ def test_reply_lost_before_store_then_retry_is_plainly_accepted(profile, client,
     assert _uploader(profile, client, ledger).run([[outbound_row("P1")]]).states == {ACCEPTED: 1}
 
 
+def test_partial_reply_without_dataset_leaves_the_unlisted_rows_in_doubt_not_accepted(
+    profile, client, ledger, store, simulator
+):
+    # retcode 2 with failnum 1 but no dataset (SPEC allows a missing dataset): which row failed is unknown
+    rows = [outbound_row("N1"), outbound_row("N2", mapping_serial_no="M9999"), outbound_row("N3")]
+    simulator.set_faults("no_dataset=1x1")
+    with pytest.raises(InDoubtError, match="does not tell whether 3 rows were saved"):
+        _uploader(profile, client, ledger).run([rows])
+    state = _rows(ledger)
+    assert {r["state"] for r in state.values()} == {IN_DOUBT}
+    assert state["N1"]["detail"] == "应答不一致: 返回码2(部分成功)却未列出失败记录"
+    assert [b["outcome"] for b in ledger.batches()] == ["in_doubt"]
+    # the next try resends them: the saved rows reconcile, the failed one gets the centre's reason
+    result = _uploader(profile, client, ledger).run([rows])
+    assert result.states == {ACCEPTED_RECONCILED: 2, REJECTED: 1}
+    state = _rows(ledger)
+    assert state["N2"]["state"] == REJECTED
+    assert state["N2"]["category"] == "未对码"
+    assert _stored(store) == ["N1", "N3"]
+
+
+def test_self_contradicting_reply_is_resolved_within_the_same_run(profile, client, ledger, store, simulator):
+    rows = [outbound_row("Q1"), outbound_row("Q2", mapping_serial_no="M9999")]
+    simulator.set_faults("no_dataset=1x1")
+    result = _uploader(profile, client, ledger, resend_attempts=1).run([rows])
+    assert result.states == {ACCEPTED_RECONCILED: 1, REJECTED: 1}
+    assert [(r["serial_no"], r["category"]) for r in result.rejects] == [("Q2", "未对码")]
+    assert _stored(store) == ["Q1"]
+
+
 def test_duplicate_for_a_row_never_sent_is_a_conflict(profile, client, ledger, store):
     # another system already stored CK-X at the centre under this institution
     other = CentreClient(
@@ -334,8 +364,6 @@ def test_ledger_schema_creates_itself(ledger_url):
 
 def test_long_run_ids_names_and_bad_serials_fit_the_ledger(profile, client, ledger, store):
     """Airflow run tokens are long and source data can be anything: the ledger must still record it."""
-    from cdyb_jxc.exceptions import SourceDataError
-
     run = RunInfo(
         token="cdyb_jxc_daily:scheduled__2026-11-21T18:00:00+00:00:upload_outbound:-1:1" * 3,
         dag_id="cdyb_jxc_daily",
@@ -343,9 +371,71 @@ def test_long_run_ids_names_and_bad_serials_fit_the_ledger(profile, client, ledg
         task_id="upload_outbound",
     )
     rows = [outbound_row("OK1", hospital_item_name="药" * 400), outbound_row("X" * 300), outbound_row("")]
-    with pytest.raises(SourceDataError, match="2 source row"):
-        _uploader(profile, client, ledger, run=run).run([rows])
+    result = _uploader(profile, client, ledger, run=run).run([rows])
+    assert (result.missing_serial, result.source_issues) == (2, 2)
+    assert sorted(i["row_key"] for i in ledger.iter_source_issues()) == ["#3", "X" * 40 + "…#2"]
     state = _rows(ledger)
     assert state["OK1"]["state"] == REJECTED
     assert state["OK1"]["detail"] == "医院项目名称(yka095)长度超过200字节(实际800字节)"
     assert len(state) == 1
+
+
+def test_serial_used_by_another_transaction_is_a_source_issue_not_counted_accepted(
+    profile, client, ledger, store
+):
+    from tests.conftest import inbound_row
+
+    inbound = Uploader(
+        profile=profile,
+        txn_key="inbound",
+        institution_code=INSTITUTION,
+        sender=client,
+        ledger=ledger,
+        sleep=lambda s: None,
+    )
+    assert inbound.run([[inbound_row("SAME-1")]]).states == {ACCEPTED: 1}
+    result = _uploader(profile, client, ledger).run([[outbound_row("SAME-1"), outbound_row("OUT-2")]])
+    # SPEC: 流水号 is unique per institution across the four transactions; the outbound row never went out
+    assert result.states == {ACCEPTED: 1}
+    assert result.source_issues == 1
+    (issue,) = ledger.iter_source_issues()
+    assert (issue["transaction_code"], issue["row_key"], issue["category"]) == (
+        "JXC003",
+        "SAME-1",
+        "数据重复上传",
+    )
+    assert issue["detail"] == "流水号已用于JXC002的记录(状态ACCEPTED)，本条未上传；请为本条使用新的流水号"
+    assert _rows(ledger)["SAME-1"]["transaction_code"] == "JXC002"
+    assert _stored(store) == ["OUT-2", "SAME-1"]
+
+
+def test_row_changed_after_acceptance_is_reported_until_the_source_is_restored(
+    profile, client, ledger, store
+):
+    _uploader(profile, client, ledger).run([[outbound_row("CH1", quantity="2")]])
+    result = _uploader(profile, client, ledger).run([[outbound_row("CH1", quantity="7")]])
+    assert (result.states, result.changed_after_accept, result.source_issues) == ({ACCEPTED: 1}, 1, 1)
+    (issue,) = ledger.iter_source_issues()
+    assert issue["category"] == "接收后源数据变更"
+    # the source goes back to what the centre holds: the next run of that day drops the issue
+    result = _uploader(profile, client, ledger).run([[outbound_row("CH1", quantity="2")]])
+    assert result.source_issues == 0
+    assert list(ledger.iter_source_issues()) == []
+    assert ledger.open_dates(INSTITUTION, "JXC003", "2026-11-01", "2026-12-01") == []
+
+
+def test_source_issues_are_in_the_reject_report_and_mark_the_day_open(
+    profile, client, ledger, store, tmp_path
+):
+    from cdyb_jxc.reports import write_reject_report
+
+    _uploader(profile, client, ledger, business_date="2026-11-20").run(
+        [[outbound_row("G1"), outbound_row(""), outbound_row("G1")]]
+    )
+    assert ledger.open_dates(INSTITUTION, "JXC003", "2026-11-01", "2026-12-01") == ["2026-11-20"]
+    report = write_reject_report(ledger, INSTITUTION, ["2026-11-20"], tmp_path, "r")
+    assert report.rows == 2
+    text = report.csv_path.read_text(encoding="utf-8-sig")
+    assert "SOURCE_ISSUE" in text
+    assert "源数据第2行: 流水号(yka105)不能为空" in text
+    assert "流水号在数据源中重复(源数据第3行)，仅上传第一条" in text

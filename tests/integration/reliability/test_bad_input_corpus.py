@@ -78,9 +78,6 @@ VISIBLE_STATES = {ACCEPTED, REJECTED, IN_DOUBT, PENDING, DUPLICATE_CONFLICT}
 UNREACHABLE = "http://127.0.0.1:9/services/SjcjService"
 # A day ahead of the centre's clock (Asia/Shanghai): R7 rejects it on the server side.
 FUTURE = (datetime.now(timezone(timedelta(hours=8))) + timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
-NO_SERIAL_ROW_2 = (
-    "1 source row(s) have no usable 流水号 (serial_no empty or longer than 255) and were not uploaded: row 2"
-)
 OUTBOUND_COLUMNS = (
     "insurance_item_code, hospital_item_name, mapping_serial_no, split_flag, unit, outbound_type, "
     "sale_price, event_time"
@@ -932,9 +929,12 @@ def test_serial_repeated_inside_one_source_is_uploaded_once_and_reported(profile
     assert result.rejects == [
         {
             "serial_no": "CK1",
+            "row": 3,
+            "item": "M0001",
+            "item_name": "阿莫西林胶囊1号",
             "category": "数据重复上传",
             "field": "serial_no",
-            "detail": "流水号在数据源中重复，仅上传第一条",
+            "detail": "流水号在数据源中重复(源数据第3行)，仅上传第一条",
         }
     ]
     # the first row wins: the centre holds quantity 2, not 5
@@ -956,14 +956,29 @@ def test_row_without_usable_serial_is_reported_by_row_number(
 ):
     rows = [outbound_row("CK1"), outbound_row(serial), outbound_row("CK3")]
     uploader = _uploader(profile, client, ledger)
-    with pytest.raises(SourceDataError) as info:
-        uploader.run([rows])
-    assert str(info.value) == NO_SERIAL_ROW_2
-    # the other rows still went out, and the bad one is in the reject report with its reason
+    result = uploader.run([rows])  # one bad row does not stop the others (or the day's other uploads)
+    assert result.source_issues == 1
     assert {s: r["state"] for s, r in _ledger_rows(ledger).items()} == {"CK1": ACCEPTED, "CK3": ACCEPTED}
-    assert uploader.result.rejects == [
-        {"serial_no": shown, "row": 2, "category": "字段校验失败", "field": "serial_no", "detail": detail}
+    reason = f"源数据第2行: {detail}"
+    item = {"item": "M0001", "item_name": "阿莫西林胶囊1号"}
+    assert result.rejects == [
+        {
+            "serial_no": shown,
+            "row": 2,
+            **item,
+            "category": "字段校验失败",
+            "field": "serial_no",
+            "detail": reason,
+        }
     ]
+    # the row is kept in the ledger as a source issue, which the reject report and the monitor list
+    (issue,) = ledger.iter_source_issues()
+    assert (issue["serial_no"], issue["source_row"], issue["row_key"]) == (shown, 2, f"{shown or ''}#2")
+    assert (issue["transaction_code"], issue["business_date"], issue["detail"]) == (
+        "JXC003",
+        "2026-11-20",
+        reason,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1262,14 +1277,6 @@ CLI_CASES = [
     pytest.param(
         "missing.csv", None, {}, 2, "source file {dir}/missing.csv does not exist", id="file-does-not-exist"
     ),
-    pytest.param(
-        "out.csv",
-        lambda p: write_csv(p, [outbound_row("CK1"), outbound_row("")]),
-        {},
-        2,
-        NO_SERIAL_ROW_2,
-        id="missing-serial",
-    ),
 ]
 
 
@@ -1285,6 +1292,16 @@ def test_cli_reports_bad_input_in_one_line(
     code, _, err = upload_cli("outbound", src)
     assert code == status
     assert _cli_error(err) == "cdyb-jxc: " + message.format(dir=tmp_path)
+
+
+def test_cli_row_without_serial_exits_1_naming_the_source_row(simulator, upload_cli, tmp_path, monkeypatch):
+    _conn_env(monkeypatch, simulator.url)
+    src = write_csv(tmp_path / "out.csv", [outbound_row("CK1"), outbound_row("")])
+    code, out, _ = upload_cli("outbound", src)
+    assert code == 1
+    assert "  ACCEPTED             1" in out
+    assert "  SOURCE_ISSUE         1 (not sent: see the reject list below)" in out
+    assert "  rejected source row 2: 【字段校验失败】源数据第2行: 流水号(yka105)不能为空" in out
 
 
 def test_cli_server_answering_garbage_exits_1_and_says_to_resume(rogue, upload_cli, tmp_path, monkeypatch):
@@ -1311,5 +1328,5 @@ def test_cli_duplicate_serial_in_source_is_not_a_clean_exit(simulator, upload_cl
     _conn_env(monkeypatch, simulator.url)
     src = write_csv(tmp_path / "out.csv", [outbound_row("CK1"), outbound_row("CK1", quantity="5")])
     code, out, _ = upload_cli("outbound", src)
-    assert "rejected CK1: 【数据重复上传】流水号在数据源中重复，仅上传第一条" in out
+    assert "rejected CK1: 【数据重复上传】流水号在数据源中重复(源数据第2行)，仅上传第一条" in out
     assert code != 0

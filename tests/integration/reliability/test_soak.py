@@ -41,6 +41,7 @@ FAULT_SPEC = ",".join(
         "empty_200=0.03",
         "malformed_inner=0.03",
         "missing_output=0.03",
+        "no_dataset=0.03",
         "gbk_envelope=0.05",
     ]
 )

@@ -15,7 +15,7 @@ from cdyb_jxc.ledger import Ledger
 from cdyb_jxc.ui import app as monitor
 from cdyb_jxc.upload import Uploader
 from cdyb_jxc.upload_result import RunInfo
-from tests.conftest import AIRFLOW_HOME, INSTITUTION, SECRET, USER, outbound_row, stock_row
+from tests.conftest import AIRFLOW_HOME, INSTITUTION, SECRET, USER, inbound_row, outbound_row, stock_row
 
 ADMIN_PASSWORD = "monitor-admin-pw"
 TODAY = (datetime.now(UTC) + timedelta(hours=8)).date()  # business days are Asia/Shanghai days
@@ -89,5 +89,7 @@ def filled_ledger(tmp_path, monkeypatch, profile, simulator, store):
     )
     other.send("stock", [stock_row("K-X", stock_date=D2)])
     upload("stock", [stock_row("K-X", stock_date=D2, stock_quantity="7")], "run_d2")
+    # an inbound row without 流水号: never sent, kept as a source issue
+    upload("inbound", [inbound_row("", event_time=f"{D2} 09:00:00")], "run_d2")
     yield ledger
     monitor._engine.cache_clear()

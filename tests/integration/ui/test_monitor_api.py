@@ -49,7 +49,7 @@ def test_summary_counts_and_t1_rate(client, token, filled_ledger):
     # D1 was uploaded after the end of D1+1 (late), D2 within T+1: 4 of 12 accepted rows on time
     assert s["t1_compliance_rate"] == round(4 / 12, 4)
     assert s["late"] == 8
-    assert (s["in_doubt"], s["conflicts"]) == (0, 1)
+    assert (s["in_doubt"], s["conflicts"], s["source_issues"]) == (0, 1, 1)
     assert s["last_business_date"] == D2
 
 
@@ -61,6 +61,13 @@ def test_calendar_colours_days_by_status(client, token, filled_ledger):
     assert days[D1]["JXC002"]["status"] == "missing"
     assert days[D2]["JXC003"]["status"] == "complete"
     assert days[D2]["JXC004"]["status"] == "failed"  # the conflict needs a person
+    # the day's only inbound row had no 流水号: nothing sent, not "missing" but failed, with the issue count
+    assert (days[D2]["JXC002"]["status"], days[D2]["JXC002"]["source_issues"]) == ("failed", 1)
+    assert cal["columns"] == [
+        {"code": "JXC002", "label": "入库"},
+        {"code": "JXC003", "label": "出库"},
+        {"code": "JXC004", "label": "库存"},
+    ]
     assert cal["labels"]["missing"] == "缺报"
 
 
@@ -105,6 +112,9 @@ def test_queues_list_conflicts(client, token, filled_ledger):
     q = client.get("/cdyb-jxc/api/queues", headers=_auth(token)).json()
     assert q["in_doubt"] == []
     assert [x["serial_no"] for x in q["conflicts"]] == ["K-X"]
+    (issue,) = q["source_issues"]
+    assert (issue["transaction_code"], issue["business_date"], issue["source_row"]) == ("JXC002", D2, 1)
+    assert (issue["category"], issue["detail"]) == ("字段校验失败", "源数据第1行: 流水号(yka105)不能为空")
 
 
 def test_run_view_shows_that_runs_upload(client, token, filled_ledger):

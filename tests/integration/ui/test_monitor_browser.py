@@ -129,6 +129,8 @@ def test_logged_in_user_sees_calendar_rejects_and_charts(api_server, browser):
     assert "部分被拒" in day_row.text
     reasons = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#rejects td.reason")]
     assert "出库数量(akc226)必须大于0: '0'" in reasons
+    issues = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#queue-source tr.source-issue")]
+    assert any("源数据第1行: 流水号(yka105)不能为空" in text for text in issues), issues
     assert browser.find_elements(By.CSS_SELECTOR, "#chart-rows polyline.series")
     assert "T+1 合规率" in browser.find_element(By.ID, "t1-rate").text
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
