@@ -100,6 +100,7 @@ class CdybJxcHook(BaseHook):
         from cdyb_jxc.registry import load_registry
         from cdyb_jxc.upload import Uploader
 
+        ledger.bind_environment(self.settings.institution_code, self.settings.environment)
         return Uploader(
             profile=self.profile,
             txn_key=txn_key,

@@ -27,10 +27,12 @@ from sqlalchemy import (
     update,
 )
 
+from cdyb_jxc.exceptions import ConnectionConfigError
 from cdyb_jxc.ledger.schema import metadata, milestone, source_issue, upload_batch, upload_row
 
 DEFAULT_LEDGER_URL = "sqlite:///cdyb_jxc_ledger.db"
 LEDGER_ENV_VAR = "CDYB_JXC_LEDGER_URL"
+ENVIRONMENT_MILESTONE = "environment"  # milestone naming the centre environment a ledger belongs to
 
 
 def default_ledger_url() -> str:
@@ -327,6 +329,24 @@ class Ledger:
                 rec["reply"] = decompress(rec.pop("reply_gz"))
                 out.append(rec)
             return out
+
+    # -- environment ------------------------------------------------------------------------------------
+    def bind_environment(self, institution_code: str, environment: str) -> None:
+        """Tie this ledger to one centre environment (test or prod) per institution, on first use.
+
+        A row accepted by the test centre is not at the production centre: a ledger shared by both would
+        skip it as "already accepted". Raises :class:`ConnectionConfigError` on a mismatch.
+        """
+        bound = self.milestone(institution_code, ENVIRONMENT_MILESTONE)
+        if bound is None:
+            self.set_milestone(institution_code, ENVIRONMENT_MILESTONE, environment)
+            return
+        if bound["detail"] != environment:
+            raise ConnectionConfigError(
+                f"ledger {self.url} holds {institution_code}'s uploads to the {bound['detail']!r}"
+                f" environment, but the connection points at {environment!r}: give each environment its own"
+                " ledger (ledger_url / --ledger / CDYB_JXC_LEDGER_URL)"
+            )
 
     # -- milestones -------------------------------------------------------------------------------------
     def milestone(self, institution_code: str, name: str) -> dict[str, Any] | None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+
+import pytest
 
 from cdyb_jxc.get_provider_info import get_provider_info
 from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
@@ -112,3 +115,25 @@ def test_connection_form_widgets_exist_for_every_extra():
     widgets = ProvidersManager().connection_form_widgets
     for key in ("institution_code", "environment", "profile", "timeout", "batch_limit", "verify"):
         assert f"extra__cdyb_jxc__{key}" in widgets
+
+
+def test_a_ledger_belongs_to_one_centre_environment(centre_conn, monkeypatch, tmp_path):
+    from cdyb_jxc.exceptions import ConnectionConfigError
+    from cdyb_jxc.ledger import Ledger
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    hook = CdybJxcHook(centre_conn)
+    assert hook.uploader("outbound", ledger).run([[outbound_row("E1")]]).states == {"ACCEPTED": 1}
+    # the same connection switched to prod: E1 is not at the production centre, so the test ledger must
+    # not be reused (it would skip E1 as "already accepted")
+    conn = json.loads(os.environ["AIRFLOW_CONN_CDYB_JXC_DEFAULT"])
+    conn["extra"]["environment"] = "prod"
+    monkeypatch.setenv("AIRFLOW_CONN_CDYB_JXC_DEFAULT", json.dumps(conn))
+    with pytest.raises(ConnectionConfigError) as info:
+        CdybJxcHook(centre_conn).uploader("outbound", ledger)
+    assert str(info.value) == (
+        f"ledger {ledger.url} holds {INSTITUTION}'s uploads to the 'test' environment, but the connection"
+        " points at 'prod': give each environment its own ledger"
+        " (ledger_url / --ledger / CDYB_JXC_LEDGER_URL)"
+    )
+    hook.close()
