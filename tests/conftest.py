@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402 - Airflow environment must be set first
+from sqlalchemy import create_engine, text  # noqa: E402
 
 from cdyb_jxc.profile import Profile, load_profile  # noqa: E402
 from cdyb_jxc.simulator.server import Simulator  # noqa: E402
@@ -186,3 +187,20 @@ def run_dag(airflow_db: Path) -> Callable[..., Any]:
         return module.dag.test(**test_kwargs)
 
     return _run
+
+
+PG_ADMIN_URL = os.environ.get("CDYB_JXC_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A throw-away PostgreSQL database for the session (the production-path ledger)."""
+    name = f"cdyb_jxc_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

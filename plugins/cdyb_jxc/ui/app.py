@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import URL, Engine, create_engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from cdyb_jxc.ui import queries
@@ -42,25 +42,29 @@ async def require_user(request: Request) -> Any:
 User = Annotated[Any, Depends(require_user)]
 
 
-def ledger_url() -> str:
-    """The ledger the uploads write: ``$CDYB_JXC_LEDGER_CONN_ID``, ``$CDYB_JXC_LEDGER_URL`` or the default."""
+def ledger_url() -> URL:
+    """The ledger the uploads write: ``$CDYB_JXC_LEDGER_CONN_ID``, ``$CDYB_JXC_LEDGER_URL`` or the default.
+
+    A URL object, not text: ``str()`` of a SQLAlchemy URL masks the password, which would lock the monitor
+    out of a password-protected ledger.
+    """
     conn_id = os.environ.get("CDYB_JXC_LEDGER_CONN_ID")
     if conn_id:
         from airflow.sdk import BaseHook
 
         hook = BaseHook.get_connection(conn_id).get_hook()
-        return str(getattr(hook, "sqlalchemy_url", None) or hook.get_uri())
+        return make_url(getattr(hook, "sqlalchemy_url", None) or hook.get_uri())
     from cdyb_jxc.ledger import default_ledger_url
 
-    return default_ledger_url()
+    return make_url(default_ledger_url())
 
 
 @lru_cache(maxsize=4)
-def _engine(url: str) -> Engine:
+def _engine(url: URL) -> Engine:
     args: dict[str, Any] = {}
-    if url.startswith("sqlite"):
+    if url.get_backend_name() == "sqlite":
         args = {"timeout": 2}
-    elif url.startswith("postgresql"):
+    elif url.get_backend_name() == "postgresql":
         args = {
             "connect_timeout": 3,
             "options": "-c statement_timeout=10000 -c default_transaction_read_only=on",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from cdyb_jxc.client import CentreClient
 from cdyb_jxc.ledger import Ledger
@@ -15,22 +13,6 @@ from cdyb_jxc.ledger.schema import metadata
 from cdyb_jxc.profile import Profile
 from cdyb_jxc.simulator.server import Simulator
 from tests.conftest import INSTITUTION, SECRET, USER
-
-PG_ADMIN_URL = os.environ.get("CDYB_JXC_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A throw-away PostgreSQL database for the session (the production-path ledger)."""
-    name = f"cdyb_jxc_test_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from cdyb_jxc.ui import app as monitor
+from tests.conftest import INSTITUTION, SECRET, USER, outbound_row
 from tests.integration.ui.conftest import D1, D2
 
 
@@ -150,3 +151,38 @@ def test_plugin_registers_nav_page_and_run_tab(client, token):
     views = {v["destination"]: v for v in ours[0]["external_views"]}
     assert views["nav"]["name"] == "医保上传监控"
     assert views["dag_run"]["href"] == "cdyb-jxc/run?dag_id={DAG_ID}&run_id={RUN_ID}"
+
+
+def test_ledger_given_as_an_airflow_connection_is_read_with_its_password(
+    client, token, monkeypatch, pg_database, profile, simulator
+):
+    """Operators (``ledger_conn_id``) and the monitor (``CDYB_JXC_LEDGER_CONN_ID``) share a PostgreSQL
+    ledger named by an Airflow connection; the monitor must not lose the password (``str(url)`` masks it)."""
+    from sqlalchemy import create_engine, make_url
+
+    from cdyb_jxc.client import CentreClient
+    from cdyb_jxc.ledger.schema import metadata
+    from cdyb_jxc.operators.upload import make_ledger
+    from cdyb_jxc.upload import Uploader
+
+    engine = create_engine(pg_database)
+    metadata.drop_all(engine)
+    engine.dispose()
+    url = make_url(pg_database).set(drivername="postgresql", password="ledger-pw-1")
+    monkeypatch.setenv("AIRFLOW_CONN_LEDGER_PG", url.render_as_string(hide_password=False))
+    monkeypatch.setenv("CDYB_JXC_LEDGER_CONN_ID", "ledger_pg")
+    ledger = make_ledger(ledger_conn_id="ledger_pg")
+    sender = CentreClient(
+        profile, endpoint=simulator.url, user=USER, verification_code=SECRET, institution_code=INSTITUTION
+    )
+    Uploader(
+        profile=profile, txn_key="outbound", institution_code=INSTITUTION, sender=sender, ledger=ledger
+    ).run([[outbound_row("PG-1")]])
+    ledger.dispose()
+    monitor._engine.cache_clear()
+    try:
+        assert monitor.ledger_url().password == "ledger-pw-1"
+        s = client.get("/cdyb-jxc/api/summary", headers=_auth(token)).json()
+        assert s["states"] == {"ACCEPTED": 1}
+    finally:
+        monitor._engine.cache_clear()
