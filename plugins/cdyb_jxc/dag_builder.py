@@ -37,11 +37,9 @@ DAILY_DAG_ID = "cdyb_jxc_daily"
 TIMEZONE = "Asia/Shanghai"
 INIT_ASSET = Asset("cdyb_jxc://initialization", group="cdyb_jxc")
 TAGS = ["cdyb-jxc", "医保", "进销存"]
-# Day D is the business day the run covers: the start of its data interval, in Asia/Shanghai.
-BUSINESS_DATE = (
-    "{{ (dag_run.conf or {}).get('business_date') "
-    "or data_interval_start.in_timezone('Asia/Shanghai').strftime('%Y-%m-%d') }}"
-)
+# Day D is the business day the run covers: the start of its data interval in Asia/Shanghai, or the
+# ``business_date`` given when triggering (checked: it goes into the source SQL).
+BUSINESS_DATE = "{{ cdyb_business_date(dag_run, data_interval_start) }}"
 
 
 @dataclass(frozen=True)
@@ -156,6 +154,16 @@ def build_daily_dag(settings: DagSettings) -> DAG:
         max_active_runs=1,
         tags=TAGS,
         template_searchpath=[settings.sql_dir],
+        user_defined_macros={"cdyb_business_date": dag_tasks.business_date},
+        params={
+            "business_date": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                title="业务日期 business date",
+                description="留空 = 本次运行的数据区间 (昨天); 补传某一天时填 YYYY-MM-DD",
+            )
+        },
         default_args=settings.default_args(),
         doc_md=__doc__,
     ) as dag:

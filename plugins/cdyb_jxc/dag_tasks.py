@@ -14,6 +14,30 @@ DAILY_TRANSACTIONS = ("inbound", "outbound", "stock")
 UPLOAD_TASKS = tuple(f"upload_{key}" for key in DAILY_TRANSACTIONS)
 
 
+def business_date(dag_run: Any, data_interval_start: Any, timezone: str = "Asia/Shanghai") -> str:
+    """Day D of a daily run (the ``cdyb_business_date`` macro): ``business_date`` from the trigger's conf
+    or params, else the start of the data interval in Asia/Shanghai.
+
+    :raises ValueError: a given date that is not ``YYYY-MM-DD``, or a run without data interval and date
+    """
+    conf = getattr(dag_run, "conf", None) or {}
+    given = conf.get("business_date")
+    if given not in (None, ""):
+        text = str(given).strip()
+        try:
+            if len(text) != 10:
+                raise ValueError(text)
+            return date.fromisoformat(text).isoformat()
+        except ValueError:
+            raise ValueError(f"business_date must be a date written YYYY-MM-DD, not {given!r}") from None
+    if data_interval_start is None:
+        raise ValueError(
+            "this run has no data interval (triggered without a logical date): "
+            'trigger it with conf {"business_date": "YYYY-MM-DD"}'
+        )
+    return str(data_interval_start.in_timezone(timezone).strftime("%Y-%m-%d"))
+
+
 def _institution(conn_id: str) -> str:
     from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
 
