@@ -7,11 +7,26 @@ UV_VERSION="0.13.8"
 export UV_PYTHON_DOWNLOADS=never
 export PATH="$HOME/.local/bin:$PATH"
 
-if ! command -v uv >/dev/null 2>&1 || [ "$(uv --version | awk '{print $2}')" != "$UV_VERSION" ]; then
+# uv itself: the pinned version on PATH, else a private venv under .cache/ (works where the system Python is
+# "externally managed", PEP 668), else pip --user as a last resort.
+UV_HOME="$ROOT/.cache/uv-$UV_VERSION"
+have_uv() { command -v uv >/dev/null 2>&1 && [ "$(uv --version | awk '{print $2}')" = "$UV_VERSION" ]; }
+if ! have_uv && [ -x "$UV_HOME/bin/uv" ]; then
+    export PATH="$UV_HOME/bin:$PATH"
+fi
+if ! have_uv; then
     echo "bootstrap: installing uv $UV_VERSION" >&2
-    python3 -m pip install --quiet --user --disable-pip-version-check "uv==$UV_VERSION" \
-        || python3 -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+    if python3 -m venv "$UV_HOME" >/dev/null 2>&1 \
+        && "$UV_HOME/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"; then
+        export PATH="$UV_HOME/bin:$PATH"
+    else
+        rm -rf "$UV_HOME"
+        python3 -m pip install --quiet --user --disable-pip-version-check "uv==$UV_VERSION" \
+            || python3 -m pip install --quiet --user --break-system-packages --disable-pip-version-check \
+                "uv==$UV_VERSION"
+    fi
     hash -r
+    have_uv || { echo "bootstrap: could not install uv $UV_VERSION (needs python3 with venv or pip)" >&2; exit 1; }
 fi
 
 PYTHON="$(command -v python3.11 || command -v python3)"
