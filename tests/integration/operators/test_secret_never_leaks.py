@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import logging
 
+import pandas as pd
 from sqlalchemy import select
 
 from cdyb_jxc.ledger import Ledger
 from cdyb_jxc.ledger.schema import upload_batch, upload_row
+from cdyb_jxc.reports import write_reject_report
+from cdyb_jxc.ui import queries
 from tests.conftest import AIRFLOW_HOME, INSTITUTION, SECRET, USER, outbound_row
 from tests.integration.operators.conftest import write_csv
 
@@ -67,8 +70,23 @@ with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         haystacks += [repr(tuple(r)) for r in conn.execute(select(upload_row))]
         haystacks += [repr(tuple(r)) for r in conn.execute(select(upload_batch))]
     haystacks += [json.dumps(b, default=str, ensure_ascii=False) for b in led.batches()]
+    # the reject report (CSV and Excel) and what the upload monitor serves
+    report = write_reject_report(led, INSTITUTION, ["2026-11-20"], tmp_path / "reports", "rejects")
+    assert report.rows >= 2
+    haystacks.append(report.csv_path.read_text(encoding="utf-8-sig"))
+    haystacks.append(pd.read_excel(report.excel_path).to_csv())
+    haystacks += [
+        json.dumps(answer, default=str, ensure_ascii=False)
+        for answer in (
+            queries.summary(led.engine),
+            queries.rejects(led.engine),
+            queries.queues(led.engine),
+            queries.run_view(led.engine, dr.dag_id, dr.run_id),
+        )
+    ]
     assert any("<jyfwyzm>******</jyfwyzm>" in h for h in haystacks)  # the audit really holds the requests
     assert any("用户名或验证码错误" in h for h in haystacks)  # the rejected call really happened
+    assert any("出库数量(akc226)必须大于0" in h for h in haystacks)  # the report and monitor are scanned
     assert any(
         "uploading JXC003 药品出库信息上传 from" in h for h in haystacks
     )  # task logs are really scanned
