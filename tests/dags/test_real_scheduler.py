@@ -1,7 +1,8 @@
 """A real deployment: scheduler, dag-processor, api-server (LocalExecutor) on a PostgreSQL metadata database.
 
-The DAGs are unpaused and triggered through the REST API like an operator would, waited on until success, and
-then the simulator's store is checked against the ledger.
+The DAGs are unpaused and triggered through the REST API like an operator would, then backfilled with
+`airflow backfill create`; every run is waited on until success, then the simulator's store is checked
+against the ledger.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -112,7 +112,7 @@ def deployment(tmp_path: Path, pg_db: str, simulator, store, demo_env) -> Iterat
         ).json()["access_token"]
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"
-        yield {"base": base, "session": session, "ledger_url": ledger_url, "logs": tmp_path}
+        yield {"base": base, "session": session, "ledger_url": ledger_url, "logs": tmp_path, "env": env}
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
@@ -167,20 +167,100 @@ def _run_to_end(api: dict, dag_id: str, body: dict) -> dict:
 def test_scheduler_runs_init_and_daily_triggered_through_the_rest_api(deployment, store, demo_env):
     init = _run_to_end(deployment, "cdyb_jxc_init", {"logical_date": None})
     assert init["state"] == "success", init["tasks"]
-    day = demo_env["days"][1]
-    run_at = f"{(date.fromisoformat(day) + timedelta(days=1)).isoformat()}T02:00:00+08:00"
-    daily = _run_to_end(deployment, "cdyb_jxc_daily", {"logical_date": run_at, "conf": {}})
+    day0, day = demo_env["days"][:2]
+    # a manual run for one business day, the way the trigger form's business_date param does it (unpausing
+    # also lets the scheduler start the latest scheduled run, catchup off: yesterday, day 2)
+    daily = _run_to_end(deployment, "cdyb_jxc_daily", {"logical_date": None, "conf": {"business_date": day}})
     assert daily["state"] == "success", daily["tasks"]
     assert daily["tasks"]["upload_stock"] == "success"
     assert daily["tasks"]["done"] == "success"
+    every_run = _wait_for_runs(deployment, "cdyb_jxc_daily")
+    assert {r["state"] for r in every_run} == {"success"}, every_run
     stored = {(r["transaction_code"], r["serial_no"]) for r in store.accepted_rows()}
     assert {t for t, _ in stored} == {"JXC001", "JXC002", "JXC003", "JXC004"}
-    assert {r["stock_date"] for r in store.accepted_rows() if r["transaction_code"] == "JXC004"} == {day}
+    assert day in _stock_dates(store)
+    assert day0 not in _stock_dates(store)
     ledger = Ledger(deployment["ledger_url"])
-    accepted = {
+    assert stored == _ledger_accepted(ledger)
+
+    # `airflow backfill create` over day 0 (new) and day 1 (already uploaded): day 1 sends nothing again.
+    # Scheduled and backfill runs cover the data interval that starts at their logical date (02:00 +08:00).
+    day1_rows = _stored_on(store, day)
+    backfill = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow",
+            "backfill",
+            "create",
+            "--dag-id",
+            "cdyb_jxc_daily",
+            "--from-date",
+            f"{day0}T02:00:00+08:00",
+            "--to-date",
+            f"{day}T02:00:00+08:00",
+            "--max-active-runs",
+            "1",
+        ],
+        env=deployment["env"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert backfill.returncode == 0, backfill.stdout[-3000:] + backfill.stderr[-3000:]
+    runs = _wait_for_runs(deployment, "cdyb_jxc_daily", run_type="backfill", expected=2)
+    assert sorted(r["state"] for r in runs) == ["success", "success"], runs
+    assert _stored_on(store, day) == day1_rows
+    assert day0 in _stock_dates(store)
+    serials = [r["serial_no"] for r in store.accepted_rows()]
+    assert len(serials) == len(set(serials))
+    assert {(r["transaction_code"], r["serial_no"]) for r in store.accepted_rows()} == _ledger_accepted(
+        ledger
+    )
+    ledger.dispose()
+
+
+def _stock_dates(store) -> set[str]:
+    return {r["stock_date"] for r in store.accepted_rows() if r["transaction_code"] == "JXC004"}
+
+
+def _ledger_accepted(ledger: Ledger) -> set[tuple[str, str]]:
+    return {
         (r["transaction_code"], r["serial_no"])
         for r in ledger.iter_rows()
         if r["state"] in ("ACCEPTED", "ACCEPTED_RECONCILED")
     }
-    assert stored == accepted
-    ledger.dispose()
+
+
+def _stored_on(store, day: str) -> int:
+    """Rows the centre holds for business day ``day`` (movement time or stock date)."""
+    return sum(
+        1
+        for r in store.accepted_rows()
+        if r["transaction_code"] != "JXC001"
+        and (r.get("event_time") or r.get("stock_date") or "")[:10] == day
+    )
+
+
+def _wait_for_runs(
+    api: dict, dag_id: str, run_type: str | None = None, expected: int | None = None
+) -> list[dict]:
+    """Wait until every run of ``dag_id`` (of ``run_type``) has finished, and ``expected`` of them exist."""
+    base, s = api["base"], api["session"]
+    runs: list[dict] = []
+    params = {"run_type": run_type} if run_type else {}
+
+    def done() -> bool:
+        resp = s.get(f"{base}/api/v2/dags/{dag_id}/dagRuns", params=params, timeout=5)
+        runs[:] = resp.json()["dag_runs"]
+        count_ok = expected is None or len(runs) == expected
+        return count_ok and all(r["state"] in ("success", "failed") for r in runs)
+
+    try:
+        _wait(done, 300, f"{dag_id} {run_type or ''} runs")
+    except AssertionError:
+        print("runs:", json.dumps(runs, indent=1)[:4000])
+        for log in sorted(Path(api["logs"]).glob("*.log")):
+            print(f"==== {log.name}\n" + log.read_text(errors="replace")[-4000:])
+        raise
+    return runs
