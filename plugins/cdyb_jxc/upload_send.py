@@ -1,0 +1,324 @@
+"""Sending batches and recording the centre's answers: the half of the upload engine that talks to the
+centre (no Airflow). :class:`~cdyb_jxc.upload.Uploader` plans the rows and inherits this."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from cdyb_jxc.codec import build_request, reply_contradiction
+from cdyb_jxc.exceptions import CallRejectedError, InDoubtError, TransportError
+from cdyb_jxc.ledger import (
+    ACCEPTED,
+    ACCEPTED_RECONCILED,
+    DUPLICATE_CONFLICT,
+    IN_DOUBT,
+    IN_FLIGHT,
+    PENDING,
+    REJECTED,
+    Ledger,
+    LedgerEntry,
+)
+from cdyb_jxc.ledger.store import compress, utcnow
+from cdyb_jxc.profile import Profile, TransactionSpec
+from cdyb_jxc.upload_result import RunInfo, UploadResult, deadline_utc, field_of
+
+log = logging.getLogger(__name__)
+
+DOUBT_STATES = frozenset({IN_DOUBT, IN_FLIGHT})
+
+
+class Sender(Protocol):
+    def send(self, txn_key: str, rows: Sequence[Mapping[str, str | None]]) -> Any: ...
+
+
+@dataclass
+class Planned:
+    """One source row on its way: wire values, payload hash, business day, what the ledger knew."""
+
+    serial: str
+    wire: dict[str, str | None]
+    hash: str
+    business_date: str
+    prior: LedgerEntry | None
+    row: int = 0  # number of the row in the source (1 = first data row)
+
+
+class BatchSending:
+    """Send planned rows in batches and record every answer in the ledger (IN_FLIGHT first)."""
+
+    profile: Profile
+    txn: TransactionSpec
+    txn_key: str
+    institution: str
+    sender: Sender
+    ledger: Ledger
+    result: UploadResult
+    run_info: RunInfo
+    resend_attempts: int
+    backoff: float
+    sleep: Callable[[float], None]
+    progress: Callable[[int], None] | None
+    offset: int
+
+    def _count_reject(
+        self, serial: str, plan: Planned, category: str | None, fld: str | None, detail: str
+    ) -> None:
+        self.result.states[REJECTED] += 1
+        self.result.reject(
+            serial_no=serial,
+            item=plan.wire.get("mapping_serial_no"),
+            item_name=plan.wire.get("hospital_item_name"),
+            category=category,
+            field=fld,
+            detail=detail,
+        )
+
+    def _update_grouped(self, updates: list[dict[str, Any]]) -> None:
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for u in updates:
+            groups.setdefault(tuple(sorted(u)), []).append(u)
+        for rows in groups.values():
+            self.ledger.update_rows(self.institution, rows)
+
+    # -- sending ----------------------------------------------------------------------------------------
+    def _send_batch(self, batch: list[Planned]) -> None:
+        attempt = 0
+        while True:
+            try:
+                doubtful = self._send_once(batch)
+                if not doubtful:
+                    return
+                # the reply contradicted itself: only its unlisted rows are in doubt and go out again
+                batch = doubtful
+                raise InDoubtError(
+                    f"{self.txn.code} reply does not tell whether {len(doubtful)} rows were saved; "
+                    "they are IN_DOUBT and go out again on the next try"
+                )
+            except (TransportError, InDoubtError) as err:
+                if attempt >= self.resend_attempts:
+                    raise
+                delay = self.backoff * (2**attempt)
+                attempt += 1
+                log.warning(
+                    "%s batch of %d rows: %s; resending unchanged in %.1fs (%d/%d)",
+                    self.txn.code,
+                    len(batch),
+                    err,
+                    delay,
+                    attempt,
+                    self.resend_attempts,
+                )
+                self.sleep(delay)
+                for plan in batch:
+                    # after a lost reply the rows are in doubt: a duplicate answer now reconciles them
+                    if isinstance(err, InDoubtError):
+                        plan.prior = _in_doubt(plan)
+
+    def _send_once(self, batch: list[Planned]) -> list[Planned]:
+        """Send one batch and record the answer; returns the rows a self-contradicting reply left in doubt."""
+        res, ledger = self.result, self.ledger
+        wire_rows = [p.wire for p in batch]
+        redacted = build_request(
+            self.profile,
+            self.txn,
+            wire_rows,
+            user="-",
+            verification_code="******",
+            institution_code=self.institution,
+        )
+        batch_id = ledger.start_batch(
+            institution_code=self.institution,
+            transaction_code=self.txn.code,
+            run_token=self.run_info.token,
+            dag_id=self.run_info.dag_id,
+            run_id=self.run_info.run_id,
+            task_id=self.run_info.task_id,
+            row_count=len(batch),
+            request_gz=compress(redacted),
+        )
+        now = utcnow()
+        # IN_FLIGHT is committed before the request leaves;
+        # sent_hash keeps the hash of an earlier in-doubt send
+        ledger.update_rows(
+            self.institution,
+            [
+                {
+                    "serial_no": p.serial,
+                    "state": IN_FLIGHT,
+                    "last_sent_at": now,
+                    "last_batch_id": batch_id,
+                    "sent_hash": p.prior.sent_hash
+                    if p.prior and p.prior.state in DOUBT_STATES and p.prior.sent_hash
+                    else p.hash,
+                    "updated_at": now,
+                }
+                for p in batch
+            ],
+            count_attempt=True,
+        )
+        res.batches += 1
+        res.rows_sent += len(batch)
+        started = time.perf_counter()
+        try:
+            exchange = self.sender.send(self.txn_key, wire_rows)
+        except TransportError as err:
+            self._restore(batch, f"未发送: {err}")
+            ledger.finish_batch(batch_id, outcome="not_sent", error=str(err))
+            raise
+        except InDoubtError as err:
+            ledger.update_rows(
+                self.institution,
+                [
+                    {
+                        "serial_no": p.serial,
+                        "state": IN_DOUBT,
+                        "detail": f"应答丢失: {err}",
+                        "updated_at": utcnow(),
+                    }
+                    for p in batch
+                ],
+            )
+            ledger.finish_batch(
+                batch_id,
+                outcome="in_doubt",
+                error=str(err),
+                reply_gz=compress(getattr(err, "reply_text", None)),
+            )
+            raise
+        except CallRejectedError as err:
+            self._restore(batch, f"整批被拒: {err}")
+            ledger.finish_batch(batch_id, outcome="rejected", error=str(err))
+            raise
+        finally:
+            res.send_seconds += time.perf_counter() - started
+        reply = exchange.reply
+        audit = {
+            "retcode": reply.retcode,
+            "retmsg": reply.retmsg,
+            "succnum": reply.succnum,
+            "failnum": reply.failnum,
+            "reply_gz": compress(exchange.reply_text),
+        }
+        if reply.whole_call_rejected:
+            self._restore(batch, f"整批被拒: {reply.retmsg}")
+            ledger.finish_batch(batch_id, outcome="rejected", **audit)
+            raise CallRejectedError(reply.retmsg, reply.category)
+        contradiction = reply_contradiction(reply, [p.serial for p in batch])
+        doubtful = self._apply(batch, reply, contradiction)
+        ledger.finish_batch(
+            batch_id, outcome="in_doubt" if contradiction else reply.status, error=contradiction, **audit
+        )
+        if self.progress:
+            self.progress(len(batch) - len(doubtful))
+        return doubtful
+
+    def _restore(self, batch: list[Planned], detail: str) -> None:
+        """Nothing was stored: rows go back to PENDING, or stay IN_DOUBT if an earlier send was in doubt."""
+        now = utcnow()
+        self.ledger.update_rows(
+            self.institution,
+            [
+                {
+                    "serial_no": p.serial,
+                    "state": IN_DOUBT if p.prior and p.prior.state in DOUBT_STATES else PENDING,
+                    "detail": detail,
+                    "updated_at": now,
+                }
+                for p in batch
+            ],
+        )
+
+    def _apply(self, batch: list[Planned], reply: Any, contradiction: str | None) -> list[Planned]:
+        """Record each row's fate. Listed rows were not saved; unlisted rows were, unless the reply
+        contradicts itself (``contradiction``): then they are IN_DOUBT (returned) and are sent again."""
+        failures = {f.serial_no: f for f in reply.failures}
+        if contradiction:
+            log.warning("%s reply contradicts itself: %s", self.txn.code, contradiction)
+        dup = self.profile.category("duplicate")
+        now = utcnow()
+        accepted, rejected, doubtful = [], [], []
+        for plan in batch:
+            failure = failures.get(plan.serial)
+            if failure is None and contradiction:
+                doubtful.append(
+                    {
+                        "serial_no": plan.serial,
+                        "state": IN_DOUBT,
+                        "detail": f"应答不一致: {contradiction}",
+                        "updated_at": now,
+                    }
+                )
+                continue
+            if failure is None:
+                accepted.append(self._accepted(plan, ACCEPTED, now))
+                continue
+            if failure.category == dup:
+                prior = plan.prior
+                sent_before = prior is not None and prior.state in DOUBT_STATES
+                if sent_before and (prior.sent_hash or prior.payload_hash) == plan.hash:  # type: ignore[union-attr]
+                    accepted.append(self._accepted(plan, ACCEPTED_RECONCILED, now))
+                    continue
+                reason = "在途记录内容已变化" if sent_before else "本客户端从未发送过该流水号"
+                rejected.append(
+                    {
+                        "serial_no": plan.serial,
+                        "state": DUPLICATE_CONFLICT,
+                        "category": dup,
+                        "field": "serial_no",
+                        "detail": f"{failure.detail}（{reason}）",
+                        "updated_at": now,
+                    }
+                )
+                self.result.states[DUPLICATE_CONFLICT] += 1
+                self.result.reject(
+                    serial_no=plan.serial,
+                    item=plan.wire.get("mapping_serial_no"),
+                    item_name=plan.wire.get("hospital_item_name"),
+                    category=dup,
+                    field="serial_no",
+                    detail=f"{failure.detail}（{reason}）",
+                )
+                continue
+            fld = field_of(self.txn, failure.detail)
+            rejected.append(
+                {
+                    "serial_no": plan.serial,
+                    "state": REJECTED,
+                    "category": failure.category,
+                    "field": fld,
+                    "detail": failure.detail,
+                    "updated_at": now,
+                }
+            )
+            self._count_reject(plan.serial, plan, failure.category, fld, failure.detail)
+        self._update_grouped(accepted)
+        self._update_grouped(rejected)
+        if doubtful:
+            self.ledger.update_rows(self.institution, doubtful)
+        return [p for p in batch if contradiction and p.serial not in failures]
+
+    def _accepted(self, plan: Planned, state: str, now: datetime) -> dict[str, Any]:
+        self.result.states[state] += 1
+        deadline = deadline_utc(plan.business_date, self.offset)
+        late = (now - deadline).total_seconds() if deadline else None
+        return {
+            "serial_no": plan.serial,
+            "state": state,
+            "category": None,
+            "field": None,
+            "detail": None,
+            "accepted_at": now,
+            "late_seconds": late,
+            "updated_at": now,
+        }
+
+
+def _in_doubt(plan: Planned) -> LedgerEntry:
+    prior = plan.prior
+    sent_hash = prior.sent_hash if prior and prior.state in DOUBT_STATES and prior.sent_hash else plan.hash
+    return LedgerEntry(plan.serial, IN_DOUBT, plan.hash, sent_hash, None, False, None)
