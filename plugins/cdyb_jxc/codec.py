@@ -57,7 +57,11 @@ class BatchReply:
 
     @property
     def whole_call_rejected(self) -> bool:
-        return self.status == FAILURE and not self.failures
+        """The call itself was refused (SPEC §6 W rules): -1 with no rows listed and no failed-row count.
+
+        A -1 reply that counts failed rows but lists none (``dataset`` missing) is a row-level answer that
+        does not say which rows failed: see :func:`reply_contradiction`."""
+        return self.status == FAILURE and not self.failures and not self.failnum
 
     @property
     def category(self) -> str | None:

@@ -597,3 +597,18 @@ def test_reply_contradiction_names_why_unlisted_rows_cannot_be_called_saved(
         failures=tuple(RowFailure(s, "【未对码】x") for s in listed),
     )
     assert reply_contradiction(reply, ["A", "B", "C"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("failnum", "listed", "whole_call"),
+    [(None, [], True), (0, [], True), (100, [], False), (None, ["A"], False), (1, ["A"], False)],
+)
+def test_only_a_failure_without_failed_rows_is_a_whole_call_rejection(failnum, listed, whole_call):
+    reply = BatchReply(
+        status=FAILURE,
+        retcode="-1",
+        retmsg="x",
+        failnum=failnum,
+        failures=tuple(RowFailure(s, "【数据重复上传】x") for s in listed),
+    )
+    assert reply.whole_call_rejected is whole_call

@@ -227,6 +227,22 @@ def test_partial_reply_without_dataset_leaves_the_unlisted_rows_in_doubt_not_acc
     assert _stored(store) == ["N1", "N3"]
 
 
+def test_all_failed_reply_without_dataset_is_in_doubt_not_a_rejected_call(
+    profile, client, ledger, store, simulator
+):
+    rows = [outbound_row("V1"), outbound_row("V2")]
+    simulator.set_faults("drop_after_store=1x1")
+    with pytest.raises(InDoubtError):
+        _uploader(profile, client, ledger).run([rows])  # stored, reply lost
+    # the resend is answered -1 (both 【数据重复上传】) with failnum 2 but no dataset: not a refused call
+    simulator.set_faults("no_dataset=1x1")
+    with pytest.raises(InDoubtError, match="does not tell whether 2 rows were saved"):
+        _uploader(profile, client, ledger).run([rows])
+    assert {r["state"] for r in _rows(ledger).values()} == {IN_DOUBT}
+    assert _uploader(profile, client, ledger).run([rows]).states == {ACCEPTED_RECONCILED: 2}
+    assert _stored(store) == ["V1", "V2"]
+
+
 def test_self_contradicting_reply_is_resolved_within_the_same_run(profile, client, ledger, store, simulator):
     rows = [outbound_row("Q1"), outbound_row("Q2", mapping_serial_no="M9999")]
     simulator.set_faults("no_dataset=1x1")
