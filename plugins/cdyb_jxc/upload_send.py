@@ -204,6 +204,11 @@ class BatchSending:
             "failnum": reply.failnum,
             "reply_gz": compress(exchange.reply_text),
         }
+        sent = getattr(exchange, "request", None)
+        if sent:
+            # the request exactly as it went out (验证码 redacted by the client), replacing the copy
+            # recorded before sending
+            audit["request_gz"] = compress(sent)
         if reply.whole_call_rejected:
             self._restore(batch, f"整批被拒: {reply.retmsg}")
             ledger.finish_batch(batch_id, outcome="rejected", **audit)

@@ -57,6 +57,7 @@ def test_all_rows_accepted(profile, client, ledger, store):
     (batch,) = ledger.batches()
     assert (batch["outcome"], batch["row_count"], batch["retcode"]) == ("success", 5, "1")
     assert "<jyfwyzm>******</jyfwyzm>" in batch["request"]
+    assert f"<jyfwyh>{USER}</jyfwyh>" in batch["request"]  # the request as sent, only the 验证码 redacted
     assert SECRET not in batch["request"]
 
 
