@@ -8,6 +8,8 @@ Three kinds matter to a caller deciding what to do next:
   the same call cannot succeed.
 * :class:`InDoubtError` — the request may have been stored but the reply was lost or unreadable; resend the
   same batch unchanged and reconcile duplicate answers.
+
+:class:`UploadBusyError` (another upload of the same transaction holds the ledger's lock) is retryable too.
 """
 
 from __future__ import annotations
@@ -55,3 +57,7 @@ class CallRejectedError(CdybJxcError):
 
 class InDoubtError(CdybJxcError):
     """The reply was lost or unreadable after the request was sent: outcome unknown."""
+
+
+class UploadBusyError(CdybJxcError):
+    """Another upload of the same institution and transaction is running on this ledger: retry later."""

@@ -21,6 +21,7 @@ from cdyb_jxc.ledger import (
     REJECTED,
     Ledger,
 )
+from cdyb_jxc.ledger.lock import DEFAULT_WAIT_SECONDS, UploadLock
 from cdyb_jxc.ledger.schema import SERIAL_MAX
 from cdyb_jxc.ledger.store import utcnow
 from cdyb_jxc.profile import Profile
@@ -51,6 +52,7 @@ class Uploader(BatchSending):
     :param business_date: fallback business day for rows without a usable date
     :param resend_attempts: in-run resends of a batch after a transport fault or lost reply
     :param backoff: seconds before the first resend, doubled each time
+    :param lock_wait: seconds to wait for another upload of the same transaction to finish
     :param resend_rejected_after: unchanged rows rejected for a reason that can clear (未对码,
         原出库记录不存在) go out again once this long has passed since they were last sent
     """
@@ -72,6 +74,7 @@ class Uploader(BatchSending):
         sleep: Callable[[float], None] = time.sleep,
         progress: Callable[[int], None] | None = None,
         resend_rejected_after: timedelta = RESEND_INTERVAL,
+        lock_wait: float = DEFAULT_WAIT_SECONDS,
     ) -> None:
         self.profile = profile
         self.txn = profile.transaction(txn_key)
@@ -88,6 +91,7 @@ class Uploader(BatchSending):
         self.sleep = sleep
         self.progress = progress
         self.resend_rejected_after = resend_rejected_after
+        self.lock_wait = lock_wait
         self.offset = int(profile.service["timezone_offset_hours"])
         self.result = UploadResult(transaction=txn_key)
         self.issues = SourceIssues(
@@ -101,25 +105,30 @@ class Uploader(BatchSending):
 
     # -- public -----------------------------------------------------------------------------------------
     def run(self, chunks: Iterable[Sequence[Mapping[str, Any]]]) -> UploadResult:
-        """Upload every chunk. Raises after recording: :class:`TransportError`/:class:`InDoubtError`
-        (retry later), :class:`CallRejectedError` (do not retry). Source rows that cannot be sent (no
-        流水号, repeated, …) do not stop the run: they are recorded as source issues and counted."""
+        """Upload every chunk, holding the ledger's lock for this institution and transaction.
+
+        Raises after recording: :class:`TransportError`/:class:`InDoubtError` (retry later),
+        :class:`CallRejectedError` (do not retry), :class:`UploadBusyError` (another upload of the same rows
+        is running; retry later). Source rows that cannot be sent (no 流水号, repeated, …) do not stop the
+        run: they are recorded as source issues and counted."""
         started = time.perf_counter()
-        abandoned = self.ledger.abandon_open_batches(self.institution, self.txn.code, self.run_info.token)
-        if abandoned:
-            log.warning(
-                "%s: %d request(s) of an earlier run never recorded a reply; their rows are resent and "
-                "reconciled",
-                self.txn.code,
-                abandoned,
-            )
-        try:
-            for chunk in chunks:
-                self._chunk(chunk)
-            self.issues.settle()
-        finally:
-            self.issues.flush()
-            self.result.seconds = time.perf_counter() - started
+        with UploadLock(self.ledger, self.institution, self.txn.code, wait_seconds=self.lock_wait):
+            # under the lock, a batch still open belongs to a run that died before recording its reply
+            abandoned = self.ledger.abandon_open_batches(self.institution, self.txn.code, self.run_info.token)
+            if abandoned:
+                log.warning(
+                    "%s: %d request(s) of an earlier run never recorded a reply; their rows are resent and "
+                    "reconciled",
+                    self.txn.code,
+                    abandoned,
+                )
+            try:
+                for chunk in chunks:
+                    self._chunk(chunk)
+                self.issues.settle()
+            finally:
+                self.issues.flush()
+                self.result.seconds = time.perf_counter() - started
         if self.result.source_issues:
             log.warning(
                 "%s: %d source row(s) were not sent and are listed as source issues (reject report, monitor)",

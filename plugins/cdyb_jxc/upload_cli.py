@@ -15,6 +15,7 @@ from cdyb_jxc.exceptions import (
     ProfileError,
     SourceDataError,
     TransportError,
+    UploadBusyError,
 )
 from cdyb_jxc.ledger import ACCEPTED_STATES, STATES
 
@@ -82,6 +83,9 @@ def run_upload(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except (TransportError, InDoubtError) as err:
         print(f"cdyb-jxc: transport fault, run the same command again to resume: {err}", file=sys.stderr)
+        return EXIT_REJECTS
+    except UploadBusyError as err:
+        print(f"cdyb-jxc: {err}", file=sys.stderr)
         return EXIT_REJECTS
     except CdybJxcError as err:
         print(f"cdyb-jxc: {err}", file=sys.stderr)

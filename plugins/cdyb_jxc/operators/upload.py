@@ -15,6 +15,7 @@ from cdyb_jxc.exceptions import (
     ProfileError,
     SourceDataError,
     TransportError,
+    UploadBusyError,
 )
 from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
 
@@ -203,6 +204,8 @@ class CdybJxcUploadOperator(BaseOperator):
             raise AirflowException(
                 f"transport fault, rows kept in the ledger for the next try: {err}"
             ) from err
+        except UploadBusyError as err:
+            raise AirflowException(f"{err} (retried)") from err
         finally:
             hook.close()
         summary = result.as_dict()

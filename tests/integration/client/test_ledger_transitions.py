@@ -456,3 +456,35 @@ def test_source_issues_are_in_the_reject_report_and_mark_the_day_open(
     assert "SOURCE_ISSUE" in text
     assert "源数据第2行: 流水号(yka105)不能为空" in text
     assert "流水号在数据源中重复(源数据第3行)，仅上传第一条" in text
+
+
+def test_one_upload_at_a_time_per_transaction(profile, client, ledger, store):
+    """A backfill beside the scheduled run, or the CLI beside a DAG: the second upload of the same transaction
+    waits for the first (then gives up with a retryable error), instead of racing it into false conflicts."""
+    import threading
+
+    from cdyb_jxc.exceptions import UploadBusyError
+    from cdyb_jxc.ledger.lock import UploadLock
+    from tests.conftest import inbound_row
+
+    held = UploadLock(ledger, INSTITUTION, "JXC003").__enter__()
+    try:
+        with pytest.raises(UploadBusyError) as info:
+            _uploader(profile, client, ledger, lock_wait=0.2).run([[outbound_row("LK1")]])
+        assert str(info.value) == (
+            f"another upload of JXC003 of {INSTITUTION} is running on ledger {ledger.url}; "
+            "waited 0 s, try again later"
+        )
+        assert _rows(ledger) == {}  # nothing recorded, nothing sent
+        # another transaction is not held up
+        inbound = Uploader(
+            profile=profile, txn_key="inbound", institution_code=INSTITUTION, sender=client, ledger=ledger
+        )
+        assert inbound.run([[inbound_row("LK-IN")]]).states == {ACCEPTED: 1}
+        # a waiting upload goes ahead as soon as the first one is done
+        threading.Timer(0.5, held.release).start()
+        result = _uploader(profile, client, ledger, lock_wait=30).run([[outbound_row("LK1")]])
+        assert result.states == {ACCEPTED: 1}
+    finally:
+        held.release()
+    assert _stored(store) == ["LK-IN", "LK1"]

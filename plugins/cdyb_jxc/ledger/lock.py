@@ -1,0 +1,123 @@
+"""One upload at a time per (institution, transaction) on a ledger (no Airflow).
+
+Two uploads of the same rows at once (a backfill beside the scheduled run, the CLI beside a DAG) would each
+see the other's rows as their own and turn the second answer into a false DUPLICATE_CONFLICT. The lock is
+held by the process for the whole run and released by the operating system or the database if that process
+dies (a SIGKILLed worker leaves nothing behind): an advisory lock on PostgreSQL, an ``flock`` on a file
+beside a SQLite ledger. Other databases run without it (a warning says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import IO, Any
+
+from sqlalchemy import text
+
+from cdyb_jxc.exceptions import UploadBusyError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WAIT_SECONDS = 300.0
+
+
+class UploadLock:
+    """Context manager holding the lock of (institution, transaction) on ``ledger``.
+
+    :param ledger: the ledger (:class:`~cdyb_jxc.ledger.Ledger`)
+    :param institution_code: 定点机构编码
+    :param transaction_code: e.g. ``JXC003``
+    :param wait_seconds: how long to wait for another upload to finish before :class:`UploadBusyError`
+    :param poll_seconds: pause between attempts
+    """
+
+    def __init__(
+        self,
+        ledger: Any,
+        institution_code: str,
+        transaction_code: str,
+        *,
+        wait_seconds: float = DEFAULT_WAIT_SECONDS,
+        poll_seconds: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.ledger = ledger
+        self.name = f"cdyb_jxc:{institution_code}:{transaction_code}"
+        self.what = f"{transaction_code} of {institution_code}"
+        self.wait_seconds = wait_seconds
+        self.poll_seconds = poll_seconds
+        self.sleep = sleep
+        self._conn: Any = None
+        self._file: IO[bytes] | None = None
+        self._key = int.from_bytes(hashlib.sha256(self.name.encode()).digest()[:8], "big", signed=True)
+
+    def __enter__(self) -> UploadLock:
+        deadline = time.monotonic() + self.wait_seconds
+        waited = False
+        while not self._try():
+            if time.monotonic() >= deadline:
+                raise UploadBusyError(
+                    f"another upload of {self.what} is running on ledger {self.ledger.url}; "
+                    f"waited {self.wait_seconds:.0f} s, try again later"
+                )
+            if not waited:
+                log.info("waiting for another upload of %s to finish", self.what)
+                waited = True
+            self.sleep(self.poll_seconds)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+    def _try(self) -> bool:
+        engine = self.ledger.engine
+        dialect = engine.dialect.name
+        if dialect == "postgresql":
+            conn = engine.connect()
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}).scalar())
+            conn.commit()
+            if got:
+                self._conn = conn
+            else:
+                conn.close()
+            return got
+        if dialect == "sqlite":
+            database = engine.url.database
+            if not database or database == ":memory:":
+                return True  # one process only
+            import fcntl
+
+            suffix = hashlib.sha256(self.name.encode()).hexdigest()[:16]
+            handle = open(f"{database}.{suffix}.lock", "ab")  # noqa: SIM115 - held until release()
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                return False
+            self._file = handle
+            return True
+        log.warning("no upload lock on a %s ledger: do not run two uploads of %s at once", dialect, self.what)
+        return True
+
+    def release(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+                self._conn.commit()
+            finally:
+                self._conn.close()
+                self._conn = None
+        if self._file is not None:
+            import fcntl
+
+            try:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            finally:
+                self._file.close()
+                self._file = None
