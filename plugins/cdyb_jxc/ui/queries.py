@@ -125,9 +125,19 @@ def calendar(engine: Engine, days: int = 31, today: date | None = None) -> dict[
     }
 
 
-def summary(engine: Engine) -> dict[str, Any]:
-    """Counts per state, T+1 compliance rate and the size of the queues."""
+def summary(engine: Engine, today: date | None = None) -> dict[str, Any]:
+    """Counts per state, T+1 compliance rate, rows overdue against T+1 and the size of the queues."""
+    today = today or local_today()
+    # day D is due by the end of D+1: rows of days up to today-2 that are still not accepted are overdue
+    due_by = (today - timedelta(days=2)).isoformat()
     with engine.connect() as conn:
+        overdue = conn.execute(
+            select(func.count()).where(
+                t.transaction_code.in_(daily_codes()),
+                t.business_date <= due_by,
+                t.state.not_in(("ACCEPTED", "ACCEPTED_RECONCILED")),
+            )
+        ).scalar()
         states = {s: int(n) for s, n in conn.execute(select(t.state, func.count()).group_by(t.state))}
         accepted = conn.execute(
             select(func.count(), func.sum(case((t.late_seconds > 0, 1), else_=0))).where(
@@ -148,6 +158,7 @@ def summary(engine: Engine) -> dict[str, Any]:
         "accepted": total_accepted,
         "late": late,
         "t1_compliance_rate": rate,
+        "overdue": int(overdue or 0),
         "in_doubt": sum(states.get(s, 0) for s in OPEN_STATES),
         "conflicts": states.get("DUPLICATE_CONFLICT", 0),
         "source_issues": issues,

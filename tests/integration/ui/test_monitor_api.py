@@ -51,6 +51,8 @@ def test_summary_counts_and_t1_rate(client, token, filled_ledger):
     assert s["t1_compliance_rate"] == round(4 / 12, 4)
     assert s["late"] == 8
     assert (s["in_doubt"], s["conflicts"], s["source_issues"]) == (0, 1, 1)
+    # D1 (two days ago) is past its T+1 deadline: its two rejected outbound rows are overdue; D2 is not yet
+    assert s["overdue"] == 2
     assert s["last_business_date"] == D2
 
 
