@@ -12,19 +12,47 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+from xml.sax.saxutils import escape as xml_escape
 
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from cdyb_jxc.codec import BatchReply, build_request, parse_reply, redact_request
+from cdyb_jxc.codec import REDACTED, BatchReply, build_request, parse_reply, redact_request
 from cdyb_jxc.exceptions import CallRejectedError, CodecError, InDoubtError, TransportError
 from cdyb_jxc.profile import Profile
 from cdyb_jxc.wsdl import wsdl_file
 
 log = logging.getLogger(__name__)
 
-# zeep logs whole envelopes (with the 验证码) at DEBUG on this logger; never let that through.
-logging.getLogger("zeep.transports").setLevel(logging.INFO)
+
+class _RedactSecrets(logging.Filter):
+    """Replaces every known 验证码 (plain and XML-escaped) in a record's message with the redaction mark."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def add(self, secret: str) -> None:
+        if len(secret) >= 4:  # shorter values would mangle ordinary text; the centre's codes are longer
+            once = xml_escape(secret)
+            self.secrets.update({secret, once, xml_escape(once)})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(s in message for s in self.secrets):
+                for secret in sorted(self.secrets, key=len, reverse=True):
+                    message = message.replace(secret, REDACTED)
+                record.msg, record.args = message, None
+        return True
+
+
+# zeep logs whole envelopes (with the 验证码) at DEBUG on this logger: kept at INFO, and should someone
+# turn it up anyway (logging config), the 验证码 is cut out of every record.
+_ZEEP_TRANSPORT_LOG = logging.getLogger("zeep.transports")
+_ZEEP_TRANSPORT_LOG.setLevel(logging.INFO)
+_REDACT = _RedactSecrets()
+_ZEEP_TRANSPORT_LOG.addFilter(_REDACT)
 
 
 @dataclass(frozen=True)
@@ -90,6 +118,7 @@ class CentreClient:
         self.endpoint = endpoint
         self.user = user
         self._secret = verification_code
+        _REDACT.add(verification_code)
         self.institution_code = institution_code
         self.timeout = timeout
         self.verify = verify

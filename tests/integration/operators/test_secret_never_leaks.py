@@ -93,3 +93,27 @@ with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
     for text in haystacks:
         assert SECRET not in text
         assert WRONG not in text
+
+
+def test_zeep_envelope_log_turned_on_by_a_logging_config_is_redacted(profile, simulator, caplog):
+    """zeep writes whole envelopes at DEBUG on ``zeep.transports``; a deployment's logging config may turn
+    that on. The 验证码 is cut out of every record (plain and XML-escaped inside the envelope)."""
+    from cdyb_jxc.client import CentreClient
+
+    transports = logging.getLogger("zeep.transports")
+    transports.setLevel(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="zeep.transports")
+    secret = "S3<cr&t>-验证码"
+    client = CentreClient(
+        profile, endpoint=simulator.url, user=USER, verification_code=secret, institution_code=INSTITUTION
+    )
+    try:
+        client.send("outbound", [outbound_row("ZL1")])
+    finally:
+        transports.setLevel(logging.INFO)
+        client.close()
+    posts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("HTTP Post to")]
+    assert posts, "zeep's envelope log was not on"
+    assert "&lt;jyfwyzm&gt;******&lt;/jyfwyzm&gt;" in posts[0]
+    for text in posts:
+        assert "S3" not in text
