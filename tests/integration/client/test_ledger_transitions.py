@@ -25,11 +25,11 @@ from cdyb_jxc.validation import MappingEntry
 from tests.conftest import INSTITUTION, SECRET, USER, outbound_row
 
 
-def _uploader(profile, client, ledger, **kw) -> Uploader:
+def _uploader(profile, client, ledger, txn_key="outbound", **kw) -> Uploader:
     kw.setdefault("resend_attempts", 0)
     return Uploader(
         profile=profile,
-        txn_key="outbound",
+        txn_key=txn_key,
         institution_code=INSTITUTION,
         sender=client,
         ledger=ledger,
@@ -402,14 +402,7 @@ def test_serial_used_by_another_transaction_is_a_source_issue_not_counted_accept
 ):
     from tests.conftest import inbound_row
 
-    inbound = Uploader(
-        profile=profile,
-        txn_key="inbound",
-        institution_code=INSTITUTION,
-        sender=client,
-        ledger=ledger,
-        sleep=lambda s: None,
-    )
+    inbound = _uploader(profile, client, ledger, "inbound")
     assert inbound.run([[inbound_row("SAME-1")]]).states == {ACCEPTED: 1}
     result = _uploader(profile, client, ledger).run([[outbound_row("SAME-1"), outbound_row("OUT-2")]])
     # SPEC: 流水号 is unique per institution across the four transactions; the outbound row never went out
@@ -477,9 +470,7 @@ def test_one_upload_at_a_time_per_transaction(profile, client, ledger, store):
         )
         assert _rows(ledger) == {}  # nothing recorded, nothing sent
         # another transaction is not held up
-        inbound = Uploader(
-            profile=profile, txn_key="inbound", institution_code=INSTITUTION, sender=client, ledger=ledger
-        )
+        inbound = _uploader(profile, client, ledger, "inbound")
         assert inbound.run([[inbound_row("LK-IN")]]).states == {ACCEPTED: 1}
         # a waiting upload goes ahead as soon as the first one is done
         threading.Timer(0.5, held.release).start()
