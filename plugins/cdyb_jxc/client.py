@@ -18,6 +18,7 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 from cdyb_jxc.codec import REDACTED, BatchReply, build_request, parse_reply, redact_request
+from cdyb_jxc.codec import escape as codec_escape
 from cdyb_jxc.exceptions import CallRejectedError, CodecError, InDoubtError, TransportError
 from cdyb_jxc.profile import Profile
 from cdyb_jxc.wsdl import wsdl_file
@@ -34,8 +35,8 @@ class _RedactSecrets(logging.Filter):
 
     def add(self, secret: str) -> None:
         if len(secret) >= 4:  # shorter values would mangle ordinary text; the centre's codes are longer
-            once = xml_escape(secret)
-            self.secrets.update({secret, once, xml_escape(once)})
+            inner = codec_escape(secret)  # as written inside inputXml
+            self.secrets.update({secret, inner, xml_escape(inner), xml_escape(secret)})
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:

@@ -57,11 +57,14 @@ class BatchReply:
 
     @property
     def whole_call_rejected(self) -> bool:
-        """The call itself was refused (SPEC §6 W rules): -1 with no rows listed and no failed-row count.
+        """The call itself was refused (SPEC §6 W rules): -1 with no rows listed, and either no failed-row
+        count or a bracketed category in ``retmsg`` (【用户名或验证码错误】…).
 
-        A -1 reply that counts failed rows but lists none (``dataset`` missing) is a row-level answer that
+        A -1 reply that counts failed rows but lists none and names no category is a row-level answer that
         does not say which rows failed: see :func:`reply_contradiction`."""
-        return self.status == FAILURE and not self.failures and not self.failnum
+        return (
+            self.status == FAILURE and not self.failures and (not self.failnum or self.category is not None)
+        )
 
     @property
     def category(self) -> str | None:
@@ -233,20 +236,49 @@ def parse_reply(profile: Profile, text: str | None) -> BatchReply:
     )
 
 
+def match_failures(reply: BatchReply, serials: Sequence[str]) -> tuple[dict[str, RowFailure], list[str]]:
+    """Pair the reply's failed rows with the batch's 流水号: exactly, else ignoring surrounding whitespace (a
+    reply may trim what the source padded, e.g. ``CHAR(n)`` columns).
+
+    :return: (batch 流水号 → its failure, listed 流水号 that match no row of the batch)
+    """
+    exact = set(serials)
+    by_stripped: dict[str, list[str]] = {}
+    for serial in exact:
+        by_stripped.setdefault(serial.strip(), []).append(serial)
+    matched: dict[str, RowFailure] = {}
+    unknown: list[str] = []
+    for failure in reply.failures:
+        if failure.serial_no in exact:
+            matched.setdefault(failure.serial_no, failure)
+            continue
+        candidates = by_stripped.get(failure.serial_no.strip(), [])
+        if len(candidates) == 1:
+            matched.setdefault(candidates[0], failure)
+        else:
+            unknown.append(failure.serial_no)
+    return matched, unknown
+
+
 def reply_contradiction(reply: BatchReply, serials: Sequence[str]) -> str | None:
     """Why ``reply`` does not tell the fate of every row of the batch ``serials``; ``None`` when it does.
 
     SPEC §3: with retcode 1 every row was saved; with 2 the rows listed in ``dataset`` were not and the others
     were; with -1 (rows listed) none was. ``dataset``, ``succnum`` and ``failnum`` may be missing, but what is
-    there must agree: otherwise the unlisted rows cannot be called saved or not saved.
+    there must agree: otherwise no row's fate can be trusted.
     """
-    batch = set(serials)
-    listed = {f.serial_no for f in reply.failures}
-    unknown = sorted(listed - batch)
+    reason = _contradiction(reply, serials)
+    if reason and reply.retmsg:
+        reason += f"; 返回信息: {reply.retmsg}"
+    return reason
+
+
+def _contradiction(reply: BatchReply, serials: Sequence[str]) -> str | None:
+    matched, unknown = match_failures(reply, serials)
     if unknown:
-        shown = ", ".join(unknown[:3]) + ("…" if len(unknown) > 3 else "")
+        shown = ", ".join(repr(s) for s in sorted(unknown)[:3]) + ("…" if len(unknown) > 3 else "")
         return f"应答列出本批没有的流水号 {shown}"
-    k, n = len(listed), len(batch)
+    k, n = len(matched), len(set(serials))
     if reply.status == SUCCESS and k:
         return f"返回码{reply.retcode}(全部成功)却列出{k}条失败记录"
     if reply.status == PARTIAL and not k:

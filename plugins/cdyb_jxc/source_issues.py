@@ -9,7 +9,7 @@ report and the upload monitor read, and a line of the run's reject sample.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cdyb_jxc.ledger import Ledger
@@ -31,6 +31,9 @@ class SourceIssues:
     :param run: who is uploading
     :param result: the run's result (counts and reject sample)
     :param fallback_date: business day for rows without a usable date
+    :param complete_days: business days the source holds in full (the DAG's SQL reads whole days): issues
+        of those days that this run does not see again are fixed and dropped. Issues keyed by a 流水号 are
+        dropped whenever this run sees that 流水号 again without the issue.
     """
 
     def __init__(
@@ -42,6 +45,7 @@ class SourceIssues:
         run: RunInfo,
         result: UploadResult,
         fallback_date: str | None,
+        complete_days: Sequence[str] = (),
     ) -> None:
         self.ledger = ledger
         self.institution = institution_code
@@ -49,14 +53,13 @@ class SourceIssues:
         self.run = run
         self.result = result
         self.fallback_date = fallback_date
-        self.dates_seen: set[str] = set()
+        self.complete_days = tuple(complete_days)
         self._pending: list[dict[str, Any]] = []
+        self._open: bool | None = None  # whether the ledger holds issues of this transaction (asked once)
 
     def business_date(self, wire: Mapping[str, str | None]) -> str:
-        """The row's business day, remembered as seen by this run."""
-        day = business_date_of(self.txn, wire, self.fallback_date)
-        self.dates_seen.add(day)
-        return day
+        """The row's business day."""
+        return business_date_of(self.txn, wire, self.fallback_date)
 
     def add(
         self,
@@ -108,6 +111,17 @@ class SourceIssues:
             detail=detail,
         )
 
+    def resolved(self, serials: Iterable[str]) -> None:
+        """These 流水号 were seen by this run; drop earlier issues keyed by them that this run did not
+        raise again (the row was restored, or its conflict is gone)."""
+        if self._open is None:
+            self._open = self.ledger.has_source_issues(self.institution, self.txn.code)
+        if not self._open:
+            return
+        raised = {x["row_key"] for x in self._pending}
+        keys = [s[:ROW_KEY_MAX] for s in serials if s[:ROW_KEY_MAX] not in raised]
+        self.ledger.drop_source_issues(self.institution, self.txn.code, keys, self.run.token)
+
     def flush(self) -> None:
         """Write the collected issues (a later entry for the same key replaces an earlier one)."""
         if self._pending:
@@ -116,11 +130,11 @@ class SourceIssues:
             self._pending.clear()
 
     def settle(self) -> None:
-        """After a complete pass over the source: drop earlier issues of the days seen that this run did
-        not see again (they were fixed at the source)."""
+        """After a complete pass over the source: drop earlier issues of the complete days that this run
+        did not see again (they were fixed at the source)."""
         self.flush()
         dropped = self.ledger.clear_source_issues(
-            self.institution, self.txn.code, self.dates_seen, self.run.token
+            self.institution, self.txn.code, self.complete_days, self.run.token
         )
         if dropped:
             log.info("%s: %d source issue(s) of earlier runs are fixed at the source", self.txn.code, dropped)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+from cdyb_jxc.exceptions import InDoubtError
 from cdyb_jxc.ledger import (
     ACCEPTED,
     ACCEPTED_RECONCILED,
@@ -53,6 +54,7 @@ class Uploader(BatchSending):
     :param resend_attempts: in-run resends of a batch after a transport fault or lost reply
     :param backoff: seconds before the first resend, doubled each time
     :param lock_wait: seconds to wait for another upload of the same transaction to finish
+    :param complete_days: business days the source holds in full (see :class:`SourceIssues`)
     :param resend_rejected_after: unchanged rows rejected for a reason that can clear (未对码,
         原出库记录不存在) go out again once this long has passed since they were last sent
     """
@@ -75,6 +77,7 @@ class Uploader(BatchSending):
         progress: Callable[[int], None] | None = None,
         resend_rejected_after: timedelta = RESEND_INTERVAL,
         lock_wait: float = DEFAULT_WAIT_SECONDS,
+        complete_days: Sequence[str] = (),
     ) -> None:
         self.profile = profile
         self.txn = profile.transaction(txn_key)
@@ -92,6 +95,8 @@ class Uploader(BatchSending):
         self.progress = progress
         self.resend_rejected_after = resend_rejected_after
         self.lock_wait = lock_wait
+        self.left_in_doubt = 0
+        self.lock: UploadLock | None = None
         self.offset = int(profile.service["timezone_offset_hours"])
         self.result = UploadResult(transaction=txn_key)
         self.issues = SourceIssues(
@@ -101,6 +106,7 @@ class Uploader(BatchSending):
             run=self.run_info,
             result=self.result,
             fallback_date=business_date,
+            complete_days=complete_days,
         )
 
     # -- public -----------------------------------------------------------------------------------------
@@ -112,7 +118,8 @@ class Uploader(BatchSending):
         is running; retry later). Source rows that cannot be sent (no 流水号, repeated, …) do not stop the
         run: they are recorded as source issues and counted."""
         started = time.perf_counter()
-        with UploadLock(self.ledger, self.institution, self.txn.code, wait_seconds=self.lock_wait):
+        with UploadLock(self.ledger, self.institution, self.txn.code, wait_seconds=self.lock_wait) as lock:
+            self.lock = lock
             # under the lock, a batch still open belongs to a run that died before recording its reply
             abandoned = self.ledger.abandon_open_batches(self.institution, self.txn.code, self.run_info.token)
             if abandoned:
@@ -129,6 +136,11 @@ class Uploader(BatchSending):
             finally:
                 self.issues.flush()
                 self.result.seconds = time.perf_counter() - started
+        if self.left_in_doubt:
+            raise InDoubtError(
+                f"{self.txn.code}: {self.left_in_doubt} rows are still IN_DOUBT after replies that contradict"
+                " themselves (every other row was recorded); they go out again on the next try"
+            )
         if self.result.source_issues:
             log.warning(
                 "%s: %d source row(s) were not sent and are listed as source issues (reject report, monitor)",
@@ -173,10 +185,15 @@ class Uploader(BatchSending):
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         now = utcnow()
+        kept: list[dict[str, Any]] = []
         for serial, plan in planned.items():
             plan.prior = known.get(serial)
             decision = self._decide(plan)
             if decision == "skip":
+                continue
+            if decision == "keep":
+                # stamped with this run, so a repeat in a later chunk is seen as repeated in the source
+                kept.append({"serial_no": serial, "run_token": self.run_info.token})
                 continue
             error = precheck_row(self.profile, self.txn, plan.wire, self.registry)
             base = {
@@ -226,12 +243,16 @@ class Uploader(BatchSending):
                 )
             else:
                 updates.append({"serial_no": serial, **values})
+        self.issues.resolved(list(planned))
+        self.issues.flush()
         self.ledger.insert_rows(inserts)
         self._update_grouped(updates)
+        self.ledger.update_rows(self.institution, kept)
         for start in range(0, len(to_send), self.batch_limit):
             self._send_batch(to_send[start : start + self.batch_limit])
 
     def _decide(self, plan: Planned) -> str:
+        """``send``; ``keep`` (the ledger's answer stands: counted, not sent); ``skip`` (a source issue)."""
         prior, res = plan.prior, self.result
         if prior is None:
             return "send"
@@ -270,10 +291,10 @@ class Uploader(BatchSending):
                     detail="该流水号已被医保中心接收，源数据随后被修改；中心保留已接收的版本，"
                     "更正请以新流水号上传(盘盈、盘损、退药等)",
                 )
-            return "skip"
+            return "keep"
         if prior.state == DUPLICATE_CONFLICT:
             res.states[DUPLICATE_CONFLICT] += 1
-            return "skip"
+            return "keep"
         if prior.state == REJECTED and prior.payload_hash == plan.hash and not prior.held_back:
             key = next((k for k, v in self.profile.categories.items() if v == prior.category), None)
             recent = (
@@ -281,7 +302,7 @@ class Uploader(BatchSending):
             )
             if key not in RESEND_UNCHANGED or recent:
                 res.states[REJECTED] += 1
-                return "skip"
+                return "keep"
         return "send"
 
     def _duplicate_in_source(self, serial: str, wire: Mapping[str, str | None], row: int) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from cdyb_jxc.codec import build_request, reply_contradiction
+from cdyb_jxc.codec import build_request, match_failures, reply_contradiction
 from cdyb_jxc.exceptions import CallRejectedError, InDoubtError, TransportError
 from cdyb_jxc.ledger import (
     ACCEPTED,
@@ -64,6 +64,8 @@ class BatchSending:
     sleep: Callable[[float], None]
     progress: Callable[[int], None] | None
     offset: int
+    left_in_doubt: int  # rows still IN_DOUBT after self-contradicting replies (the run raises at its end)
+    lock: Any  # the run's UploadLock, checked before each batch leaves
 
     def _count_reject(
         self, serial: str, plan: Planned, category: str | None, fld: str | None, detail: str
@@ -87,41 +89,56 @@ class BatchSending:
 
     # -- sending ----------------------------------------------------------------------------------------
     def _send_batch(self, batch: list[Planned]) -> None:
+        """Send one batch; resend it unchanged after a transport fault or lost reply (``resend_attempts``
+        times, then raise), and resend the rows a self-contradicting reply left in doubt (then give up on
+        them for this run: :attr:`left_in_doubt`, raised by the caller once every batch went out)."""
         attempt = 0
         while True:
             try:
                 doubtful = self._send_once(batch)
-                if not doubtful:
-                    return
-                # the reply contradicted itself: only its unlisted rows are in doubt and go out again
-                batch = doubtful
-                raise InDoubtError(
-                    f"{self.txn.code} reply does not tell whether {len(doubtful)} rows were saved; "
-                    "they are IN_DOUBT and go out again on the next try"
-                )
             except (TransportError, InDoubtError) as err:
                 if attempt >= self.resend_attempts:
                     raise
-                delay = self.backoff * (2**attempt)
+                self._before_resend(batch, str(err), attempt, in_doubt=isinstance(err, InDoubtError))
                 attempt += 1
-                log.warning(
-                    "%s batch of %d rows: %s; resending unchanged in %.1fs (%d/%d)",
+                continue
+            if not doubtful:
+                return
+            if attempt >= self.resend_attempts:
+                self.left_in_doubt += len(doubtful)
+                log.error(
+                    "%s: %d rows stay IN_DOUBT after replies that contradict themselves; the run goes on "
+                    "and they go out again on the next try",
                     self.txn.code,
-                    len(batch),
-                    err,
-                    delay,
-                    attempt,
-                    self.resend_attempts,
+                    len(doubtful),
                 )
-                self.sleep(delay)
-                for plan in batch:
-                    # after a lost reply the rows are in doubt: a duplicate answer now reconciles them
-                    if isinstance(err, InDoubtError):
-                        plan.prior = _in_doubt(plan)
+                return
+            batch = doubtful
+            self._before_resend(batch, "reply contradicts itself", attempt, in_doubt=True)
+            attempt += 1
+
+    def _before_resend(self, batch: list[Planned], why: str, attempt: int, *, in_doubt: bool) -> None:
+        delay = self.backoff * (2**attempt)
+        log.warning(
+            "%s batch of %d rows: %s; resending unchanged in %.1fs (%d/%d)",
+            self.txn.code,
+            len(batch),
+            why,
+            delay,
+            attempt + 1,
+            self.resend_attempts,
+        )
+        self.sleep(delay)
+        if in_doubt:
+            # the rows may have been stored: a duplicate answer now reconciles them
+            for plan in batch:
+                plan.prior = _in_doubt(plan)
 
     def _send_once(self, batch: list[Planned]) -> list[Planned]:
         """Send one batch and record the answer; returns the rows a self-contradicting reply left in doubt."""
         res, ledger = self.result, self.ledger
+        if self.lock is not None:
+            self.lock.check()
         wire_rows = [p.wire for p in batch]
         redacted = build_request(
             self.profile,
@@ -240,25 +257,31 @@ class BatchSending:
 
     def _apply(self, batch: list[Planned], reply: Any, contradiction: str | None) -> list[Planned]:
         """Record each row's fate. Listed rows were not saved; unlisted rows were, unless the reply
-        contradicts itself (``contradiction``): then they are IN_DOUBT (returned) and are sent again."""
-        failures = {f.serial_no: f for f in reply.failures}
+        contradicts itself (``contradiction``): then no row's fate can be trusted, every row is IN_DOUBT
+        (returned) and is sent again."""
+        failures, _ = match_failures(reply, [p.serial for p in batch])
         if contradiction:
             log.warning("%s reply contradicts itself: %s", self.txn.code, contradiction)
-        dup = self.profile.category("duplicate")
-        now = utcnow()
-        accepted, rejected, doubtful = [], [], []
-        for plan in batch:
-            failure = failures.get(plan.serial)
-            if failure is None and contradiction:
-                doubtful.append(
+            now = utcnow()
+            said = {s: f"; 应答称: {f.message}" for s, f in failures.items()}
+            self.ledger.update_rows(
+                self.institution,
+                [
                     {
                         "serial_no": plan.serial,
                         "state": IN_DOUBT,
-                        "detail": f"应答不一致: {contradiction}",
+                        "detail": f"应答不一致: {contradiction}{said.get(plan.serial, '')}",
                         "updated_at": now,
                     }
-                )
-                continue
+                    for plan in batch
+                ],
+            )
+            return list(batch)
+        dup = self.profile.category("duplicate")
+        now = utcnow()
+        accepted, rejected = [], []
+        for plan in batch:
+            failure = failures.get(plan.serial)
             if failure is None:
                 accepted.append(self._accepted(plan, ACCEPTED, now))
                 continue
@@ -303,9 +326,7 @@ class BatchSending:
             self._count_reject(plan.serial, plan, failure.category, fld, failure.detail)
         self._update_grouped(accepted)
         self._update_grouped(rejected)
-        if doubtful:
-            self.ledger.update_rows(self.institution, doubtful)
-        return [p for p in batch if contradiction and p.serial not in failures]
+        return []
 
     def _accepted(self, plan: Planned, state: str, now: datetime) -> dict[str, Any]:
         self.result.states[state] += 1

@@ -582,7 +582,8 @@ def test_parse_request_keeps_empty_elements_as_absent(profile: Profile) -> None:
         ("failure", "-1", 0, 3, ["A"], "返回码-1(全部失败)只列出1/3条失败记录"),
         ("partial", "2", 1, 1, ["B"], "成功条数1与本批3条、失败记录1条不符"),
         ("partial", "2", 2, 2, ["B"], "失败条数2与列出的失败记录1条不符"),
-        ("partial", "2", 2, 1, ["Z"], "应答列出本批没有的流水号 Z"),
+        ("partial", "2", 2, 1, ["Z"], "应答列出本批没有的流水号 'Z'"),
+        ("partial", "2", 2, 1, [" B "], None),  # the reply trimmed what the source padded
     ],
 )
 def test_reply_contradiction_names_why_unlisted_rows_cannot_be_called_saved(
@@ -600,15 +601,29 @@ def test_reply_contradiction_names_why_unlisted_rows_cannot_be_called_saved(
 
 
 @pytest.mark.parametrize(
-    ("failnum", "listed", "whole_call"),
-    [(None, [], True), (0, [], True), (100, [], False), (None, ["A"], False), (1, ["A"], False)],
+    ("failnum", "retmsg", "listed", "whole_call"),
+    [
+        (None, "x", [], True),
+        (0, "x", [], True),
+        (100, "本次上传100条，成功0条，失败100条", [], False),
+        (3, "【用户名或验证码错误】", [], True),
+        (None, "x", ["A"], False),
+        (1, "x", ["A"], False),
+    ],
 )
-def test_only_a_failure_without_failed_rows_is_a_whole_call_rejection(failnum, listed, whole_call):
+def test_only_a_failure_without_failed_rows_is_a_whole_call_rejection(failnum, retmsg, listed, whole_call):
     reply = BatchReply(
         status=FAILURE,
         retcode="-1",
-        retmsg="x",
+        retmsg=retmsg,
         failnum=failnum,
         failures=tuple(RowFailure(s, "【数据重复上传】x") for s in listed),
     )
     assert reply.whole_call_rejected is whole_call
+
+
+def test_reply_contradiction_carries_the_centres_message():
+    reply = BatchReply(status=FAILURE, retcode="-1", retmsg="本次上传3条，成功0条，失败3条", failnum=3)
+    assert reply_contradiction(reply, ["A", "B", "C"]) == (
+        "返回码-1(全部失败)只列出0/3条失败记录; 返回信息: 本次上传3条，成功0条，失败3条"
+    )

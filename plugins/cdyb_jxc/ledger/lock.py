@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from sqlalchemy import text
 
-from cdyb_jxc.exceptions import UploadBusyError
+from cdyb_jxc.exceptions import TransportError, UploadBusyError
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,12 @@ class UploadLock:
         dialect = engine.dialect.name
         if dialect == "postgresql":
             conn = engine.connect()
-            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}).scalar())
-            conn.commit()
+            try:
+                got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}).scalar())
+                conn.commit()
+            except BaseException:
+                conn.close()
+                raise
             if got:
                 self._conn = conn
             else:
@@ -105,19 +109,42 @@ class UploadLock:
         log.warning("no upload lock on a %s ledger: do not run two uploads of %s at once", dialect, self.what)
         return True
 
+    def check(self) -> None:
+        """Make sure the lock is still held (a PostgreSQL lock lives as long as its connection, which an
+        idle timeout or a network fault can end). Raises :class:`TransportError` when it is gone."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute(text("SELECT 1")).scalar()
+            self._conn.commit()
+        except Exception as err:
+            raise TransportError(
+                f"lost the upload lock of {self.what} (its ledger connection failed: {type(err).__name__});"
+                " stopping so that no second upload runs beside this one"
+            ) from err
+
     def release(self) -> None:
+        """Give the lock up. Never raises: the run's own outcome matters more than a failed unlock (a
+        PostgreSQL lock ends with its connection anyway, an flock with its file)."""
         if self._conn is not None:
+            conn, self._conn = self._conn, None
             try:
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
-                self._conn.commit()
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+                conn.commit()
+            except Exception as err:
+                log.warning("could not unlock %s cleanly (%s); closing its connection", self.what, err)
             finally:
-                self._conn.close()
-                self._conn = None
+                try:
+                    conn.close()
+                except Exception:
+                    log.warning("closing the lock connection of %s failed", self.what)
         if self._file is not None:
             import fcntl
 
+            handle, self._file = self._file, None
             try:
-                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            except OSError as err:
+                log.warning("could not unlock %s cleanly (%s)", self.what, err)
             finally:
-                self._file.close()
-                self._file = None
+                handle.close()

@@ -236,6 +236,32 @@ class Ledger:
             conn.execute(stmt, keys)
             conn.execute(insert(source_issue), list(issues))
 
+    def has_source_issues(self, institution_code: str, transaction_code: str) -> bool:
+        i = source_issue.c
+        query = (
+            select(i.row_key)
+            .where(i.institution_code == institution_code, i.transaction_code == transaction_code)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def drop_source_issues(
+        self, institution_code: str, transaction_code: str, row_keys: Sequence[str], run_token: str
+    ) -> None:
+        """Drop issues with these row keys that the run ``run_token`` did not record."""
+        i = source_issue.c
+        with self.engine.begin() as conn:
+            for start in range(0, len(row_keys), _LOOKUP_CHUNK):
+                conn.execute(
+                    delete(source_issue).where(
+                        i.institution_code == institution_code,
+                        i.transaction_code == transaction_code,
+                        i.row_key.in_(row_keys[start : start + _LOOKUP_CHUNK]),
+                        i.run_token != run_token,
+                    )
+                )
+
     def clear_source_issues(
         self, institution_code: str, transaction_code: str, business_dates: Iterable[str], run_token: str
     ) -> int:

@@ -178,6 +178,9 @@ class CdybJxcUploadOperator(BaseOperator):
             profile = hook.profile
             txn = profile.transaction(self.transaction)
             ledger = make_ledger(self.ledger_url, self.ledger_conn_id)
+            extra = self._recheck_dates(ledger, hook.settings.institution_code, txn.code)
+            # the SQL template selects whole business days: issues of those days not seen again are fixed
+            whole = [self.business_date, *extra] if self.sql and self.business_date else []
             uploader = hook.uploader(
                 self.transaction,
                 ledger,
@@ -186,6 +189,7 @@ class CdybJxcUploadOperator(BaseOperator):
                 run=run,
                 resend_attempts=self.resend_attempts,
                 backoff=self.resend_backoff,
+                complete_days=whole,
             )
             self.log.info(
                 "uploading %s %s from %s to ledger %s",
@@ -194,7 +198,6 @@ class CdybJxcUploadOperator(BaseOperator):
                 self.source_file or self.source_conn_id,
                 ledger.url,
             )
-            extra = self._recheck_dates(ledger, hook.settings.institution_code, txn.code)
             result = uploader.run(self._chunks(txn, context, extra))
         except (ConnectionConfigError, ProfileError, SourceDataError) as err:
             raise AirflowFailException(str(err)) from err

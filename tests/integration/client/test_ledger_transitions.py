@@ -213,11 +213,13 @@ def test_partial_reply_without_dataset_leaves_the_unlisted_rows_in_doubt_not_acc
     # retcode 2 with failnum 1 but no dataset (SPEC allows a missing dataset): which row failed is unknown
     rows = [outbound_row("N1"), outbound_row("N2", mapping_serial_no="M9999"), outbound_row("N3")]
     simulator.set_faults("no_dataset=1x1")
-    with pytest.raises(InDoubtError, match="does not tell whether 3 rows were saved"):
+    with pytest.raises(InDoubtError, match="3 rows are still IN_DOUBT after replies that contradict"):
         _uploader(profile, client, ledger).run([rows])
     state = _rows(ledger)
     assert {r["state"] for r in state.values()} == {IN_DOUBT}
-    assert state["N1"]["detail"] == "应答不一致: 返回码2(部分成功)却未列出失败记录"
+    assert state["N1"]["detail"] == (
+        "应答不一致: 返回码2(部分成功)却未列出失败记录; 返回信息: 本次上传3条，成功2条，失败1条"
+    )
     assert [b["outcome"] for b in ledger.batches()] == ["in_doubt"]
     # the next try resends them: the saved rows reconcile, the failed one gets the centre's reason
     result = _uploader(profile, client, ledger).run([rows])
@@ -226,6 +228,28 @@ def test_partial_reply_without_dataset_leaves_the_unlisted_rows_in_doubt_not_acc
     assert state["N2"]["state"] == REJECTED
     assert state["N2"]["category"] == "未对码"
     assert _stored(store) == ["N1", "N3"]
+
+
+def test_contradicting_batch_does_not_hold_up_the_other_batches(profile, client, ledger, store, simulator):
+    """Rows whose reply contradicts itself stay IN_DOUBT; the run still sends every other batch, then asks
+    for a retry."""
+    rows = [outbound_row("H1"), outbound_row("H2", mapping_serial_no="M9999"), outbound_row("H3")]
+    simulator.set_faults("no_dataset=1x1")
+    with pytest.raises(InDoubtError, match="2 rows are still IN_DOUBT"):
+        _uploader(profile, client, ledger, batch_limit=2).run([rows])
+    state = _rows(ledger)
+    assert {s: r["state"] for s, r in state.items()} == {"H1": IN_DOUBT, "H2": IN_DOUBT, "H3": ACCEPTED}
+    result = _uploader(profile, client, ledger, batch_limit=2).run([rows])
+    assert result.states == {ACCEPTED_RECONCILED: 1, REJECTED: 1, ACCEPTED: 1}
+    assert _stored(store) == ["H1", "H3"]
+
+
+def test_reply_that_trims_a_padded_serial_is_matched_to_its_row(profile, client, ledger, store):
+    """CHAR(n) sources pad the 流水号; a reply that lists it trimmed still names that row."""
+    rows = [outbound_row("PAD1  ", mapping_serial_no="M9999"), outbound_row("PAD2")]
+    result = _uploader(profile, client, ledger).run([rows])
+    assert result.states == {REJECTED: 1, ACCEPTED: 1}
+    assert _rows(ledger)["PAD1  "]["category"] == "未对码"
 
 
 def test_all_failed_reply_without_dataset_is_in_doubt_not_a_rejected_call(
@@ -237,7 +261,7 @@ def test_all_failed_reply_without_dataset_is_in_doubt_not_a_rejected_call(
         _uploader(profile, client, ledger).run([rows])  # stored, reply lost
     # the resend is answered -1 (both 【数据重复上传】) with failnum 2 but no dataset: not a refused call
     simulator.set_faults("no_dataset=1x1")
-    with pytest.raises(InDoubtError, match="does not tell whether 2 rows were saved"):
+    with pytest.raises(InDoubtError, match="2 rows are still IN_DOUBT after replies that contradict"):
         _uploader(profile, client, ledger).run([rows])
     assert {r["state"] for r in _rows(ledger).values()} == {IN_DOUBT}
     assert _uploader(profile, client, ledger).run([rows]).states == {ACCEPTED_RECONCILED: 2}
@@ -479,3 +503,56 @@ def test_one_upload_at_a_time_per_transaction(profile, client, ledger, store):
     finally:
         held.release()
     assert _stored(store) == ["LK-IN", "LK1"]
+
+
+def test_source_issue_stays_until_fixed_when_other_files_of_the_day_are_uploaded(
+    profile, client, ledger, store
+):
+    """The CLI may upload a day in several files: a file without the bad row does not clear its issue."""
+    _uploader(profile, client, ledger).run([[outbound_row("PF1"), outbound_row("")]])
+    _uploader(profile, client, ledger).run([[outbound_row("PF2")]])
+    assert [i["row_key"] for i in ledger.iter_source_issues()] == ["#2"]
+    # a whole-day run (the DAG's SQL reads the whole business day) without the bad row drops it
+    _uploader(profile, client, ledger, complete_days=["2026-11-20"]).run(
+        [[outbound_row("PF1"), outbound_row("PF2")]]
+    )
+    assert list(ledger.iter_source_issues()) == []
+
+
+def test_serial_repeated_in_a_later_chunk_after_acceptance_is_a_repeat_not_counted_twice(
+    profile, client, ledger, store
+):
+    _uploader(profile, client, ledger).run([[outbound_row("RC1")]])
+    result = _uploader(profile, client, ledger).run(
+        [[outbound_row("RC1")], [outbound_row("RC1", quantity="5")]]
+    )
+    assert result.states == {ACCEPTED: 1}
+    assert (result.duplicate_in_source, result.changed_after_accept) == (1, 0)
+    (issue,) = ledger.iter_source_issues()
+    assert issue["detail"] == "流水号在数据源中重复(源数据第2行)，仅上传第一条"
+
+
+def test_lost_lock_connection_stops_the_upload_and_unlocking_never_raises(pg_database):
+    """A PostgreSQL lock lives as long as its connection: once an idle timeout or a network fault ends it,
+    the upload must stop before the next batch (a second upload could already be running)."""
+    from sqlalchemy import text
+
+    from cdyb_jxc.exceptions import TransportError
+    from cdyb_jxc.ledger.lock import UploadLock
+
+    ledger = Ledger(pg_database)
+    lock = UploadLock(ledger, INSTITUTION, "JXC003").__enter__()
+    try:
+        lock.check()  # held
+        pid = lock._conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        lock._conn.commit()
+        with ledger.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(TransportError, match="lost the upload lock of JXC003"):
+            lock.check()
+    finally:
+        lock.release()  # the connection is dead: logs, does not raise
+    # and the lock is free again
+    with UploadLock(ledger, INSTITUTION, "JXC003", wait_seconds=2):
+        pass
+    ledger.dispose()

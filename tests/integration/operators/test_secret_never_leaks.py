@@ -103,7 +103,7 @@ def test_zeep_envelope_log_turned_on_by_a_logging_config_is_redacted(profile, si
     transports = logging.getLogger("zeep.transports")
     transports.setLevel(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="zeep.transports")
-    secret = "S3<cr&t>-验证码"
+    secret = "S3<cr&t>\r-验证码"
     client = CentreClient(
         profile, endpoint=simulator.url, user=USER, verification_code=secret, institution_code=INSTITUTION
     )
