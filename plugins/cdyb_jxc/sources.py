@@ -5,6 +5,7 @@ Columns are the profile's logical names. Missing required columns stop everythin
 
 from __future__ import annotations
 
+import importlib
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -126,13 +127,9 @@ def iter_cursor_chunks(
     parameters: Mapping[str, Any] | Sequence[Any] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Iterator[Chunk]:
-    """Stream a query's rows from a DB-API connection; server-side cursor on PostgreSQL (psycopg2)."""
-    module = type(connection).__module__
-    if module.startswith("psycopg2"):
-        cursor = connection.cursor(name="cdyb_jxc_source")
-        cursor.itersize = chunk_size
-    else:
-        cursor = connection.cursor()
+    """Stream a query's rows from a DB-API connection: a server-side cursor on PostgreSQL (psycopg2), an
+    unbuffered one on MySQL/MariaDB (mysqlclient, PyMySQL); other drivers' ``fetchmany``."""
+    cursor = _streaming_cursor(connection, chunk_size)
     try:
         if parameters:
             cursor.execute(sql, parameters)
@@ -149,3 +146,17 @@ def iter_cursor_chunks(
             rows = cursor.fetchmany(chunk_size)
     finally:
         cursor.close()
+
+
+def _streaming_cursor(connection: Any, chunk_size: int) -> Any:
+    """A cursor that does not pull the whole result into client memory, where the driver has one."""
+    module = type(connection).__module__
+    if module.startswith("psycopg2"):
+        cursor = connection.cursor(name="cdyb_jxc_source")
+        cursor.itersize = chunk_size
+        return cursor
+    if module.startswith(("pymysql", "MySQLdb")):
+        # their default cursors read the whole result set on execute()
+        cursors = importlib.import_module(module.split(".", 1)[0] + ".cursors")
+        return connection.cursor(cursors.SSCursor)
+    return connection.cursor()
