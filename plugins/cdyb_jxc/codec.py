@@ -260,21 +260,29 @@ def match_failures(reply: BatchReply, serials: Sequence[str]) -> tuple[dict[str,
     return matched, unknown
 
 
-def reply_contradiction(reply: BatchReply, serials: Sequence[str]) -> str | None:
+def reply_contradiction(
+    reply: BatchReply,
+    serials: Sequence[str],
+    match: tuple[dict[str, RowFailure], list[str]] | None = None,
+) -> str | None:
     """Why ``reply`` does not tell the fate of every row of the batch ``serials``; ``None`` when it does.
 
     SPEC §3: with retcode 1 every row was saved; with 2 the rows listed in ``dataset`` were not and the others
     were; with -1 (rows listed) none was. ``dataset``, ``succnum`` and ``failnum`` may be missing, but what is
     there must agree: otherwise no row's fate can be trusted.
+
+    :param match: :func:`match_failures` of the same reply and batch, when the caller has it already
     """
-    reason = _contradiction(reply, serials)
+    reason = _contradiction(reply, serials, match or match_failures(reply, serials))
     if reason and reply.retmsg:
         reason += f"; 返回信息: {reply.retmsg}"
     return reason
 
 
-def _contradiction(reply: BatchReply, serials: Sequence[str]) -> str | None:
-    matched, unknown = match_failures(reply, serials)
+def _contradiction(
+    reply: BatchReply, serials: Sequence[str], match: tuple[dict[str, RowFailure], list[str]]
+) -> str | None:
+    matched, unknown = match
     if unknown:
         shown = ", ".join(repr(s) for s in sorted(unknown)[:3]) + ("…" if len(unknown) > 3 else "")
         return f"应答列出本批没有的流水号 {shown}"

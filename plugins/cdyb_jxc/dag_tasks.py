@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
+from cdyb_jxc.profile import DAILY_TRANSACTIONS
+
 log = logging.getLogger(__name__)
 INIT_MILESTONE = "initialization"
-DAILY_TRANSACTIONS = ("inbound", "outbound", "stock")
 UPLOAD_TASKS = tuple(f"upload_{key}" for key in DAILY_TRANSACTIONS)
 
 

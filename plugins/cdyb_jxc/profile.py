@@ -22,6 +22,7 @@ PROFILE_ENV_VAR = "CDYB_JXC_PROFILE"
 FIELD_TYPES = ("C", "N", "D", "DT", "code")
 REQUIRED_LEVELS = ("Y", "N", "C")
 TRANSACTIONS = ("init", "inbound", "outbound", "stock")
+DAILY_TRANSACTIONS = TRANSACTIONS[1:]  # uploaded every business day; init is sent once
 CATEGORY_KEYS = (
     "duplicate",
     "unmapped",

@@ -57,10 +57,6 @@ class SourceIssues:
         self._pending: list[dict[str, Any]] = []
         self._open: bool | None = None  # whether the ledger holds issues of this transaction (asked once)
 
-    def business_date(self, wire: Mapping[str, str | None]) -> str:
-        """The row's business day."""
-        return business_date_of(self.txn, wire, self.fallback_date)
-
     def add(
         self,
         *,
@@ -86,7 +82,7 @@ class SourceIssues:
             {
                 "institution_code": self.institution,
                 "transaction_code": self.txn.code,
-                "business_date": self.business_date(wire),
+                "business_date": business_date_of(self.txn, wire, self.fallback_date),
                 "row_key": key,
                 "serial_no": serial,
                 "source_row": source_row,

@@ -27,7 +27,7 @@ from cdyb_jxc.ledger.schema import SERIAL_MAX
 from cdyb_jxc.ledger.store import utcnow
 from cdyb_jxc.profile import Profile
 from cdyb_jxc.source_issues import SourceIssues
-from cdyb_jxc.upload_result import RunInfo, UploadResult, payload_hash
+from cdyb_jxc.upload_result import RunInfo, UploadResult, business_date_of, payload_hash
 from cdyb_jxc.upload_send import DOUBT_STATES, BatchSending, Planned, Sender
 from cdyb_jxc.validation import MappingEntry, precheck_row
 from cdyb_jxc.values import row_to_wire
@@ -175,7 +175,12 @@ class Uploader(BatchSending):
                 self._duplicate_in_source(serial, wire, res.rows_read)
                 continue
             planned[serial] = Planned(
-                serial, wire, payload_hash(wire), self.issues.business_date(wire), None, res.rows_read
+                serial,
+                wire,
+                payload_hash(wire),
+                business_date_of(self.txn, wire, self.business_date),
+                None,
+                res.rows_read,
             )
         self.issues.flush()
         if not planned:

@@ -18,8 +18,8 @@ from cdyb_jxc.exceptions import (
     UploadBusyError,
 )
 from cdyb_jxc.ledger import ACCEPTED_STATES, STATES
+from cdyb_jxc.profile import TRANSACTIONS
 
-TRANSACTIONS = ("init", "inbound", "outbound", "stock")
 EXIT_OK, EXIT_REJECTS, EXIT_USAGE = 0, 1, 2
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from cdyb_jxc.codec import build_request, match_failures, reply_contradiction
+from cdyb_jxc.codec import RowFailure, build_request, match_failures, reply_contradiction
 from cdyb_jxc.exceptions import CallRejectedError, InDoubtError, TransportError
 from cdyb_jxc.ledger import (
     ACCEPTED,
@@ -188,18 +188,7 @@ class BatchSending:
             ledger.finish_batch(batch_id, outcome="not_sent", error=str(err))
             raise
         except InDoubtError as err:
-            ledger.update_rows(
-                self.institution,
-                [
-                    {
-                        "serial_no": p.serial,
-                        "state": IN_DOUBT,
-                        "detail": f"应答丢失: {err}",
-                        "updated_at": utcnow(),
-                    }
-                    for p in batch
-                ],
-            )
+            self._mark_in_doubt(batch, f"应答丢失: {err}")
             ledger.finish_batch(
                 batch_id,
                 outcome="in_doubt",
@@ -230,8 +219,9 @@ class BatchSending:
             self._restore(batch, f"整批被拒: {reply.retmsg}")
             ledger.finish_batch(batch_id, outcome="rejected", **audit)
             raise CallRejectedError(reply.retmsg, reply.category)
-        contradiction = reply_contradiction(reply, [p.serial for p in batch])
-        doubtful = self._apply(batch, reply, contradiction)
+        match = match_failures(reply, [p.serial for p in batch])
+        contradiction = reply_contradiction(reply, [p.serial for p in batch], match)
+        doubtful = self._apply(batch, match[0], contradiction)
         ledger.finish_batch(
             batch_id, outcome="in_doubt" if contradiction else reply.status, error=contradiction, **audit
         )
@@ -255,27 +245,34 @@ class BatchSending:
             ],
         )
 
-    def _apply(self, batch: list[Planned], reply: Any, contradiction: str | None) -> list[Planned]:
-        """Record each row's fate. Listed rows were not saved; unlisted rows were, unless the reply
-        contradicts itself (``contradiction``): then no row's fate can be trusted, every row is IN_DOUBT
-        (returned) and is sent again."""
-        failures, _ = match_failures(reply, [p.serial for p in batch])
+    def _mark_in_doubt(
+        self, batch: list[Planned], detail: str, said: Mapping[str, str] | None = None
+    ) -> None:
+        """The rows may or may not be stored: IN_DOUBT with ``detail`` (plus what the reply said of a row)."""
+        now, said = utcnow(), said or {}
+        self.ledger.update_rows(
+            self.institution,
+            [
+                {
+                    "serial_no": p.serial,
+                    "state": IN_DOUBT,
+                    "detail": detail + said.get(p.serial, ""),
+                    "updated_at": now,
+                }
+                for p in batch
+            ],
+        )
+
+    def _apply(
+        self, batch: list[Planned], failures: Mapping[str, RowFailure], contradiction: str | None
+    ) -> list[Planned]:
+        """Record each row's fate from the reply's ``failures`` (batch 流水号 → failure). Listed rows were
+        not saved; unlisted rows were, unless the reply contradicts itself (``contradiction``): then no
+        row's fate can be trusted, every row is IN_DOUBT (returned) and is sent again."""
         if contradiction:
             log.warning("%s reply contradicts itself: %s", self.txn.code, contradiction)
-            now = utcnow()
             said = {s: f"; 应答称: {f.message}" for s, f in failures.items()}
-            self.ledger.update_rows(
-                self.institution,
-                [
-                    {
-                        "serial_no": plan.serial,
-                        "state": IN_DOUBT,
-                        "detail": f"应答不一致: {contradiction}{said.get(plan.serial, '')}",
-                        "updated_at": now,
-                    }
-                    for plan in batch
-                ],
-            )
+            self._mark_in_doubt(batch, f"应答不一致: {contradiction}", said)
             return list(batch)
         dup = self.profile.category("duplicate")
         now = utcnow()

@@ -68,7 +68,7 @@ def _to_local(value: datetime, offset_hours: int) -> datetime:
 
 
 def _temporal(spec: FieldSpec, value: Any, offset_hours: int) -> str:
-    if type(value) is not datetime and hasattr(value, "to_pydatetime"):
+    if type(value) not in (datetime, date) and hasattr(value, "to_pydatetime"):
         value = value.to_pydatetime()
     if isinstance(value, datetime):
         local = _to_local(value, offset_hours)
@@ -94,10 +94,8 @@ def to_wire(spec: FieldSpec, value: Any, offset_hours: int = 8) -> str | None:
     # Exact-type fast paths for what SQL drivers return (subclasses such as pandas Timestamp go the long way).
     if cls is Decimal and spec.type == "N" and value.is_finite():
         return _plain_decimal(value)
-    if cls is datetime and spec.type in ("D", "DT"):
+    if (cls is datetime or cls is date) and spec.type in ("D", "DT"):
         return _temporal(spec, value, offset_hours)
-    if cls is date and spec.type in ("D", "DT"):
-        return value.isoformat() if spec.type == "D" else value.strftime("%Y-%m-%d 00:00:00")
     if is_absent(value):
         return None
     if spec.type == "N":

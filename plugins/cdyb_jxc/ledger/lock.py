@@ -53,7 +53,9 @@ class UploadLock:
         self.sleep = sleep
         self._conn: Any = None
         self._file: IO[bytes] | None = None
-        self._key = int.from_bytes(hashlib.sha256(self.name.encode()).digest()[:8], "big", signed=True)
+        digest = hashlib.sha256(self.name.encode()).digest()[:8]
+        self._key = int.from_bytes(digest, "big", signed=True)  # PostgreSQL advisory lock key
+        self._suffix = digest.hex()  # lock file name beside a SQLite ledger
 
     def __enter__(self) -> UploadLock:
         deadline = time.monotonic() + self.wait_seconds
@@ -97,8 +99,7 @@ class UploadLock:
                 return True  # one process only
             import fcntl
 
-            suffix = hashlib.sha256(self.name.encode()).hexdigest()[:16]
-            handle = open(f"{database}.{suffix}.lock", "ab")  # noqa: SIM115 - held until release()
+            handle = open(f"{database}.{self._suffix}.lock", "ab")  # noqa: SIM115 - held until release()
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -248,19 +248,9 @@ class Ledger:
 
     def drop_source_issues(
         self, institution_code: str, transaction_code: str, row_keys: Sequence[str], run_token: str
-    ) -> None:
+    ) -> int:
         """Drop issues with these row keys that the run ``run_token`` did not record."""
-        i = source_issue.c
-        with self.engine.begin() as conn:
-            for start in range(0, len(row_keys), _LOOKUP_CHUNK):
-                conn.execute(
-                    delete(source_issue).where(
-                        i.institution_code == institution_code,
-                        i.transaction_code == transaction_code,
-                        i.row_key.in_(row_keys[start : start + _LOOKUP_CHUNK]),
-                        i.run_token != run_token,
-                    )
-                )
+        return self._drop_issues(institution_code, transaction_code, "row_key", row_keys, run_token)
 
     def clear_source_issues(
         self, institution_code: str, transaction_code: str, business_dates: Iterable[str], run_token: str
@@ -268,17 +258,22 @@ class Ledger:
         """Drop issues of ``business_dates`` that the run ``run_token`` did not see again (fixed at the
         source). Returns how many were dropped."""
         dates = sorted(set(business_dates))
-        if not dates:
-            return 0
+        return self._drop_issues(institution_code, transaction_code, "business_date", dates, run_token)
+
+    def _drop_issues(
+        self, institution_code: str, transaction_code: str, column: str, values: Sequence[str], run_token: str
+    ) -> int:
+        """Delete the transaction's issues whose ``column`` is one of ``values``, except those of
+        ``run_token``; returns how many."""
         i = source_issue.c
         dropped = 0
         with self.engine.begin() as conn:
-            for start in range(0, len(dates), _LOOKUP_CHUNK):
+            for start in range(0, len(values), _LOOKUP_CHUNK):
                 result = conn.execute(
                     delete(source_issue).where(
                         i.institution_code == institution_code,
                         i.transaction_code == transaction_code,
-                        i.business_date.in_(dates[start : start + _LOOKUP_CHUNK]),
+                        getattr(i, column).in_(values[start : start + _LOOKUP_CHUNK]),
                         i.run_token != run_token,
                     )
                 )

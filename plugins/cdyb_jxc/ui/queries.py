@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import Engine, and_, case, func, inspect, select
 
 from cdyb_jxc.ledger.schema import source_issue, upload_batch, upload_row
+from cdyb_jxc.profile import DAILY_TRANSACTIONS
 
 SHORT_NAMES = {"init": "初始化", "inbound": "入库", "outbound": "出库", "stock": "库存"}
-DAILY_KEYS = ("inbound", "outbound", "stock")
 OPEN_STATES = ("PENDING", "IN_FLIGHT", "IN_DOUBT")
 STATUS_LABELS = {
     "complete": "完成",
@@ -36,7 +36,7 @@ def daily_codes() -> list[str]:
     from cdyb_jxc.profile import load_profile
 
     profile = load_profile()
-    return [profile.transaction(key).code for key in DAILY_KEYS]
+    return [profile.transaction(key).code for key in DAILY_TRANSACTIONS]
 
 
 def _has_issues_table(engine: Engine) -> bool:
