@@ -1,8 +1,14 @@
 """Conversion of source values (SQL results, CSV cells, DataFrame cells) to wire text.
 
-Absent values (``None``, ``NaN``, ``NaT``, ``pd.NA``, ``""``) become ``None``. Numbers are written plainly
-(no exponent, no superfluous trailing zeros); dates and times in the profile's formats. Anything the
-conversion cannot make sense of is passed through as text, so validation names it as the row error.
+Absent values (``None``, ``NaN``, ``NaT``, ``pd.NA``, ``""`` and text of whitespace only) become
+``None``, for every source: a blank value is never sent as if it were data (a required one is then held
+back as empty). Other text is kept exactly, surrounding spaces included (CHAR(n) sources pad the 流水号,
+and the ledger keys on it). File sources (CSV, Excel, Parquet) also read the null markers of HIS exports
+(``NULL``, ``None``, ``\\N``, ``#N/A``, ``NaN``, …, see :data:`NULL_MARKERS`) as absent, through
+:func:`file_text`; SQL sources give real NULLs, so a text ``'NULL'`` from SQL stays text. Numbers are
+written plainly (no exponent, no superfluous trailing zeros); dates and times in the profile's formats.
+Anything the conversion cannot make sense of is passed through as text, so validation names it as the
+row error.
 """
 
 from __future__ import annotations
@@ -17,12 +23,27 @@ from typing import Any
 from cdyb_jxc.profile import FieldSpec, TransactionSpec
 from cdyb_jxc.validation import NUMBER_RE
 
+# Null markers of HIS and spreadsheet exports, compared case-insensitively after trimming (file sources only).
+NULL_MARKERS = frozenset({"null", "none", "\\n", "nan", "nat", "<na>", "n/a", "#n/a"})
+_MARKER_MAX = max(len(m) for m in NULL_MARKERS)
+
+
+def file_text(value: str) -> str | None:
+    """A text cell of a file source: ``None`` for a null marker, else the text unchanged.
+
+    :param value: the cell's text
+    """
+    if len(value) > _MARKER_MAX and not (value[0].isspace() or value[-1].isspace()):
+        return value  # the common case: too long to be a marker, nothing to trim
+    return None if value.strip().casefold() in NULL_MARKERS else value
+
 
 def is_absent(value: Any) -> bool:
     if value is None:
         return True
     if isinstance(value, str):
-        return value == ""
+        # isspace() stops at the first other character: cheap for real data
+        return not value or value.isspace()
     if isinstance(value, float):
         return math.isnan(value)
     try:
@@ -90,7 +111,7 @@ def to_wire(spec: FieldSpec, value: Any, offset_hours: int = 8) -> str | None:
     """Wire text of one source value for ``spec``; ``None`` when absent."""
     cls = type(value)
     if cls is str and spec.type in ("C", "code"):
-        return value or None  # the common case: text from CSV or SQL
+        return None if not value or value.isspace() else value  # the common case: text from CSV or SQL
     # Exact-type fast paths for what SQL drivers return (subclasses such as pandas Timestamp go the long way).
     if cls is Decimal and spec.type == "N" and value.is_finite():
         return _plain_decimal(value)
@@ -128,7 +149,8 @@ def row_to_wire(txn: TransactionSpec, row: Mapping[str, Any], offset_hours: int 
         if value is None:
             out[name] = None
         elif textual and type(value) is str:
-            out[name] = value or None  # the common case: text from CSV or SQL
+            # the common case: text from CSV or SQL; isspace() stops at the first other character
+            out[name] = None if not value or value.isspace() else value
         else:
             out[name] = to_wire(spec, value, offset_hours)
     return out

@@ -14,8 +14,8 @@ from cdyb_jxc.profile import FieldSpec, Profile
 from cdyb_jxc.values import is_absent, row_to_wire, to_wire
 from tests.conftest import outbound_row
 
-ABSENT = [None, float("nan"), np.nan, np.float64("nan"), pd.NA, pd.NaT, ""]
-ABSENT_IDS = ["None", "nan", "np.nan", "np.float64-nan", "pd.NA", "pd.NaT", "empty-string"]
+ABSENT = [None, float("nan"), np.nan, np.float64("nan"), pd.NA, pd.NaT, "", " ", "\t\u3000 "]
+ABSENT_IDS = ["None", "nan", "np.nan", "np.float64-nan", "pd.NA", "pd.NaT", "empty-string", "space", "blanks"]
 
 
 def spec(profile: Profile, name: str, txn: str = "outbound") -> FieldSpec:
@@ -30,7 +30,7 @@ def test_absent_values_are_recognised(value: Any) -> None:
     assert is_absent(value) is True
 
 
-@pytest.mark.parametrize("value", [0, 0.0, "0", " ", False, Decimal(0), "NaN"])
+@pytest.mark.parametrize("value", [0, 0.0, "0", " x", False, Decimal(0), "NaN", "NULL"])
 def test_falsy_but_present_values_are_not_absent(value: Any) -> None:
     assert is_absent(value) is False
 
