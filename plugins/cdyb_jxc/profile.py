@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property, lru_cache
@@ -16,12 +17,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cdyb_jxc import profile_checks as check
 from cdyb_jxc.exceptions import ProfileError
+from cdyb_jxc.profile_checks import require as _require
 
 PROFILE_ENV_VAR = "CDYB_JXC_PROFILE"
 FIELD_TYPES = ("C", "N", "D", "DT", "code")
 REQUIRED_LEVELS = ("Y", "N", "C")
 TRANSACTIONS = ("init", "inbound", "outbound", "stock")
+MAX_TEXT_LENGTH = 4000  # GBK bytes of a C field; the longest in the SPEC is 500
 DAILY_TRANSACTIONS = TRANSACTIONS[1:]  # uploaded every business day; init is sent once
 CATEGORY_KEYS = (
     "duplicate",
@@ -157,54 +161,11 @@ class Profile:
         return list(seen)
 
 
-def _require(table: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...] = str) -> Any:
-    if key not in table:
-        raise ProfileError(f"profile key {where}.{key} is missing")
-    value = table[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        wanted = " or ".join(
-            _TYPE_WORDS.get(k, k.__name__) for k in (kind if isinstance(kind, tuple) else (kind,))
-        )
-        got = _TYPE_WORDS.get(type(value), type(value).__name__)
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:59] + "…"
-        raise ProfileError(f"profile key {where}.{key} must be {wanted}, not {shown} ({got})")
-    return value
-
-
-# How TOML users know the types: ``batch_limit = "100"`` is text, ``batch_limit = 100`` an integer.
-_TYPE_WORDS: dict[type, str] = {
-    str: "text",
-    int: "an integer",
-    float: "a decimal number",
-    bool: "a boolean",
-    dict: "a table",
-    list: "a list",
-}
-
-
-def _first_repeat(items: list[str]) -> str | None:
-    seen: set[str] = set()
-    for item in items:
-        if item in seen:
-            return item
-        seen.add(item)
-    return None
-
-
-def _decimal(value: Any, where: str) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ProfileError(f"profile key {where} must be a number")
-    try:
-        return Decimal(str(value))
-    except ArithmeticError as err:
-        raise ProfileError(f"profile key {where} must be a number") from err
-
-
-def _string_table(raw: dict[str, Any], key: str, names: tuple[str, ...]) -> dict[str, str]:
+def _string_table(
+    raw: dict[str, Any], key: str, names: tuple[str, ...], checker: Callable[[str, str], str]
+) -> dict[str, str]:
     table = _require(raw, key, "profile", dict)
-    return {n: _require(table, n, key) for n in names}
+    return {n: checker(_require(table, n, key), f"{key}.{n}") for n in names}
 
 
 def _field_base(name: str, raw: dict[str, Any]) -> dict[str, Any]:
@@ -214,26 +175,31 @@ def _field_base(name: str, raw: dict[str, Any]) -> dict[str, Any]:
         raise ProfileError(f"profile key {where}.type must be one of {', '.join(FIELD_TYPES)}, not {ftype!r}")
     base: dict[str, Any] = {
         "name": name,
-        "tag": _require(raw, "tag", where),
-        "label": _require(raw, "label", where),
+        "tag": check.xml_name(_require(raw, "tag", where), f"{where}.tag"),
+        "label": check.label(_require(raw, "label", where), f"{where}.label"),
         "type": ftype,
     }
     if ftype == "C":
         length = _require(raw, "length", where, int)
         if length <= 0:
             raise ProfileError(f"profile key {where}.length must be positive")
-        base["length"] = length
+        base["length"] = check.int_range(length, f"{where}.length", 1, MAX_TEXT_LENGTH)
     elif ftype == "N":
-        base["precision"] = _require(raw, "precision", where, int)
+        base["precision"] = check.int_range(
+            _require(raw, "precision", where, int), f"{where}.precision", 1, 38
+        )
         base["scale"] = _require(raw, "scale", where, int)
         if not 0 <= base["scale"] < base["precision"]:
             raise ProfileError(f"profile key {where}.scale must be between 0 and precision-1")
-        base["min"] = _decimal(raw.get("min"), f"{where}.min")
-        base["min_exclusive"] = _decimal(raw.get("min_exclusive"), f"{where}.min_exclusive")
+        base["min"] = check.decimal(raw.get("min"), f"{where}.min")
+        base["min_exclusive"] = check.decimal(raw.get("min_exclusive"), f"{where}.min_exclusive")
     elif ftype == "code":
         codes = _require(raw, "codes", where, dict)
         if not codes or not all(isinstance(k, str) and isinstance(v, str) for k, v in codes.items()):
             raise ProfileError(f"profile key {where}.codes must map code strings to names")
+        for code, label in codes.items():
+            check.code_text(code, f"{where}.codes key {check.shown(code)}")
+            check.label(label, f"{where}.codes.{code}")
         base["codes"] = dict(codes)
     unknown = set(raw) - {
         "tag",
@@ -251,48 +217,51 @@ def _field_base(name: str, raw: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-def _transaction(key: str, raw: dict[str, Any], bases: dict[str, dict[str, Any]]) -> TransactionSpec:
+def _field_spec(entry: Any, ewhere: str, bases: dict[str, dict[str, Any]]) -> FieldSpec:
+    if not isinstance(entry, dict):
+        raise ProfileError(f"profile key {ewhere} must be a table")
+    name = _require(entry, "name", ewhere)
+    if name not in bases:
+        raise ProfileError(f"profile key {ewhere}.name names an undefined field {name!r}")
+    required = _require(entry, "required", ewhere)
+    if required not in REQUIRED_LEVELS:
+        raise ProfileError(f"profile key {ewhere}.required must be Y, N or C, not {required!r}")
+    when = entry.get("when", {})
+    if required == "C" and not when:
+        raise ProfileError(f"profile key {ewhere}.when is missing for a conditional field")
+    if not isinstance(when, dict) or not all(isinstance(v, str) for v in when.values()):
+        raise ProfileError(f"profile key {ewhere}.when must map field names to code strings")
+    for cond, code in when.items():
+        check.code_text(code, f"{ewhere}.when.{cond}")
+    unknown = set(entry) - {"name", "required", "when", "min_exclusive", "label", "reverses"}
+    if unknown:
+        raise ProfileError(f"profile key {ewhere}.{sorted(unknown)[0]} is not a known setting")
+    base = dict(bases[name])
+    if "label" in entry:
+        base["label"] = check.label(_require(entry, "label", ewhere), f"{ewhere}.label")
+    reverses = entry.get("reverses")
+    if reverses is not None and reverses not in TRANSACTIONS:
+        raise ProfileError(f"profile key {ewhere}.reverses must name a transaction")
+    return FieldSpec(
+        **base,
+        required=required,
+        when=dict(when),
+        conditional_min_exclusive=check.decimal(entry.get("min_exclusive"), f"{ewhere}.min_exclusive"),
+        reverses=reverses,
+    )
+
+
+def _transaction(key: str, raw: Any, bases: dict[str, dict[str, Any]]) -> TransactionSpec:
     where = f"transactions.{key}"
+    if not isinstance(raw, dict):
+        raise ProfileError(f"profile key {where} must be a table")
     entries = _require(raw, "fields", where, list)
-    specs: list[FieldSpec] = []
-    for i, entry in enumerate(entries):
-        ewhere = f"{where}.fields[{i}]"
-        if not isinstance(entry, dict):
-            raise ProfileError(f"profile key {ewhere} must be a table")
-        name = _require(entry, "name", ewhere)
-        if name not in bases:
-            raise ProfileError(f"profile key {ewhere}.name names an undefined field {name!r}")
-        required = _require(entry, "required", ewhere)
-        if required not in REQUIRED_LEVELS:
-            raise ProfileError(f"profile key {ewhere}.required must be Y, N or C, not {required!r}")
-        when = entry.get("when", {})
-        if required == "C" and not when:
-            raise ProfileError(f"profile key {ewhere}.when is missing for a conditional field")
-        if not isinstance(when, dict) or not all(isinstance(v, str) for v in when.values()):
-            raise ProfileError(f"profile key {ewhere}.when must map field names to code strings")
-        unknown = set(entry) - {"name", "required", "when", "min_exclusive", "label", "reverses"}
-        if unknown:
-            raise ProfileError(f"profile key {ewhere}.{sorted(unknown)[0]} is not a known setting")
-        base = dict(bases[name])
-        if "label" in entry:
-            base["label"] = _require(entry, "label", ewhere)
-        reverses = entry.get("reverses")
-        if reverses is not None and reverses not in TRANSACTIONS:
-            raise ProfileError(f"profile key {ewhere}.reverses must name a transaction")
-        specs.append(
-            FieldSpec(
-                **base,
-                required=required,
-                when=dict(when),
-                conditional_min_exclusive=_decimal(entry.get("min_exclusive"), f"{ewhere}.min_exclusive"),
-                reverses=reverses,
-            )
-        )
+    specs = [_field_spec(entry, f"{where}.fields[{i}]", bases) for i, entry in enumerate(entries)]
     names = [s.name for s in specs]
-    if twice := _first_repeat(names):
+    if twice := check.first_repeat(names):
         raise ProfileError(f"profile key {where}.fields lists the field {twice!r} twice")
     tags = [s.tag for s in specs]
-    if twice := _first_repeat(tags):
+    if twice := check.first_repeat(tags):
         both = " and ".join(repr(s.name) for s in specs if s.tag == twice)
         raise ProfileError(f"profile key {where}.fields uses the tag {twice!r} for two fields: {both}")
     for spec in specs:
@@ -305,12 +274,15 @@ def _transaction(key: str, raw: dict[str, Any], bases: dict[str, dict[str, Any]]
         raise ProfileError(
             f"profile key {where}.fields must include serial_no, mapping_serial_no, insurance_item_code"
         )
+    code = _require(raw, "code", where)
+    if check.text(code, f"{where}.code", check.CODE_MAX) != code.strip() or " " in code:
+        raise ProfileError(f"profile key {where}.code must not contain spaces, not {code!r}")
     return TransactionSpec(
         key=key,
-        code=_require(raw, "code", where),
-        name=_require(raw, "name", where),
+        code=code,
+        name=check.label(_require(raw, "name", where), f"{where}.name"),
         fields=tuple(specs),
-        once_per_item=bool(raw.get("once_per_item", False)),
+        once_per_item=_require(raw, "once_per_item", where, bool) if "once_per_item" in raw else False,
     )
 
 
@@ -320,31 +292,25 @@ def parse_profile(raw: dict[str, Any], source: str = "<memory>") -> Profile:
     :param raw: the parsed TOML document
     :param source: where it came from, for messages
     """
-    service = _require(raw, "service", "profile", dict)
-    for key in ("operation", "namespace", "input_part", "output_part", "service_name", "port_name", "path"):
-        _require(service, key, "service")
-    _require(service, "inner_encoding", "service")
-    limit = _require(service, "batch_limit", "service", int)
-    if limit <= 0:
-        raise ProfileError("profile key service.batch_limit must be positive")
-    _require(service, "future_tolerance_seconds", "service", int)
-    _require(service, "timezone_offset_hours", "service", int)
-    service.setdefault("soap_action", "")
-    service.setdefault("accepted_inner_encodings", [service["inner_encoding"]])
+    service = check.service_table(raw)
     request = _require(raw, "request", "profile", dict)
     control_tags = _require(request, "control_tags", "request", dict)
-    req = {k: _require(request, k, "request") for k in ("root", "control", "data", "row")}
-    ctl = {
-        k: _require(control_tags, k, "request.control_tags")
-        for k in ("transaction_code", "user", "verification_code", "institution_code", "row_count")
-    }
+    req = check.tag_table(request, "request", ("root", "control", "data", "row"))
+    ctl = check.tag_table(
+        control_tags,
+        "request.control_tags",
+        ("transaction_code", "user", "verification_code", "institution_code", "row_count"),
+    )
     reply = _string_table(
         raw,
         "reply",
         ("root", "retcode", "retmsg", "succnum", "failnum", "dataset", "row", "serial_no", "errmsg"),
+        check.xml_name,
     )
-    codes = _string_table(raw, "return_codes", ("success", "partial", "failure"))
-    categories = _string_table(raw, "categories", CATEGORY_KEYS)
+    codes = _string_table(raw, "return_codes", ("success", "partial", "failure"), check.code_text)
+    if twice := check.first_repeat(list(codes.values())):
+        raise ProfileError(f"profile key return_codes uses {twice!r} for two outcomes")
+    categories = _string_table(raw, "categories", CATEGORY_KEYS, check.category_text)
     raw_fields = _require(raw, "fields", "profile", dict)
     bases = {}
     for name, fraw in raw_fields.items():
@@ -361,13 +327,16 @@ def parse_profile(raw: dict[str, Any], source: str = "<memory>") -> Profile:
     if extra:
         raise ProfileError(f"profile key transactions.{sorted(extra)[0]} is not a known transaction")
     txn_codes = [t.code for t in transactions.values()]
-    if twice := _first_repeat(txn_codes):
+    if twice := check.first_repeat(txn_codes):
         both = " and ".join(k for k, t in transactions.items() if t.code == twice)
         raise ProfileError(f"profile key transactions.*.code: {both} share the code {twice!r}")
+    name = raw.get("name", "unnamed")
+    if not isinstance(name, str):
+        raise ProfileError(f"profile key name must be text, not {check.shown(name)}")
     return Profile(
-        name=str(raw.get("name", "unnamed")),
+        name=check.label(name, "name"),
         source=source,
-        service=dict(service),
+        service=service,
         request=req,
         control_tags=ctl,
         reply=reply,
@@ -382,23 +351,39 @@ def _read_default() -> tuple[str, str]:
     return ref.read_text(encoding="utf-8"), "default_profile.toml"
 
 
-@lru_cache(maxsize=16)
-def _load_cached(path: str | None) -> Profile:
-    if path is None:
-        text, source = _read_default()
-    else:
-        file = Path(path)
-        if not file.is_file():
-            raise ProfileError(f"profile file {path} does not exist")
-        try:
-            text, source = file.read_text(encoding="utf-8"), str(file)
-        except (OSError, UnicodeDecodeError) as err:
-            raise ProfileError(f"profile file {path} cannot be read as UTF-8: {err}") from err
+def _read_file(path: str) -> tuple[str, str]:
+    file = Path(path)
+    if not file.is_file():
+        raise ProfileError(f"profile file {path} does not exist")
     try:
-        raw = tomllib.loads(text)
+        with file.open("rb") as fh:
+            data = fh.read(check.MAX_FILE_BYTES + 1)
+        if len(data) > check.MAX_FILE_BYTES:
+            raise ProfileError(f"profile file {path} is larger than {check.MAX_FILE_BYTES} bytes")
+        return data.decode("utf-8"), str(file)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ProfileError(f"profile file {path} cannot be read as UTF-8: {err}") from err
+
+
+def _parse_toml(text: str, source: str) -> dict[str, Any]:
+    depth, line = check.nesting_depth(text)
+    if depth > check.MAX_NESTING:
+        raise ProfileError(
+            f"profile file {source} nests lists or tables {depth} deep at line {line} "
+            f"(at most {check.MAX_NESTING})"
+        )
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ProfileError(f"profile file {source} is not valid TOML: {err}") from err
-    return parse_profile(raw, source)
+    except RecursionError as err:  # the depth scan should have caught it; never a traceback
+        raise ProfileError(f"profile file {source} nests lists or tables too deep") from err
+
+
+@lru_cache(maxsize=16)
+def _load_cached(path: str | None) -> Profile:
+    text, source = _read_default() if path is None else _read_file(path)
+    return parse_profile(_parse_toml(text, source), source)
 
 
 def load_profile(path: str | os.PathLike[str] | None = None) -> Profile:

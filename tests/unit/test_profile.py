@@ -320,3 +320,236 @@ def test_unmodified_default_dict_parses() -> None:
     parsed = parse_profile(raw_default(), "test")
     assert parsed.source == "test"
     assert parsed.batch_limit == 100
+
+
+# --- complete validation at load: encodings, XML names, ranges, text, nesting, size -------------------------
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """Set ``a.b.c`` (a number picks a list entry) to ``value``."""
+
+    def mutate(raw: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = raw
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node[part]
+        node[int(last) if last.isdigit() else last] = value
+
+    return mutate
+
+
+GBK_HOLD = "must hold every GBK character in two bytes (GBK or GB18030)"
+XML_NAME = (
+    "must be an XML name (ASCII letters, digits, '_', '-', '.', not starting with a digit, '-' or '.'; "
+    "at most 64)"
+)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        # the inner encoding: exists, and holds every GBK character in two bytes
+        (
+            _set("service.inner_encoding", "latin-1"),
+            f"profile key service.inner_encoding {GBK_HOLD}, not 'latin-1'",
+        ),
+        (
+            _set("service.inner_encoding", "ascii"),
+            f"profile key service.inner_encoding {GBK_HOLD}, not 'ascii'",
+        ),
+        (
+            _set("service.inner_encoding", "UTF-8"),
+            f"profile key service.inner_encoding {GBK_HOLD}, not 'UTF-8'",
+        ),
+        (
+            _set("service.inner_encoding", "utf-16"),
+            f"profile key service.inner_encoding {GBK_HOLD}, not 'utf-16'",
+        ),
+        (
+            _set("service.inner_encoding", "GB2312"),
+            f"profile key service.inner_encoding {GBK_HOLD}, not 'GB2312'",
+        ),
+        (
+            _set("service.inner_encoding", "big5"),
+            f"profile key service.inner_encoding {GBK_HOLD}, not 'big5'",
+        ),
+        (
+            _set("service.inner_encoding", "rot13"),
+            f"profile key service.inner_encoding {GBK_HOLD}, not 'rot13'",
+        ),
+        (
+            _set("service.inner_encoding", "no-such-codec"),
+            "profile key service.inner_encoding names an unknown encoding 'no-such-codec'",
+        ),
+        (
+            _set("service.inner_encoding", 'GBK"?><x'),
+            "profile key service.inner_encoding names an unknown encoding 'GBK\"?><x'",
+        ),
+        (
+            _set("service.accepted_inner_encodings", ["GBK", "nope"]),
+            "profile key service.accepted_inner_encodings[1] names an unknown encoding 'nope'",
+        ),
+        (
+            _set("service.accepted_inner_encodings", "GBK"),
+            "profile key service.accepted_inner_encodings must be a list, not 'GBK' (text)",
+        ),
+        (
+            _set("service.accepted_inner_encodings", []),
+            "profile key service.accepted_inner_encodings must not be empty",
+        ),
+        # every tag and WSDL name is an XML name
+        (_set("request.root", "in put"), f"profile key request.root {XML_NAME}, not 'in put'"),
+        (_set("request.row", "ns:row"), f"profile key request.row {XML_NAME}, not 'ns:row'"),
+        (_set("request.data", ""), f"profile key request.data {XML_NAME}, not ''"),
+        (_set("request.control", "1control"), f"profile key request.control {XML_NAME}, not '1control'"),
+        (
+            _set("request.control_tags.user", "u><x"),
+            f"profile key request.control_tags.user {XML_NAME}, not 'u><x'",
+        ),
+        (_set("reply.retmsg", "ret msg"), f"profile key reply.retmsg {XML_NAME}, not 'ret msg'"),
+        (_set("reply.serial_no", "流水号"), f"profile key reply.serial_no {XML_NAME}, not '流水号'"),
+        (_set("fields.unit.tag", "dw/"), f"profile key fields.unit.tag {XML_NAME}, not 'dw/'"),
+        (_set("fields.unit.tag", "d" * 65), f"profile key fields.unit.tag {XML_NAME}, not '{'d' * 58}…"),
+        (
+            _set("service.operation", "call Business"),
+            f"profile key service.operation {XML_NAME}, not 'call Business'",
+        ),
+        (
+            _set("request.control_tags.verification_code", "jyfwyh"),
+            "profile key request.control_tags uses the tag 'jyfwyh' for user and verification_code",
+        ),
+        (
+            _set("service.namespace", 'http://x/" y'),
+            "profile key service.namespace must be an absolute URI, not 'http://x/\" y'",
+        ),
+        (
+            _set("service.path", "services/x"),
+            "profile key service.path must be a URL path starting with '/', not 'services/x'",
+        ),
+        # numeric settings in range
+        (
+            _set("service.batch_limit", 10001),
+            "profile key service.batch_limit must be between 1 and 10000, not 10001",
+        ),
+        (
+            _set("service.future_tolerance_seconds", -1),
+            "profile key service.future_tolerance_seconds must be between 0 and 86400, not -1",
+        ),
+        (
+            _set("service.timezone_offset_hours", 99),
+            "profile key service.timezone_offset_hours must be between -12 and 14, not 99",
+        ),
+        (_set("fields.unit.length", 0), "profile key fields.unit.length must be positive"),
+        (
+            _set("fields.unit.length", 10**9),
+            "profile key fields.unit.length must be between 1 and 4000, not 1000000000",
+        ),
+        (
+            _set("fields.quantity.precision", 0),
+            "profile key fields.quantity.precision must be between 1 and 38, not 0",
+        ),
+        (
+            _set("fields.quantity.precision", 99),
+            "profile key fields.quantity.precision must be between 1 and 38, not 99",
+        ),
+        (
+            _set("fields.quantity.min_exclusive", float("inf")),
+            "profile key fields.quantity.min_exclusive must be a finite number below 10^38, not Infinity",
+        ),
+        (
+            _set("fields.stock_quantity.min", float("nan")),
+            "profile key fields.stock_quantity.min must be a finite number below 10^38, not NaN",
+        ),
+        (
+            _set("fields.stock_quantity.min", "1e999"),
+            "profile key fields.stock_quantity.min must be a finite number below 10^38, not 1E+999",
+        ),
+        # text settings: not empty, sane length, no control characters
+        (_set("categories.duplicate", ""), "profile key categories.duplicate must not be empty"),
+        (
+            _set("categories.unmapped", "未" * 201),
+            "profile key categories.unmapped must be at most 200 characters, not 201",
+        ),
+        (
+            _set("fields.unit.label", "计量\x00单位"),
+            "profile key fields.unit.label must not contain control characters: '计量\\x00单位'",
+        ),
+        (_set("return_codes.success", ""), "profile key return_codes.success must not be empty"),
+        (_set("return_codes.partial", "1"), "profile key return_codes uses '1' for two outcomes"),
+        (
+            _set("transactions.outbound.code", "JXC 003"),
+            "profile key transactions.outbound.code must not contain spaces, not 'JXC 003'",
+        ),
+        (
+            _set("transactions.outbound.code", "J" * 17),
+            "profile key transactions.outbound.code must be at most 16 characters, not 17",
+        ),
+        (
+            _set("transactions.init.once_per_item", "false"),
+            "profile key transactions.init.once_per_item must be a boolean, not 'false' (text)",
+        ),
+        (_set("name", ["a"]), "profile key name must be text, not ['a']"),
+        (
+            _set("fields.outbound_type.codes", {"": "空"}),
+            "profile key fields.outbound_type.codes key '' must not be empty",
+        ),
+        (
+            _set("transactions.outbound.fields.0.label", "x" * 101),
+            "profile key transactions.outbound.fields[0].label must be at most 100 characters, not 101",
+        ),
+    ],
+)
+def test_profile_is_validated_completely_at_load(
+    mutate: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    raw = raw_default()
+    mutate(raw)
+    with pytest.raises(ProfileError, match=exactly(message)):
+        parse_profile(raw)
+
+
+@pytest.mark.parametrize("encoding", ["GBK", "gbk", "CP936", "GB18030", "gb18030"])
+def test_gbk_and_gb18030_are_accepted_as_inner_encoding(encoding: str) -> None:
+    raw = raw_default()
+    raw["service"]["inner_encoding"] = encoding
+    assert parse_profile(raw).inner_encoding == encoding
+
+
+def test_deeply_nested_profile_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text(DEFAULT_TEXT + "\nx = " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    line = DEFAULT_TEXT.count("\n") + 2
+    with pytest.raises(
+        ProfileError,
+        match=exactly(f"profile file {path} nests lists or tables 5000 deep at line {line} (at most 32)"),
+    ):
+        load_profile(path)
+    with pytest.raises(RecursionError):  # what tomllib would do with it
+        tomllib.loads("x = " + "[" * 5000 + "]" * 5000)
+
+
+def test_deeply_nested_inline_tables_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "deep_tables.toml"
+    path.write_text("x = " + "{a = " * 40 + "1" + "}" * 40 + "\n", encoding="utf-8")
+    with pytest.raises(
+        ProfileError,
+        match=exactly(f"profile file {path} nests lists or tables 40 deep at line 1 (at most 32)"),
+    ):
+        load_profile(path)
+
+
+def test_brackets_inside_strings_and_comments_do_not_count_as_nesting(tmp_path: Path) -> None:
+    path = tmp_path / "brackets_in_text.toml"
+    text = DEFAULT_TEXT.replace(
+        'name = "chengdu-jxc-default"',
+        'name = "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["  # {{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{',
+    )
+    path.write_text(text + "\nnote = '''\n" + "[" * 40 + "\n'''\n", encoding="utf-8")
+    assert load_profile(path).name == "[" * 34
+
+
+def test_profile_file_too_large_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.toml"
+    path.write_text(DEFAULT_TEXT + "\n# " + "x" * (1024 * 1024) + "\n", encoding="utf-8")
+    with pytest.raises(ProfileError, match=exactly(f"profile file {path} is larger than 1048576 bytes")):
+        load_profile(path)

@@ -2,6 +2,8 @@
 
 It reads the ledger only, with short timeouts, and says so on the page when the ledger cannot be reached.
 Every route needs an Airflow login: the UI's session cookie or a ``Bearer`` token; anonymous requests get 401.
+Every query parameter is checked before it reaches SQL or a response header: a bad one is a 422. The app
+publishes no ``/docs``, ``/redoc`` or ``/openapi.json`` (they would be served without the login).
 """
 
 from __future__ import annotations
@@ -9,20 +11,53 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from datetime import date
 from functools import lru_cache
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import URL, Engine, create_engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from cdyb_jxc.exceptions import ProfileError
 from cdyb_jxc.ui import queries
 
 log = logging.getLogger(__name__)
 COOKIE = "_token"
+TEXT_MAX = 200  # category and item filters: longer than any category, item code or name the profile allows
+ID_MAX = 250  # Airflow's limit for dag_id and run_id
+OFFSET_MAX = 10**9  # far beyond any ledger; bigger numbers overflow the database's integer
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"  # NUL and other control characters never reach the database
+_DATE = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"  # or empty: no filter
+EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)  # ``today`` outside this is a typo, not a day
+
+
+def _real_day(value: str | None) -> str | None:
+    if value:
+        date.fromisoformat(value)  # ValueError (a 422) for 2026-02-30
+    return value
+
+
+def _today(value: Any) -> date | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("today must be a date written YYYY-MM-DD")
+    day = date.fromisoformat(value)
+    if not EARLIEST <= day <= LATEST:
+        raise ValueError(f"today must be between {EARLIEST} and {LATEST}")
+    return day
+
+
+Day = Annotated[str | None, Query(max_length=10, pattern=_DATE), AfterValidator(_real_day)]
+Today = Annotated[date | None, Query(), BeforeValidator(_today)]
+Text = Annotated[str | None, Query(max_length=TEXT_MAX, pattern=_NO_CONTROL)]
+Transaction = Annotated[str | None, Query(max_length=16, pattern=_NO_CONTROL)]
+RunKey = Annotated[str, Query(min_length=1, max_length=ID_MAX, pattern=_NO_CONTROL)]
 
 
 async def require_user(request: Request) -> Any:
@@ -92,13 +127,31 @@ def _ask(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 app = FastAPI(
-    title="cdyb-jxc 医保上传监控", description="Upload monitor of the Chengdu insurance 进销存 uploads"
+    title="cdyb-jxc 医保上传监控",
+    description="Upload monitor of the Chengdu insurance 进销存 uploads",
+    # FastAPI serves these without our login dependency: they stay off
+    docs_url=None,
+    redoc_url=None,
+    openapi_url=None,
 )
 
 
 @app.exception_handler(LedgerUnavailable)
 async def _unavailable(request: Request, exc: LedgerUnavailable) -> JSONResponse:
     return JSONResponse(status_code=503, content={"detail": str(exc)})
+
+
+@app.exception_handler(ProfileError)
+async def _bad_profile(request: Request, exc: ProfileError) -> JSONResponse:
+    return JSONResponse(status_code=503, content={"detail": f"接口配置文件错误 (profile): {exc}"})
+
+
+def _filters(day: str | None, transaction: str | None, category: str | None, item: str | None) -> dict:
+    """The reject-list filters, with ``transaction`` checked against the profile's wire codes."""
+    if transaction and transaction not in queries.transaction_names():
+        known = ", ".join(sorted(queries.transaction_names()))
+        raise HTTPException(status_code=422, detail=f"transaction must be one of {known}")
+    return {"day": day or None, "transaction": transaction, "category": category, "item": item}
 
 
 def _page(name: str) -> str:
@@ -124,15 +177,13 @@ def api_summary(user: User) -> dict:
 
 
 @app.get("/api/calendar")
-def api_calendar(
-    user: User, days: Annotated[int, Query(ge=1, le=366)] = 31, today: date | None = None
-) -> dict:
+def api_calendar(user: User, days: Annotated[int, Query(ge=1, le=366)] = 31, today: Today = None) -> dict:
     """Business days × transaction coloured by status (complete, partial, failed, late, missing)."""
     return _ask(queries.calendar, days, today)
 
 
 @app.get("/api/trend")
-def api_trend(user: User, days: Annotated[int, Query(ge=1, le=366)] = 31, today: date | None = None) -> dict:
+def api_trend(user: User, days: Annotated[int, Query(ge=1, le=366)] = 31, today: Today = None) -> dict:
     """Rows per day and reject rate per transaction."""
     return _ask(queries.trend, days, today)
 
@@ -140,46 +191,44 @@ def api_trend(user: User, days: Annotated[int, Query(ge=1, le=366)] = 31, today:
 @app.get("/api/rejects")
 def api_rejects(
     user: User,
-    day: str | None = None,
-    transaction: str | None = None,
-    category: str | None = None,
-    item: str | None = None,
+    day: Day = None,
+    transaction: Transaction = None,
+    category: Text = None,
+    item: Text = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=OFFSET_MAX)] = 0,
 ) -> dict:
     """Rejected and conflicting rows with their reasons; filter by day, transaction, category, item."""
-    filters = {"day": day, "transaction": transaction, "category": category, "item": item}
+    filters = _filters(day, transaction, category, item)
     return _ask(queries.rejects, limit=limit, offset=offset, **filters)
 
 
 @app.get("/api/rejects/export")
 def api_rejects_export(
     user: User,
-    fmt: Annotated[str, Query(pattern="^(csv|xlsx)$")] = "csv",
-    day: str | None = None,
-    transaction: str | None = None,
-    category: str | None = None,
-    item: str | None = None,
+    fmt: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
+    day: Day = None,
+    transaction: Transaction = None,
+    category: Text = None,
+    item: Text = None,
 ) -> Response:
     """The filtered reject list as CSV (UTF-8 with BOM, opens in Excel) or an Excel workbook."""
-    import pandas as pd
+    from cdyb_jxc.reports import COLUMNS, SHEET_NAME, report_rows
+    from cdyb_jxc.spreadsheet import write_csv, write_xlsx
 
-    from cdyb_jxc.reports import COLUMNS
-
-    filters = {"day": day, "transaction": transaction, "category": category, "item": item}
-    records = _ask(queries.all_rejects, **filters)
-    frame = pd.DataFrame.from_records(records, columns=list(COLUMNS)).rename(columns=COLUMNS)
-    stem = f"cdyb_jxc_rejects_{day or 'all'}"
+    filters = _filters(day, transaction, category, item)
+    rows = report_rows(_ask(queries.all_rejects, **filters))
+    buf = io.BytesIO()
     if fmt == "csv":
-        body = frame.to_csv(index=False).encode("utf-8-sig")
+        write_csv(buf, list(COLUMNS.values()), rows)
         media = "text/csv; charset=utf-8"
     else:
-        buf = io.BytesIO()
-        frame.to_excel(buf, index=False, sheet_name="rejects", engine="openpyxl")
-        body = buf.getvalue()
+        write_xlsx(buf, list(COLUMNS.values()), rows, SHEET_NAME)
         media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    # the file name is built from checked values only (a real date, a known format), never from raw input
+    stem = f"cdyb_jxc_rejects_{date.fromisoformat(day).isoformat() if day else 'all'}"
     headers = {"Content-Disposition": f'attachment; filename="{stem}.{fmt}"'}
-    return Response(content=body, media_type=media, headers=headers)
+    return Response(content=buf.getvalue(), media_type=media, headers=headers)
 
 
 @app.get("/api/queues")
@@ -189,6 +238,6 @@ def api_queues(user: User) -> dict:
 
 
 @app.get("/api/run")
-def api_run(user: User, dag_id: str, run_id: str) -> dict:
+def api_run(user: User, dag_id: RunKey, run_id: RunKey) -> dict:
     """One DAG run's upload: states per transaction, requests, rejects."""
     return _ask(queries.run_view, dag_id, run_id)

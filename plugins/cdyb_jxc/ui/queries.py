@@ -207,8 +207,14 @@ def rejects_query(
     if category:
         conds.append(t.category == category)
     if item:
-        like = f"%{item}%"
-        conds.append(t.mapping_serial_no.like(like) | t.item_name.like(like) | t.serial_no.like(like))
+        # the filter is a plain substring: % and _ typed by a user match themselves, not any text
+        escaped = item.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
+        conds.append(
+            t.mapping_serial_no.like(like, escape="\\")
+            | t.item_name.like(like, escape="\\")
+            | t.serial_no.like(like, escape="\\")
+        )
     return and_(*conds)
 
 

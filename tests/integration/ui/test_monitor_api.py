@@ -188,3 +188,147 @@ def test_ledger_given_as_an_airflow_connection_is_read_with_its_password(
         assert s["states"] == {"ACCEPTED": 1}
     finally:
         monitor._engine.cache_clear()
+
+
+# --- every query parameter is checked: a 422, never a 500, never reflected into a header -------------------
+
+HEADER_INJECTION = "2026-11-20\r\nSet-Cookie: pwned=1"
+BAD_PARAMETERS = [
+    ("/cdyb-jxc/api/rejects", {"day": "2026-13-45"}),
+    ("/cdyb-jxc/api/rejects", {"day": "2026-02-30"}),
+    ("/cdyb-jxc/api/rejects", {"day": "' OR 1=1 --"}),
+    ("/cdyb-jxc/api/rejects", {"day": "２０２６-１１-２０"}),
+    ("/cdyb-jxc/api/rejects", {"day": HEADER_INJECTION}),
+    ("/cdyb-jxc/api/rejects", {"transaction": "JXC999"}),
+    ("/cdyb-jxc/api/rejects", {"transaction": "J" * 17}),
+    ("/cdyb-jxc/api/rejects", {"category": "未" * 201}),
+    ("/cdyb-jxc/api/rejects", {"category": "未对码\x00"}),
+    ("/cdyb-jxc/api/rejects", {"item": "x" * 201}),
+    ("/cdyb-jxc/api/rejects", {"item": "M\x00"}),
+    ("/cdyb-jxc/api/rejects", {"limit": "0"}),
+    ("/cdyb-jxc/api/rejects", {"limit": "1000000"}),
+    ("/cdyb-jxc/api/rejects", {"offset": "-1"}),
+    ("/cdyb-jxc/api/rejects", {"offset": str(10**30)}),
+    ("/cdyb-jxc/api/rejects/export", {"day": HEADER_INJECTION}),
+    ("/cdyb-jxc/api/rejects/export", {"day": '2026-11-20"; filename="evil.exe'}),
+    ("/cdyb-jxc/api/rejects/export", {"fmt": "pdf"}),
+    ("/cdyb-jxc/api/rejects/export", {"fmt": "csv\r\nX: y"}),
+    ("/cdyb-jxc/api/rejects/export", {"transaction": "JXC999"}),
+    ("/cdyb-jxc/api/calendar", {"today": "0001-01-01"}),
+    ("/cdyb-jxc/api/calendar", {"today": "9999-12-31"}),
+    ("/cdyb-jxc/api/calendar", {"today": "tomorrow"}),
+    ("/cdyb-jxc/api/calendar", {"today": "1700000000"}),
+    ("/cdyb-jxc/api/calendar", {"days": "0"}),
+    ("/cdyb-jxc/api/calendar", {"days": str(10**30)}),
+    ("/cdyb-jxc/api/trend", {"today": "0001-01-01"}),
+    ("/cdyb-jxc/api/trend", {"days": "-1"}),
+    ("/cdyb-jxc/api/run", {"dag_id": "d" * 251, "run_id": "r"}),
+    ("/cdyb-jxc/api/run", {"dag_id": "cdyb_jxc_daily", "run_id": "r\x00"}),
+    ("/cdyb-jxc/api/run", {"dag_id": "cdyb_jxc_daily"}),
+]
+
+
+@pytest.mark.parametrize(("path", "params"), BAD_PARAMETERS)
+def test_bad_query_parameter_is_a_422_and_never_reaches_a_header(client, token, filled_ledger, path, params):
+    resp = client.get(path, params=params, headers=_auth(token))
+    assert resp.status_code == 422, resp.text
+    for name, value in resp.headers.items():
+        assert "pwned" not in value, (name, value)
+        assert "evil" not in value, (name, value)
+    assert "set-cookie" not in resp.headers
+
+
+def test_export_file_name_is_built_from_checked_values_only(client, token, filled_ledger):
+    plain = client.get("/cdyb-jxc/api/rejects/export", params={"fmt": "xlsx"}, headers=_auth(token))
+    assert plain.headers["content-disposition"] == 'attachment; filename="cdyb_jxc_rejects_all.xlsx"'
+    dated = client.get("/cdyb-jxc/api/rejects/export", params={"day": D2}, headers=_auth(token))
+    assert dated.headers["content-disposition"] == f'attachment; filename="cdyb_jxc_rejects_{D2}.csv"'
+
+
+def test_empty_filters_mean_no_filter_and_the_item_filter_is_a_plain_substring(client, token, filled_ledger):
+    every = client.get(
+        "/cdyb-jxc/api/rejects", params={"day": "", "transaction": "", "item": ""}, headers=_auth(token)
+    )
+    assert every.json()["total"] == 3
+    # % and _ are not wildcards: no item contains them
+    for pattern in ("%", "_", "A%BAD"):
+        resp = client.get("/cdyb-jxc/api/rejects", params={"item": pattern}, headers=_auth(token))
+        assert resp.json()["total"] == 0, pattern
+
+
+@pytest.mark.parametrize("path", ["/cdyb-jxc/docs", "/cdyb-jxc/redoc", "/cdyb-jxc/openapi.json"])
+def test_monitor_publishes_no_api_docs(client, token, path):
+    assert client.get(path).status_code in (401, 404)
+    assert client.get(path, headers=_auth(token)).status_code == 404
+
+
+FORMULA_TEXTS = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-1+1", "@SUM(1)", "\t=1", "\r=1"]
+
+
+def _formula_rows(day):
+    from datetime import datetime
+
+    now = datetime(2026, 11, 21, 1, 0)
+    rows = []
+    for i, text in enumerate(FORMULA_TEXTS):
+        rows.append(
+            {
+                "institution_code": INSTITUTION,
+                "serial_no": f"{text}{i}",
+                "transaction_code": "JXC003",
+                "business_date": day,
+                "mapping_serial_no": text,
+                "item_name": text,
+                "payload_hash": "0" * 64,
+                "state": "REJECTED",
+                "category": "字段校验失败",
+                "field": text,
+                "detail": text,
+                "attempts": 1,
+                "held_back": 0,
+                "first_seen_at": now,
+                "updated_at": now,
+            }
+        )
+    return rows
+
+
+def test_exports_hold_no_live_formula(client, token, filled_ledger):
+    from openpyxl import load_workbook
+
+    day = "2026-01-05"
+    filled_ledger.insert_rows(_formula_rows(day))
+    csv_resp = client.get(
+        "/cdyb-jxc/api/rejects/export", params={"fmt": "csv", "day": day}, headers=_auth(token)
+    )
+    frame = pd.read_csv(io.BytesIO(csv_resp.content), encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert len(frame) == len(FORMULA_TEXTS)
+    for column in ("流水号 serial_no", "医院项目名称 hospital_item_name", "原因 reason", "字段 field"):
+        assert sorted(frame[column]) == sorted(
+            "'" + t + (str(i) if column.startswith("流水号") else "") for i, t in enumerate(FORMULA_TEXTS)
+        )
+    assert set(frame["发送次数 attempts"]) == {"1"}  # numbers stay numbers (no quote)
+    xlsx = client.get(
+        "/cdyb-jxc/api/rejects/export", params={"fmt": "xlsx", "day": day}, headers=_auth(token)
+    )
+    sheet = load_workbook(io.BytesIO(xlsx.content)).active
+    cells = [cell for row in sheet.iter_rows() for cell in row]
+    assert [c.coordinate for c in cells if c.data_type == "f"] == []
+    items = sorted(row[4].value for row in sheet.iter_rows(min_row=2))
+    assert items == sorted(FORMULA_TEXTS)  # the exact text, as string cells
+    assert {row[10].value for row in sheet.iter_rows(min_row=2)} == {1}
+
+
+def test_bad_profile_is_a_503_naming_the_key_not_a_500(client, token, filled_ledger, tmp_path, monkeypatch):
+    from importlib import resources
+
+    text = resources.files("cdyb_jxc").joinpath("data/default_profile.toml").read_text(encoding="utf-8")
+    path = tmp_path / "latin1.toml"
+    path.write_text(text.replace('inner_encoding = "GBK"', 'inner_encoding = "latin-1"'), encoding="utf-8")
+    monkeypatch.setenv("CDYB_JXC_PROFILE", str(path))
+    resp = client.get("/cdyb-jxc/api/calendar", headers=_auth(token))
+    assert resp.status_code == 503
+    assert resp.json()["detail"] == (
+        "接口配置文件错误 (profile): profile key service.inner_encoding must hold every GBK character in two "
+        "bytes (GBK or GB18030), not 'latin-1'"
+    )
