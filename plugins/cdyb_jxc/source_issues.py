@@ -4,11 +4,18 @@ A row without a usable 流水号, a 流水号 repeated in the source, a 流水�
 row, or a row changed at the source after the centre accepted it: none of these can go (again) to the
 centre, and none may vanish. Each becomes an entry of the ledger's ``source_issue`` table, which the reject
 report and the upload monitor read, and a line of the run's reject sample.
+
+An issue is keyed by its 流水号 when that identifies it, else by its source row number — and a row number only
+means something within one source: two files of the same day each with a bad second row are two issues. So
+a row-numbered key names the source too (``#<row>@<source tag>``, a short digest of :func:`file_source` or
+:func:`task_source`); the table and its key are unchanged, so existing ledgers need no migration.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +27,39 @@ from cdyb_jxc.upload_result import RunInfo, UploadResult, business_date_of
 log = logging.getLogger(__name__)
 
 ROW_KEY_MAX = 200
+SOURCE_TAG_LENGTH = 12  # hex digits of the source digest in a row key (row_key holds 250 characters)
+
+
+def file_source(path: str | os.PathLike[str]) -> str:
+    """The identity of a source file: a digest of its content. The same rows re-uploaded (under any name)
+    replace their issues; a file rewritten in place with other rows of the same day does not.
+
+    :param path: the file
+    """
+    digest = hashlib.sha256()
+    if not os.path.isfile(
+        path
+    ):  # a pipe (/dev/stdin) must not be read twice; a missing file is reported later
+        return f"file:{os.path.realpath(path)}"
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    except OSError:  # the reader reports the unreadable file
+        return f"file:{os.path.realpath(path)}"
+    return f"file:sha256:{digest.hexdigest()}"
+
+
+def task_source(dag_id: str, task_id: str, map_index: int | None, source_conn_id: str | None) -> str:
+    """The identity of an operator's query: the task (every try and run of it reads the same query,
+    rendered for its day) and the connection it runs on.
+
+    :param dag_id: the DAG
+    :param task_id: the task
+    :param map_index: the mapped task's index (``-1`` or ``None`` when not mapped)
+    :param source_conn_id: the source connection
+    """
+    return f"task:{dag_id}.{task_id}[{map_index if map_index is not None else -1}]@{source_conn_id}"
 
 
 class SourceIssues:
@@ -34,6 +74,8 @@ class SourceIssues:
     :param complete_days: business days the source holds in full (the DAG's SQL reads whole days): issues
         of those days that this run does not see again are fixed and dropped. Issues keyed by a 流水号 are
         dropped whenever this run sees that 流水号 again without the issue.
+    :param source: the identity of what this run reads (:func:`file_source`, :func:`task_source`); issues
+        keyed by a source row number name it. ``None``: unnamed (keys ``#<row>`` as before sources were named)
     """
 
     def __init__(
@@ -46,8 +88,14 @@ class SourceIssues:
         result: UploadResult,
         fallback_date: str | None,
         complete_days: Sequence[str] = (),
+        source: str | None = None,
     ) -> None:
         self.ledger = ledger
+        self.source_tag = (
+            "@" + hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:SOURCE_TAG_LENGTH]
+            if source
+            else ""
+        )
         self.institution = institution_code
         self.txn = txn
         self.run = run
@@ -71,13 +119,13 @@ class SourceIssues:
         """Record one issue.
 
         :param serial: the row's 流水号 as it should be shown (``None`` when it has none)
-        :param unique_key: the 流水号 identifies the issue; ``False`` keys it by source row number too
-            (repeats of one 流水号 in the source)
+        :param unique_key: the 流水号 identifies the issue; ``False`` keys it by source and source row number
+            too (repeats of one 流水号 in the source)
         """
         self.result.source_issues += 1
         key = (serial or "")[:ROW_KEY_MAX]
         if not serial or not unique_key:
-            key = f"{key}#{source_row}"
+            key = f"{key}#{source_row}{self.source_tag}"
         self._pending.append(
             {
                 "institution_code": self.institution,

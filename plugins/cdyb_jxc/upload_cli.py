@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import unicodedata
 from typing import Any
 
 from cdyb_jxc.exceptions import (
@@ -28,6 +29,14 @@ def add_parser(subparsers: Any) -> None:
     up.add_argument("--transaction", required=True, choices=TRANSACTIONS)
     up.add_argument("--file", required=True, help="CSV (UTF-8, header row), Parquet or Excel file")
     up.add_argument(
+        "--encoding",
+        default=None,
+        help="text encoding of a CSV, e.g. gb18030 (default UTF-8, with or without BOM)",
+    )
+    up.add_argument(
+        "--sheet", default=None, help="Excel sheet to upload (default: the only sheet holding data)"
+    )
+    up.add_argument(
         "--conn-id", default="cdyb_jxc_default", help="Airflow connection id (default cdyb_jxc_default)"
     )
     up.add_argument(
@@ -46,9 +55,13 @@ def run_upload(args: argparse.Namespace) -> int:
 
     from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
     from cdyb_jxc.ledger import Ledger
+    from cdyb_jxc.source_issues import file_source
     from cdyb_jxc.sources import iter_file_chunks
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handlers = list(logging.getLogger().handlers)  # ours, or the ones Airflow's import installed
+    for handler in handlers:
+        handler.addFilter(_TERMINAL_FILTER)
     hook = CdybJxcHook(args.conn_id)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -69,29 +82,36 @@ def run_upload(args: argparse.Namespace) -> int:
                 ledger,
                 mapping_file=args.mapping,
                 progress=lambda n: progress.advance(task, n),
+                source=file_source(args.file),  # two files' row-numbered source issues stay apart
             )
             result = None
             try:
-                result = uploader.run(iter_file_chunks(args.file, txn, args.chunk_size))
+                result = uploader.run(
+                    iter_file_chunks(
+                        args.file, txn, args.chunk_size, sheet=args.sheet, encoding=args.encoding
+                    )
+                )
             finally:
                 _print_states(uploader.result.states, uploader.result.as_dict())
     except (ConnectionConfigError, ProfileError, SourceDataError) as err:
-        print(f"cdyb-jxc: {err}", file=sys.stderr)
+        _error(str(err))
         return EXIT_USAGE
     except CallRejectedError as err:
-        print(f"cdyb-jxc: the centre rejected the whole call: {err}", file=sys.stderr)
+        _error(f"the centre rejected the whole call: {err}")
         return EXIT_USAGE
     except (TransportError, InDoubtError) as err:
-        print(f"cdyb-jxc: transport fault, run the same command again to resume: {err}", file=sys.stderr)
+        _error(f"transport fault, run the same command again to resume: {err}")
         return EXIT_REJECTS
     except UploadBusyError as err:
-        print(f"cdyb-jxc: {err}", file=sys.stderr)
+        _error(str(err))
         return EXIT_REJECTS
     except CdybJxcError as err:
-        print(f"cdyb-jxc: {err}", file=sys.stderr)
+        _error(str(err))
         return EXIT_USAGE
     finally:
         hook.close()
+        for handler in handlers:
+            handler.removeFilter(_TERMINAL_FILTER)
     states = result.states
     not_accepted = sum(n for s, n in states.items() if s not in ACCEPTED_STATES)
     # source rows that could not be sent (no 流水号, repeated, …) make it not a clean run either
@@ -99,15 +119,54 @@ def run_upload(args: argparse.Namespace) -> int:
 
 
 def _print_states(states: Any, summary: dict[str, Any]) -> None:
-    print(
+    _out(
         f"{summary['transaction']}: read {summary['rows_read']} rows, sent {summary['rows_sent']} "
         f"in {summary['batches']} requests, held back {summary['held_back']}"
     )
     for state in STATES:
         if states.get(state):
-            print(f"  {state:<20} {states[state]}")
+            _out(f"  {state:<20} {states[state]}")
     if summary["source_issues"]:
-        print(f"  {'SOURCE_ISSUE':<20} {summary['source_issues']} (not sent: see the reject list below)")
+        _out(f"  {'SOURCE_ISSUE':<20} {summary['source_issues']} (not sent: see the reject list below)")
     for reject in summary["rejects_sample"][:10]:
         who = reject.get("serial_no") or f"source row {reject.get('row')}"
-        print(f"  rejected {who}: 【{reject.get('category')}】{reject.get('detail')}")
+        _out(f"  rejected {who}: 【{reject.get('category')}】{reject.get('detail')}")
+
+
+# Characters that move the cursor, recolour or rewrite what a terminal shows (ESC, CR, BS, bidi overrides,
+# line separators): printed escaped, so a source value cannot fake or hide a line of the output.
+_UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control, format and separator characters written as ``\\xNN`` / ``\\uNNNN`` escapes.
+
+    :param text: anything that came from a source file, the ledger or the centre
+    """
+    if text.isprintable():
+        return text
+    return "".join(_escaped(ch) if unicodedata.category(ch) in _UNSAFE else ch for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _out(line: str) -> None:
+    print(terminal_safe(line))
+
+
+def _error(line: str) -> None:
+    print("cdyb-jxc: " + terminal_safe(line), file=sys.stderr)
+
+
+class _TerminalFilter(logging.Filter):
+    """Log lines on the terminal carry source values (流水号, column names): escaped like the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = terminal_safe(record.getMessage()), ()
+        return True
+
+
+_TERMINAL_FILTER = _TerminalFilter()

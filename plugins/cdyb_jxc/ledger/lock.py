@@ -5,24 +5,45 @@ see the other's rows as their own and turn the second answer into a false DUPLIC
 held by the process for the whole run and released by the operating system or the database if that process
 dies (a SIGKILLed worker leaves nothing behind): an advisory lock on PostgreSQL, an ``flock`` on a file
 beside a SQLite ledger. Other databases run without it (a warning says so).
+
+The lock belongs to the database, not to the spelling of its URL: PostgreSQL advisory locks are per database
+whatever host name reached it; a SQLite ledger's lock file sits beside the file's real path (symlinks and
+relative paths resolved when the :class:`~cdyb_jxc.ledger.Ledger` is created, see :func:`sqlite_file`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Any
 
-from sqlalchemy import text
+from sqlalchemy import URL, text
 
 from cdyb_jxc.exceptions import TransportError, UploadBusyError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WAIT_SECONDS = 300.0
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The real path of a SQLite ledger file (symlinks, ``..`` and the working directory resolved), or
+    ``None`` for an in-memory database or another dialect.
+
+    :param url: the ledger's SQLAlchemy URL
+    """
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):  # SQLite URI filename (``?uri=true``)
+        database = database[5:].split("?", 1)[0]
+        if not database or database == ":memory:" or "mode=memory" in (url.database or ""):
+            return None
+    return os.path.realpath(database)
 
 
 class UploadLock:
@@ -94,9 +115,10 @@ class UploadLock:
                 conn.close()
             return got
         if dialect == "sqlite":
-            database = engine.url.database
-            if not database or database == ":memory:":
-                return True  # one process only
+            # resolved when the ledger was created: a later chdir or another spelling finds the same file
+            database = getattr(self.ledger, "database_file", None) or sqlite_file(engine.url)
+            if database is None:
+                return True  # in memory: one process only
             import fcntl
 
             handle = open(f"{database}.{self._suffix}.lock", "ab")  # noqa: SIM115 - held until release()

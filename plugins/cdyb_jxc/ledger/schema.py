@@ -1,10 +1,18 @@
-"""Ledger tables (SQLAlchemy Core). The schema creates itself on first use."""
+"""Ledger tables (SQLAlchemy Core). The schema creates itself on first use (:func:`create_tables`)."""
 
 from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import sqlite3
+import time
+from typing import Any
 
 from sqlalchemy import (
     Column,
     DateTime,
+    Engine,
     Float,
     Index,
     Integer,
@@ -13,7 +21,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
+    text,
 )
+from sqlalchemy.exc import DBAPIError
+
+log = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -105,7 +118,8 @@ source_issue = Table(
     Column("institution_code", String(30), primary_key=True),
     Column("transaction_code", String(16), primary_key=True),
     Column("business_date", String(10), primary_key=True),
-    # the 流水号 (cut to 200 characters), or "#<source row number>" when it has none
+    # the 流水号 (cut to 200 characters); for a row it cannot key (none, too long, repeated in the source)
+    # "<流水号 or nothing>#<source row number>@<12 hex digits naming the source>" (see cdyb_jxc.source_issues)
     Column("row_key", String(250), primary_key=True),
     Column("serial_no", Text),
     Column("source_row", Integer),
@@ -119,3 +133,64 @@ source_issue = Table(
     Column("run_id", String(250)),
     Column("seen_at", DateTime, nullable=False),
 )
+
+
+CREATE_ATTEMPTS = 10
+# PostgreSQL advisory lock serialising the creation of the tables (any 64-bit key of our own)
+_CREATE_LOCK_KEY = int.from_bytes(hashlib.sha256(b"cdyb_jxc:create_tables").digest()[:8], "big", signed=True)
+# what a CREATE says when another process created the same table (or its row type) first
+_LOST_RACE = ("already exists", "pg_type_typname_nsp_index", "duplicate key value")
+
+
+def create_tables(engine: Engine) -> None:
+    """Create the ledger tables that are missing. Safe when several processes open a fresh ledger at once
+    (two first uploads started together): on PostgreSQL the creators queue on a transaction-level advisory
+    lock, on SQLite they take the write lock first (``BEGIN IMMEDIATE``), and on any dialect a CREATE that
+    still loses the race ("already exists") is looked at again instead of raised.
+
+    :param engine: the ledger's engine
+    """
+    if set(metadata.tables) <= set(inspect(engine).get_table_names()):
+        return  # the usual case: no lock taken (a read-only copy of a ledger opens too)
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            _create_once(engine)
+            return
+        except DBAPIError as err:
+            if attempt == CREATE_ATTEMPTS or not any(m in str(err.orig).lower() for m in _LOST_RACE):
+                raise
+            log.info("another process created ledger tables at the same time (%s); checking again", err.orig)
+            time.sleep(random.uniform(0.01, 0.05) * attempt)  # jitter: the losers do not collide again
+
+
+def _create_once(engine: Engine) -> None:
+    with engine.connect() as conn:
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CREATE_LOCK_KEY})
+        elif dialect == "sqlite":
+            # pysqlite runs DDL outside a transaction unless one is open: make check-and-create one step
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        metadata.create_all(conn)
+        conn.commit()
+
+
+def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """Set up a new SQLite connection: wait for locks, write-ahead log.
+
+    :param dbapi_conn: the pysqlite connection
+    """
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")
+    # switching a fresh file to WAL while other processes open it can answer "locked" at once (SQLite
+    # skips the busy wait where waiting could deadlock): try again for as long as the busy timeout
+    for attempt in range(300):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == 299:
+                raise
+            time.sleep(0.1)
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()

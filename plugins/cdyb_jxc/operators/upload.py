@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -42,6 +43,30 @@ def _engine(url: Any) -> Any:
     return create_engine(url, pool_pre_ping=True)
 
 
+def checked_business_date(value: Any, task_id: str) -> str | None:
+    """``value`` once rendered, if it is a real date written ``YYYY-MM-DD`` (exactly 10 characters).
+
+    Checked after rendering, whatever template produced it: the SQL template receives it as text.
+
+    :param value: the rendered ``business_date`` (text, a ``date``, or empty)
+    :param task_id: named in the error
+    :raises AirflowFailException: anything else (not retried: the same value fails again)
+    """
+    from datetime import date, datetime
+
+    if value is None or value == "":
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and len(value) == 10 and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            pass  # 2026-02-30 and the like: reported below with the value
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:79] + "…"
+    raise AirflowFailException(f"{task_id}: business_date must be a date written YYYY-MM-DD, not {shown}")
+
+
 class CdybJxcUploadOperator(BaseOperator):
     """Upload one transaction's rows from a SQL query or a file, recording every row in the ledger.
 
@@ -49,6 +74,10 @@ class CdybJxcUploadOperator(BaseOperator):
     :param sql: SQL (or a ``.sql`` template file) whose columns are the profile's logical names
     :param source_conn_id: any common-sql connection to run ``sql`` on
     :param source_file: a CSV, Parquet or Excel file instead of ``sql``
+    :param sheet: the Excel sheet of ``source_file`` to read (default: the only sheet holding data; a workbook
+        with more than one is refused)
+    :param encoding: the text encoding of a CSV ``source_file``, e.g. ``gb18030`` (default UTF-8, with or
+        without BOM)
     :param parameters: query parameters for ``sql``
     :param business_date: business day (``YYYY-MM-DD``) for rows without a usable date of their own
     :param ledger_url: SQLAlchemy URL of the ledger (default: ``$CDYB_JXC_LEDGER_URL``, else SQLite)
@@ -83,6 +112,8 @@ class CdybJxcUploadOperator(BaseOperator):
         sql: str | None = None,
         source_conn_id: str | None = None,
         source_file: str | None = None,
+        sheet: str | None = None,
+        encoding: str | None = None,
         parameters: Mapping[str, Any] | None = None,
         business_date: str | None = None,
         ledger_url: str | None = None,
@@ -99,6 +130,8 @@ class CdybJxcUploadOperator(BaseOperator):
         self.sql = sql
         self.source_conn_id = source_conn_id
         self.source_file = source_file
+        self.sheet = sheet
+        self.encoding = encoding
         self.parameters = parameters
         self.business_date = business_date
         self.ledger_url = ledger_url
@@ -117,6 +150,8 @@ class CdybJxcUploadOperator(BaseOperator):
         self._jinja_env = jinja_env
         if self.business_date:
             self.business_date = self.render_template(self.business_date, context, jinja_env)
+        # before the SQL template sees it: a rendered value that is not a date never reaches SQL
+        self.business_date = checked_business_date(self.business_date, self.task_id)
         context["business_date"] = self.business_date  # type: ignore[typeddict-unknown-key]
         super().render_template_fields(context, jinja_env)
 
@@ -138,8 +173,19 @@ class CdybJxcUploadOperator(BaseOperator):
             raise AirflowFailException(f"{self.task_id}: give exactly one of sql or source_file")
         if self.sql and not self.source_conn_id:
             raise AirflowFailException(f"{self.task_id}: sql needs source_conn_id")
+        if self.sql and (self.sheet or self.encoding):
+            raise AirflowFailException(f"{self.task_id}: sheet and encoding apply to source_file only")
         if self.chunk_size <= 0:
             raise AirflowFailException(f"{self.task_id}: chunk_size must be positive")
+
+    def _source_identity(self, ti: Any) -> str:
+        """What this task reads, for the keys of its row-numbered source issues (see
+        :mod:`cdyb_jxc.source_issues`)."""
+        from cdyb_jxc.source_issues import file_source, task_source
+
+        if self.source_file:
+            return file_source(self.source_file)
+        return task_source(ti.dag_id, ti.task_id, getattr(ti, "map_index", None), self.source_conn_id)
 
     def _chunks(
         self, txn: Any, context: Context, extra_dates: Sequence[str]
@@ -147,7 +193,9 @@ class CdybJxcUploadOperator(BaseOperator):
         from cdyb_jxc.sources import iter_cursor_chunks, iter_file_chunks
 
         if self.source_file:
-            yield from iter_file_chunks(self.source_file, txn, self.chunk_size)
+            yield from iter_file_chunks(
+                self.source_file, txn, self.chunk_size, sheet=self.sheet, encoding=self.encoding
+            )
             return
         queries = [self.sql or ""]
         for day in extra_dates:
@@ -166,6 +214,7 @@ class CdybJxcUploadOperator(BaseOperator):
         from cdyb_jxc.upload_result import RunInfo
 
         self._check_arguments()
+        self.business_date = checked_business_date(self.business_date, self.task_id)
         hook = CdybJxcHook(self.cdyb_jxc_conn_id)
         ti = context["ti"]
         run = RunInfo(
@@ -190,6 +239,7 @@ class CdybJxcUploadOperator(BaseOperator):
                 resend_attempts=self.resend_attempts,
                 backoff=self.resend_backoff,
                 complete_days=whole,
+                source=self._source_identity(ti),
             )
             self.log.info(
                 "uploading %s %s from %s to ledger %s",

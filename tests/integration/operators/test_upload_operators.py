@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+
+import pytest
 
 from cdyb_jxc.ledger import ACCEPTED, ACCEPTED_RECONCILED, REJECTED, Ledger
 from tests.conftest import inbound_row, init_row, outbound_row, stock_row
@@ -173,3 +176,117 @@ with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
     assert ti.xcom_pull(task_ids="outbound")["states"] == {ACCEPTED_RECONCILED: 3}
     stored = [r["serial_no"] for r in store.accepted_rows()]
     assert sorted(stored) == ["CK0", "CK1", "CK2"]
+
+
+# --- business_date is checked after rendering, whatever template produced it --------------------------------
+
+INJECTION = "2026-11-20'; DROP TABLE victim; COMMIT; --"
+
+
+def test_business_date_rendering_to_sql_fails_before_anything_is_queried(
+    run_dag, centre_conn, simulator, tmp_path, monkeypatch, pg_database, capfd
+):
+    """A trigger param reaches ``business_date`` through the DAG's own template (not the packaged macro).
+    PostgreSQL runs every statement of a query string, so an unchecked value would drop the table."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.engine import make_url
+
+    engine = create_engine(pg_database)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS victim"))
+        conn.execute(text("CREATE TABLE victim (day TEXT)"))
+        conn.execute(text("INSERT INTO victim VALUES ('2026-11-20')"))
+    url = make_url(pg_database)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HIS_PG",
+        json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": url.host,
+                "port": url.port,
+                "login": url.username,
+                "schema": url.database,
+            }
+        ),
+    )
+    sql_dir = tmp_path / "sql"
+    sql_dir.mkdir()
+    (sql_dir / "outbound.sql").write_text(
+        "SELECT day AS serial_no FROM victim WHERE day = '{{ business_date }}'", encoding="utf-8"
+    )
+    ledger = tmp_path / "ledger.db"
+    dr = run_dag(
+        DAG_HEAD
+        + f"""
+with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1), template_searchpath=["{sql_dir}"],
+         params={{"day": {INJECTION!r}}}) as dag:
+    CdybJxcOutboundOperator(task_id="outbound", sql="outbound.sql", source_conn_id="his_pg",
+                            business_date="{{{{ params.day }}}}", ledger_url="sqlite:///{ledger}",
+                            retries=3, retry_delay=timedelta(seconds=0))
+"""
+    )
+    assert inspect(engine).has_table("victim")  # nothing was queried
+    (ti,) = dr.get_task_instances()
+    assert ti.state == "failed"
+    assert ti.try_number == 1  # not retried: the same value would fail again
+    out, err = capfd.readouterr()
+    assert f"outbound: business_date must be a date written YYYY-MM-DD, not {INJECTION!r}" in out + err
+    assert simulator.requests == 0
+    assert Ledger(f"sqlite:///{ledger}").count_by_state() == {}
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-20 ",
+        " 2026-11-20",
+        "2026-1-120",
+        "2026-02-30",
+        "20261120",
+        "2026-W47-5",
+        "2026-11-20T00:00",
+        "２０２６-１１-２０",
+        "2026-11-20\n",
+        "{{ ds }}x",
+        20261120,
+    ],
+)
+def test_business_date_that_is_not_a_date_fails_the_task_naming_the_value(value):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cdyb_jxc.operators.upload import checked_business_date
+
+    with pytest.raises(AirflowFailException) as info:
+        checked_business_date(value, "upload_outbound")
+    assert str(info.value) == (
+        f"upload_outbound: business_date must be a date written YYYY-MM-DD, not {value!r}"
+    )
+
+
+def test_business_date_accepts_a_real_date_a_date_object_or_nothing():
+    from datetime import date
+
+    from cdyb_jxc.operators.upload import checked_business_date
+
+    assert checked_business_date("2026-11-20", "t") == "2026-11-20"
+    assert checked_business_date(date(2026, 2, 28), "t") == "2026-02-28"
+    assert checked_business_date(None, "t") is None
+    assert checked_business_date("", "t") is None
+
+
+def test_business_date_is_checked_when_execute_is_called_without_rendering(centre_conn, simulator, tmp_path):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cdyb_jxc.operators.upload import CdybJxcOutboundOperator
+
+    src = write_csv(tmp_path / "out.csv", [outbound_row("CK1")])
+    op = CdybJxcOutboundOperator(
+        task_id="outbound",
+        source_file=str(src),
+        business_date="1' OR '1'='1",
+        ledger_url=f"sqlite:///{tmp_path}/l.db",
+    )
+    with pytest.raises(AirflowFailException, match="business_date must be a date written YYYY-MM-DD"):
+        op.execute({})  # type: ignore[arg-type]
+    assert simulator.requests == 0

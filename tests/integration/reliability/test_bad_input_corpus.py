@@ -473,13 +473,7 @@ SOURCE_CASES = [
     pytest.param(
         "out.parquet", lambda p: _write_parquet(p, _FEW_COLUMNS), _LACKS, True, id="parquet-missing-columns"
     ),
-    pytest.param(
-        "out.csv",
-        lambda p: p.write_bytes(b""),
-        "cannot read {path}: No columns to parse from file",
-        True,
-        id="empty-csv",
-    ),
+    pytest.param("out.csv", lambda p: p.write_bytes(b""), "{path} is empty", True, id="empty-csv"),
     pytest.param("out.xlsx", lambda p: _write_xlsx(p, None), "{path} is empty", True, id="empty-xlsx"),
     pytest.param(
         "out.json",
@@ -498,16 +492,21 @@ SOURCE_CASES = [
     pytest.param("out.csv", None, "source file {path} does not exist", True, id="file-does-not-exist"),
     pytest.param(
         "out.csv",
-        lambda p: p.write_bytes("serial_no,hospital_item_name\nCK1,阿莫西林\n".encode("gbk")),
-        "cannot read {path}: 'utf-8' codec can't decode byte ",
-        False,
+        lambda p: p.write_bytes(
+            write_csv(p, [outbound_row("CK1")]).read_text(encoding="utf-8").encode("gbk")
+        ),
+        "{path} is not UTF-8 (undecodable byte 0xb0 at line 2); it reads as GB18030: pass --encoding gb18030"
+        " (operator argument encoding='gb18030')",
+        True,
         id="csv-saved-as-gbk",
     ),
     pytest.param(
         "out.csv",
-        lambda p: p.write_text('serial_no,quantity\n"CK1,1\n', encoding="utf-8"),
-        "cannot read {path}: ",
-        False,
+        lambda p: p.write_text(
+            write_csv(p, [outbound_row("CK1")]).read_text(encoding="utf-8") + '"CK2,1\n', encoding="utf-8"
+        ),
+        "{path} line 3: a quoted value opened there is never closed (malformed CSV)",
+        True,
         id="csv-unterminated-quote",
     ),
     pytest.param(
