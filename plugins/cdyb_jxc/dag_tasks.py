@@ -98,7 +98,8 @@ def count_rejected(results: Sequence[dict | None]) -> int:
     total = 0
     for result in results:
         states = (result or {}).get("states", {})
-        total += int(states.get("REJECTED", 0)) + int(states.get("DUPLICATE_CONFLICT", 0))
+        # IN_DOUBT here: rows a finished run could not resend (their source can no longer be written)
+        total += sum(int(states.get(s, 0)) for s in ("REJECTED", "DUPLICATE_CONFLICT", "IN_DOUBT"))
         total += int((result or {}).get("source_issues", 0))
     return total
 

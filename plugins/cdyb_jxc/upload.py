@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -18,18 +19,21 @@ from cdyb_jxc.ledger import (
     ACCEPTED,
     ACCEPTED_RECONCILED,
     DUPLICATE_CONFLICT,
+    IN_DOUBT,
     PENDING,
     REJECTED,
     Ledger,
+    LedgerEntry,
 )
 from cdyb_jxc.ledger.lock import DEFAULT_WAIT_SECONDS, UploadLock
 from cdyb_jxc.ledger.schema import SERIAL_MAX
 from cdyb_jxc.ledger.store import utcnow
 from cdyb_jxc.profile import Profile
 from cdyb_jxc.source_issues import SourceIssues
+from cdyb_jxc.textcap import unstorable
 from cdyb_jxc.upload_result import RunInfo, UploadResult, business_date_of, payload_hash
 from cdyb_jxc.upload_send import DOUBT_STATES, BatchSending, Planned, Sender
-from cdyb_jxc.validation import MappingEntry, precheck_row
+from cdyb_jxc.validation import XML_ILLEGAL_RE, MappingEntry, RowError, precheck_row
 from cdyb_jxc.values import row_to_wire
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,7 @@ class Uploader(BatchSending):
     :param backoff: seconds before the first resend, doubled each time
     :param lock_wait: seconds to wait for another upload of the same transaction to finish
     :param complete_days: business days the source holds in full (see :class:`SourceIssues`)
+    :param source: the identity of the source read (see :class:`SourceIssues`), e.g. a file's digest
     :param resend_rejected_after: unchanged rows rejected for a reason that can clear (未对码,
         原出库记录不存在) go out again once this long has passed since they were last sent
     """
@@ -78,6 +83,7 @@ class Uploader(BatchSending):
         resend_rejected_after: timedelta = RESEND_INTERVAL,
         lock_wait: float = DEFAULT_WAIT_SECONDS,
         complete_days: Sequence[str] = (),
+        source: str | None = None,
     ) -> None:
         self.profile = profile
         self.txn = profile.transaction(txn_key)
@@ -107,6 +113,7 @@ class Uploader(BatchSending):
             result=self.result,
             fallback_date=business_date,
             complete_days=complete_days,
+            source=source,
         )
 
     # -- public -----------------------------------------------------------------------------------------
@@ -157,18 +164,17 @@ class Uploader(BatchSending):
             res.rows_read += 1
             wire = row_to_wire(self.txn, row, self.offset)
             serial = wire.get("serial_no")
-            if not serial or len(serial) > SERIAL_MAX:
+            if not serial or len(serial) > SERIAL_MAX or unstorable(serial):
                 res.missing_serial += 1
                 spec = self.txn.by_name["serial_no"]
                 self.issues.add(
                     wire=wire,
                     source_row=res.rows_read,
-                    serial=serial[:40] + "…" if serial else None,
+                    serial=serial[:40] + "…" if serial and len(serial) > 40 else (serial or None),
                     unique_key=False,
                     category=self.profile.category("field_invalid"),
                     field="serial_no",
-                    detail=f"源数据第{res.rows_read}行: "
-                    + (f"{spec.display}长度{len(serial)}，无法记录" if serial else f"{spec.display}不能为空"),
+                    detail=f"源数据第{res.rows_read}行: {_unkeyable(spec.display, serial)}",
                 )
                 continue
             if serial in planned:
@@ -211,29 +217,8 @@ class Uploader(BatchSending):
                 "run_id": self.run_info.run_id,
                 "updated_at": now,
             }
-            if error is not None and (plan.prior is None or plan.prior.state not in DOUBT_STATES):
-                res.held_back += 1
-                values = {
-                    **base,
-                    "state": REJECTED,
-                    "category": self.profile.category(error.category_key),
-                    "field": error.field,
-                    "detail": error.detail,
-                    "held_back": 1,
-                }
-                self._count_reject(
-                    serial, plan, self.profile.category(error.category_key), error.field, error.detail
-                )
-            else:
-                state = plan.prior.state if plan.prior and plan.prior.state in DOUBT_STATES else PENDING
-                values = {
-                    **base,
-                    "state": state,
-                    "category": None,
-                    "field": None,
-                    "detail": None,
-                    "held_back": 0,
-                }
+            values, send = self._planned_values(plan, error, base)
+            if send:
                 to_send.append(plan)
             if plan.prior is None:
                 inserts.append(
@@ -250,11 +235,55 @@ class Uploader(BatchSending):
                 updates.append({"serial_no": serial, **values})
         self.issues.resolved(list(planned))
         self.issues.flush()
-        self.ledger.insert_rows(inserts)
+        self._insert_new(inserts, planned, to_send)
         self._update_grouped(updates)
         self.ledger.update_rows(self.institution, kept)
         for start in range(0, len(to_send), self.batch_limit):
             self._send_batch(to_send[start : start + self.batch_limit])
+
+    def _planned_values(
+        self, plan: Planned, error: RowError | None, base: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """The ledger values of a row to send or hold back, and whether it goes out."""
+        in_doubt = plan.prior is not None and plan.prior.state in DOUBT_STATES
+        if error is None or (in_doubt and _writable(plan.wire)):
+            # a row sent before in doubt goes again despite its error: a duplicate answer then reconciles it
+            state = plan.prior.state if in_doubt and plan.prior else PENDING
+            return {
+                **base,
+                "state": state,
+                "category": None,
+                "field": None,
+                "detail": None,
+                "held_back": 0,
+            }, True
+        category = self.profile.category(error.category_key)
+        if in_doubt:
+            # it can no longer be written as XML, yet the centre may hold the version sent before: REJECTED
+            # would turn that version's later duplicate answer into a false conflict
+            self.result.states[IN_DOUBT] += 1
+            detail = (
+                f"在途记录的源数据现已无法发送({error.detail})；"
+                "中心可能已保存此前发送的版本，请修正源数据后重传"
+            )
+            return {
+                **base,
+                "state": IN_DOUBT,
+                "category": category,
+                "field": error.field,
+                "detail": detail,
+                "held_back": 0,
+            }, False
+        self.result.held_back += 1
+        self._count_reject(plan.serial, plan, category, error.field, error.detail)
+        return {
+            **base,
+            "state": REJECTED,
+            "category": category,
+            "field": error.field,
+            "detail": error.detail,
+            "held_back": 1,
+        }, False
 
     def _decide(self, plan: Planned) -> str:
         """``send``; ``keep`` (the ledger's answer stands: counted, not sent); ``skip`` (a source issue)."""
@@ -262,16 +291,7 @@ class Uploader(BatchSending):
         if prior is None:
             return "send"
         if prior.transaction_code and prior.transaction_code != self.txn.code:
-            # SPEC: a 流水号 is unique per institution across all four transactions
-            self.issues.add(
-                wire=plan.wire,
-                source_row=plan.row,
-                serial=plan.serial,
-                category=self.profile.category("duplicate"),
-                field="serial_no",
-                detail=f"流水号已用于{prior.transaction_code}的记录(状态{prior.state})，本条未上传；"
-                "请为本条使用新的流水号",
-            )
+            self._used_elsewhere(plan, prior)
             return "skip"
         if prior.run_token == self.run_info.token:
             self._duplicate_in_source(plan.serial, plan.wire, plan.row)
@@ -310,6 +330,42 @@ class Uploader(BatchSending):
                 return "keep"
         return "send"
 
+    def _used_elsewhere(self, plan: Planned, prior: LedgerEntry) -> None:
+        # SPEC: a 流水号 is unique per institution across all four transactions
+        self.issues.add(
+            wire=plan.wire,
+            source_row=plan.row,
+            serial=plan.serial,
+            category=self.profile.category("duplicate"),
+            field="serial_no",
+            detail=f"流水号已用于{prior.transaction_code}的记录(状态{prior.state})，本条未上传；"
+            "请为本条使用新的流水号",
+        )
+
+    def _insert_new(
+        self, inserts: list[dict[str, Any]], planned: Mapping[str, Planned], to_send: list[Planned]
+    ) -> None:
+        """Insert the rows new to the ledger. One whose 流水号 another upload (of another transaction: the
+        lock keeps uploads of one apart) inserted since this chunk's lookup is a source issue, as if the
+        lookup had seen it; the chunk's other rows go on."""
+        taken = self.ledger.insert_rows(inserts)
+        if not taken:
+            return
+        to_send[:] = [p for p in to_send if p.serial not in taken]
+        res = self.result
+        for row in inserts:
+            serial = row["serial_no"]
+            if serial not in taken:
+                continue
+            if row["held_back"]:  # counted as held back and rejected while planning: it is neither
+                res.held_back -= 1
+                res.states[REJECTED] -= 1
+                res.states += Counter()  # drops a count that fell to zero
+                res.rejects[:] = [r for r in res.rejects if r.get("serial_no") != serial]
+            log.warning("%s 流水号 %s was inserted by another upload meanwhile", self.txn.code, serial)
+            self._used_elsewhere(planned[serial], taken[serial])
+        self.issues.flush()
+
     def _duplicate_in_source(self, serial: str, wire: Mapping[str, str | None], row: int) -> None:
         self.result.duplicate_in_source += 1
         log.error(
@@ -326,3 +382,19 @@ class Uploader(BatchSending):
             field="serial_no",
             detail=f"流水号在数据源中重复(源数据第{row}行)，仅上传第一条",
         )
+
+
+def _unkeyable(display: str, serial: str | None) -> str:
+    """Why ``serial`` cannot key a ledger row (empty, too long, or holding a character no ledger database
+    can store: NUL, a lone surrogate)."""
+    if not serial:
+        return f"{display}不能为空"
+    if len(serial) > SERIAL_MAX:
+        return f"{display}长度{len(serial)}，无法记录"
+    bad = unstorable(serial) or "\x00"
+    return f"{display}含数据库无法存储的字符U+{ord(bad):04X}，无法记录"
+
+
+def _writable(wire: Mapping[str, str | None]) -> bool:
+    """Whether every value of a row can be written as XML (no control character, no lone surrogate)."""
+    return not any(v and XML_ILLEGAL_RE.search(v) for v in wire.values())

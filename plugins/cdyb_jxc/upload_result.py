@@ -13,6 +13,7 @@ from typing import Any
 
 from cdyb_jxc.ledger import DUPLICATE_CONFLICT, REJECTED
 from cdyb_jxc.profile import TransactionSpec
+from cdyb_jxc.textcap import TEXT_MAX, fit
 
 REJECT_SAMPLE = 20
 
@@ -48,8 +49,10 @@ class UploadResult:
     send_seconds: float = 0.0
 
     def reject(self, **info: Any) -> None:
+        """Keep one rejected row for the sample; texts fitted as in the ledger (they travel as XCom JSON
+        and are printed)."""
         if len(self.rejects) < REJECT_SAMPLE:
-            self.rejects.append(info)
+            self.rejects.append({k: fit(v, TEXT_MAX) if isinstance(v, str) else v for k, v in info.items()})
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,7 +80,8 @@ class UploadResult:
 
 def payload_hash(wire: Mapping[str, str | None]) -> str:
     canonical = json.dumps({k: v for k, v in wire.items() if v}, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate from a broken source still hashes (the row is then refused by R6)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def business_date_of(txn: TransactionSpec, wire: Mapping[str, str | None], fallback: str | None) -> str:

@@ -25,6 +25,7 @@ from cdyb_jxc.ledger import (
 )
 from cdyb_jxc.ledger.store import compress, utcnow
 from cdyb_jxc.profile import Profile, TransactionSpec
+from cdyb_jxc.textcap import PART_MAX, REQUEST_MAX, TEXT_MAX, cap
 from cdyb_jxc.upload_result import RunInfo, UploadResult, deadline_utc, field_of
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,15 @@ class BatchSending:
     lock: Any  # the run's UploadLock, checked before each batch leaves
 
     def _count_reject(
-        self, serial: str, plan: Planned, category: str | None, fld: str | None, detail: str
+        self,
+        serial: str,
+        plan: Planned,
+        category: str | None,
+        fld: str | None,
+        detail: str,
+        state: str = REJECTED,
     ) -> None:
-        self.result.states[REJECTED] += 1
+        self.result.states[state] += 1
         self.result.reject(
             serial_no=serial,
             item=plan.wire.get("mapping_serial_no"),
@@ -118,7 +125,7 @@ class BatchSending:
             attempt += 1
 
     def _before_resend(self, batch: list[Planned], why: str, attempt: int, *, in_doubt: bool) -> None:
-        delay = self.backoff * (2**attempt)
+        delay, why = self.backoff * (2**attempt), cap(why, PART_MAX)  # why may quote the centre at length
         log.warning(
             "%s batch of %d rows: %s; resending unchanged in %.1fs (%d/%d)",
             self.txn.code,
@@ -156,7 +163,7 @@ class BatchSending:
             run_id=self.run_info.run_id,
             task_id=self.run_info.task_id,
             row_count=len(batch),
-            request_gz=compress(redacted),
+            request_gz=compress(redacted, REQUEST_MAX),
         )
         now = utcnow()
         # IN_FLIGHT is committed before the request leaves;
@@ -214,13 +221,16 @@ class BatchSending:
         if sent:
             # the request exactly as it went out (验证码 redacted by the client), replacing the copy
             # recorded before sending
-            audit["request_gz"] = compress(sent)
+            audit["request_gz"] = compress(sent, REQUEST_MAX)
         if reply.whole_call_rejected:
             self._restore(batch, f"整批被拒: {reply.retmsg}")
             ledger.finish_batch(batch_id, outcome="rejected", **audit)
-            raise CallRejectedError(reply.retmsg, reply.category)
+            raise CallRejectedError(cap(reply.retmsg, PART_MAX), reply.category)
         match = match_failures(reply, [p.serial for p in batch])
         contradiction = reply_contradiction(reply, [p.serial for p in batch], match)
+        if contradiction:
+            # it quotes the reply's retmsg, which is the centre's to size: logged and stored once per row
+            contradiction = cap(contradiction, PART_MAX)
         doubtful = self._apply(batch, match[0], contradiction)
         ledger.finish_batch(
             batch_id, outcome="in_doubt" if contradiction else reply.status, error=contradiction, **audit
@@ -271,7 +281,7 @@ class BatchSending:
         row's fate can be trusted, every row is IN_DOUBT (returned) and is sent again."""
         if contradiction:
             log.warning("%s reply contradicts itself: %s", self.txn.code, contradiction)
-            said = {s: f"; 应答称: {f.message}" for s, f in failures.items()}
+            said = {s: f"; 应答称: {cap(f.message, PART_MAX)}" for s, f in failures.items()}
             self._mark_in_doubt(batch, f"应答不一致: {contradiction}", said)
             return list(batch)
         dup = self.profile.category("duplicate")
@@ -282,6 +292,10 @@ class BatchSending:
             if failure is None:
                 accepted.append(self._accepted(plan, ACCEPTED, now))
                 continue
+            # the centre's text, sized by the centre: capped before it is searched, stored and counted
+            detail = cap(failure.detail, TEXT_MAX)
+            category: str | None
+            fld: str | None
             if failure.category == dup:
                 prior = plan.prior
                 sent_before = prior is not None and prior.state in DOUBT_STATES
@@ -289,38 +303,21 @@ class BatchSending:
                     accepted.append(self._accepted(plan, ACCEPTED_RECONCILED, now))
                     continue
                 reason = "在途记录内容已变化" if sent_before else "本客户端从未发送过该流水号"
-                rejected.append(
-                    {
-                        "serial_no": plan.serial,
-                        "state": DUPLICATE_CONFLICT,
-                        "category": dup,
-                        "field": "serial_no",
-                        "detail": f"{failure.detail}（{reason}）",
-                        "updated_at": now,
-                    }
-                )
-                self.result.states[DUPLICATE_CONFLICT] += 1
-                self.result.reject(
-                    serial_no=plan.serial,
-                    item=plan.wire.get("mapping_serial_no"),
-                    item_name=plan.wire.get("hospital_item_name"),
-                    category=dup,
-                    field="serial_no",
-                    detail=f"{failure.detail}（{reason}）",
-                )
-                continue
-            fld = field_of(self.txn, failure.detail)
+                state, category, fld = DUPLICATE_CONFLICT, dup, "serial_no"
+                detail = f"{cap(failure.detail, PART_MAX)}（{reason}）"
+            else:
+                state, category, fld = REJECTED, failure.category, field_of(self.txn, detail)
             rejected.append(
                 {
                     "serial_no": plan.serial,
-                    "state": REJECTED,
-                    "category": failure.category,
+                    "state": state,
+                    "category": category,
                     "field": fld,
-                    "detail": failure.detail,
+                    "detail": detail,
                     "updated_at": now,
                 }
             )
-            self._count_reject(plan.serial, plan, failure.category, fld, failure.detail)
+            self._count_reject(plan.serial, plan, category, fld, detail, state)
         self._update_grouped(accepted)
         self._update_grouped(rejected)
         return []

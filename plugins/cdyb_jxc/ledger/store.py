@@ -18,17 +18,28 @@ from sqlalchemy import (
     and_,
     bindparam,
     create_engine,
-    delete,
     event,
     func,
     insert,
+    make_url,
     select,
     union,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from cdyb_jxc.exceptions import ConnectionConfigError
-from cdyb_jxc.ledger.schema import metadata, milestone, source_issue, upload_batch, upload_row
+from cdyb_jxc.ledger.issue_store import SourceIssueStore
+from cdyb_jxc.ledger.lock import sqlite_file
+from cdyb_jxc.ledger.schema import (
+    create_tables,
+    milestone,
+    source_issue,
+    sqlite_pragmas,
+    upload_batch,
+    upload_row,
+)
+from cdyb_jxc.textcap import REPLY_MAX, column_caps, encoded, fit, fit_values
 
 DEFAULT_LEDGER_URL = "sqlite:///cdyb_jxc_ledger.db"
 LEDGER_ENV_VAR = "CDYB_JXC_LEDGER_URL"
@@ -46,6 +57,10 @@ def default_ledger_url() -> str:
 
 
 _LOOKUP_CHUNK = 500
+# every text written goes through these (see cdyb_jxc.textcap): no hostile or odd value can fail a write
+_ROW_CAPS = column_caps(upload_row)
+_BATCH_CAPS = column_caps(upload_batch)
+_MILESTONE_CAPS = column_caps(milestone)
 
 
 def utcnow() -> datetime:
@@ -53,8 +68,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def compress(text: str | None) -> bytes | None:
-    return None if text is None else zlib.compress(text.encode("utf-8"), 6)
+def compress(text: str | None, limit: int = REPLY_MAX) -> bytes | None:
+    """``text`` capped at ``limit`` characters (cdyb_jxc.textcap marker) and zlib-compressed."""
+    return None if text is None else zlib.compress(encoded(text, limit), 6)
 
 
 def decompress(blob: bytes | None) -> str | None:
@@ -76,15 +92,7 @@ class LedgerEntry:
     transaction_code: str | None = None
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
-
-
-class Ledger:
+class Ledger(SourceIssueStore):
     """Access to the ledger tables.
 
     :param url: SQLAlchemy URL, e.g. ``sqlite:///ledger.db`` or ``postgresql+psycopg2://…``
@@ -93,12 +101,15 @@ class Ledger:
 
     def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
         if engine is None:
-            url = url or default_ledger_url()
-            engine = create_engine(url, pool_pre_ping=True, future=True)
+            parsed = make_url(url or default_ledger_url())
+            path = sqlite_file(parsed)
+            # the file's real path now: a later chdir, a symlink or a relative spelling reach the same file
+            engine = create_engine(parsed.set(database=path) if path else parsed, pool_pre_ping=True)
             if engine.dialect.name == "sqlite":
-                event.listen(engine, "connect", _sqlite_pragmas)
+                event.listen(engine, "connect", sqlite_pragmas)
         self.engine = engine
-        metadata.create_all(self.engine)
+        self.database_file = sqlite_file(engine.url)  # the upload lock's file sits beside it
+        create_tables(self.engine)
 
     @property
     def url(self) -> str:
@@ -139,10 +150,24 @@ class Ledger:
                     )
         return found
 
-    def insert_rows(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            with self.engine.begin() as conn:
-                conn.execute(insert(upload_row), list(rows))
+    def insert_rows(self, rows: Sequence[dict[str, Any]]) -> dict[str, LedgerEntry]:
+        """Insert rows new to the ledger. A 流水号 that another upload inserted after this one looked it up
+        (an upload of another transaction at the same instant) is left out, not raised: returns what the
+        ledger holds for those 流水号 now (empty when every row went in)."""
+        pending = [fit_values(_ROW_CAPS, r) for r in rows]
+        taken: dict[str, LedgerEntry] = {}
+        while pending:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(upload_row), pending)
+                break
+            except IntegrityError:
+                now = self.lookup(pending[0]["institution_code"], [r["serial_no"] for r in pending])
+                if not now:
+                    raise  # not a 流水号 taken meanwhile
+                taken.update(now)
+                pending = [r for r in pending if r["serial_no"] not in now]
+        return taken
 
     def update_rows(
         self, institution_code: str, rows: Sequence[dict[str, Any]], *, count_attempt: bool = False
@@ -153,6 +178,7 @@ class Ledger:
         """
         if not rows:
             return
+        rows = [fit_values(_ROW_CAPS, r) for r in rows]
         keys = [k for k in rows[0] if k != "serial_no"]
         values: dict[str, Any] = {k: bindparam(f"v_{k}") for k in keys}
         if count_attempt:
@@ -211,86 +237,6 @@ class Ledger:
         with self.engine.connect() as conn:
             return sorted(r[0] for r in conn.execute(union(rows, issues)))
 
-    # -- source issues ----------------------------------------------------------------------------------
-    def record_source_issues(self, issues: Sequence[dict[str, Any]]) -> None:
-        """Insert or replace issues by (institution, transaction, business day, row key)."""
-        if not issues:
-            return
-        i = source_issue.c
-        stmt = delete(source_issue).where(
-            i.institution_code == bindparam("k_institution"),
-            i.transaction_code == bindparam("k_transaction"),
-            i.business_date == bindparam("k_date"),
-            i.row_key == bindparam("k_row"),
-        )
-        keys = [
-            {
-                "k_institution": x["institution_code"],
-                "k_transaction": x["transaction_code"],
-                "k_date": x["business_date"],
-                "k_row": x["row_key"],
-            }
-            for x in issues
-        ]
-        with self.engine.begin() as conn:
-            conn.execute(stmt, keys)
-            conn.execute(insert(source_issue), list(issues))
-
-    def has_source_issues(self, institution_code: str, transaction_code: str) -> bool:
-        i = source_issue.c
-        query = (
-            select(i.row_key)
-            .where(i.institution_code == institution_code, i.transaction_code == transaction_code)
-            .limit(1)
-        )
-        with self.engine.connect() as conn:
-            return conn.execute(query).first() is not None
-
-    def drop_source_issues(
-        self, institution_code: str, transaction_code: str, row_keys: Sequence[str], run_token: str
-    ) -> int:
-        """Drop issues with these row keys that the run ``run_token`` did not record."""
-        return self._drop_issues(institution_code, transaction_code, "row_key", row_keys, run_token)
-
-    def clear_source_issues(
-        self, institution_code: str, transaction_code: str, business_dates: Iterable[str], run_token: str
-    ) -> int:
-        """Drop issues of ``business_dates`` that the run ``run_token`` did not see again (fixed at the
-        source). Returns how many were dropped."""
-        dates = sorted(set(business_dates))
-        return self._drop_issues(institution_code, transaction_code, "business_date", dates, run_token)
-
-    def _drop_issues(
-        self, institution_code: str, transaction_code: str, column: str, values: Sequence[str], run_token: str
-    ) -> int:
-        """Delete the transaction's issues whose ``column`` is one of ``values``, except those of
-        ``run_token``; returns how many."""
-        i = source_issue.c
-        dropped = 0
-        with self.engine.begin() as conn:
-            for start in range(0, len(values), _LOOKUP_CHUNK):
-                result = conn.execute(
-                    delete(source_issue).where(
-                        i.institution_code == institution_code,
-                        i.transaction_code == transaction_code,
-                        getattr(i, column).in_(values[start : start + _LOOKUP_CHUNK]),
-                        i.run_token != run_token,
-                    )
-                )
-                dropped += int(result.rowcount or 0)
-        return dropped
-
-    def iter_source_issues(self, *conditions: Any) -> Iterator[dict[str, Any]]:
-        i = source_issue.c
-        query = (
-            select(source_issue)
-            .where(and_(True, *conditions))
-            .order_by(i.business_date, i.transaction_code, i.source_row, i.row_key)
-        )
-        with self.engine.connect() as conn:
-            for r in conn.execute(query):
-                yield dict(r._mapping)
-
     def accepted_serials(self, institution_code: str | None = None) -> set[str]:
         t = upload_row.c
         conds: list[Any] = [t.state.in_(("ACCEPTED", "ACCEPTED_RECONCILED"))]
@@ -301,7 +247,8 @@ class Ledger:
     # -- batches (audit) --------------------------------------------------------------------------------
     def start_batch(self, **values: Any) -> int:
         with self.engine.begin() as conn:
-            result = conn.execute(insert(upload_batch).values(started_at=utcnow(), **values))
+            fitted = fit_values(_BATCH_CAPS, values)
+            result = conn.execute(insert(upload_batch).values(started_at=utcnow(), **fitted))
             pk = result.inserted_primary_key
             if pk is None:  # pragma: no cover - every supported dialect returns it
                 raise RuntimeError("ledger did not return the batch id")
@@ -317,7 +264,7 @@ class Ledger:
             conn.execute(
                 update(upload_batch)
                 .where(upload_batch.c.id == batch_id)
-                .values(finished_at=now, duration_ms=duration, **values)
+                .values(finished_at=now, duration_ms=duration, **fit_values(_BATCH_CAPS, values))
             )
 
     def abandon_open_batches(self, institution_code: str, transaction_code: str, run_token: str) -> int:
@@ -387,6 +334,9 @@ class Ledger:
             )
             conn.execute(
                 insert(milestone).values(
-                    institution_code=institution_code, name=name, completed_at=utcnow(), detail=detail
+                    institution_code=institution_code,
+                    name=name,
+                    completed_at=utcnow(),
+                    detail=fit(detail, _MILESTONE_CAPS["detail"]),
                 )
             )

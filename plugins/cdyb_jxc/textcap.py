@@ -1,0 +1,104 @@
+"""Text fitted to what the ledger can store (no Airflow).
+
+Two things no ledger database takes from arbitrary text: more characters than a column holds (PostgreSQL
+raises "value too long" for ``String(n)``; a hostile reply of megabytes would be stored once per row), and
+characters it cannot encode at all (NUL in PostgreSQL text, lone surrogates U+D800–U+DFFF in any UTF-8
+database, SQLite included). :func:`fit` answers both for one value; the ledger's write methods call it for
+every text they store (:func:`fit_values`), so no caller has to remember.
+
+Caps, in characters:
+
+- ``String(n)`` columns: ``n``.
+- ``Text`` columns (row ``detail``, batch ``retmsg``/``error``, source issue texts): :data:`TEXT_MAX`.
+- One centre text inside a composed row detail (a reply's retmsg or a row's errmsg followed by our own
+  words): :data:`PART_MAX`, so what follows it survives the column cap.
+- The whole reply, compressed once per batch (``reply_gz``): :data:`REPLY_MAX`; our own request
+  (``request_gz``): :data:`REQUEST_MAX`.
+
+A cut text ends with :data:`MARKER` naming its original length; it keeps its head, where category, field
+and reason stand.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import String, Table
+
+TEXT_MAX = 2000
+PART_MAX = 500
+REPLY_MAX = 256 * 1024  # real replies of 100 rows are a few KB
+REQUEST_MAX = 8 * 1024 * 1024
+MARKER = "…[已截断，原文{n}字符]"
+
+# NUL: PostgreSQL text cannot hold it; lone surrogates: no UTF-8 encoder writes them
+UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def unstorable(text: str) -> str | None:
+    """The first character of ``text`` no ledger database can store, or ``None``."""
+    if text.isprintable():  # fast path: NUL and surrogates are not printable
+        return None
+    found = UNSTORABLE_RE.search(text)
+    return found.group() if found else None
+
+
+def storable(text: str) -> str:
+    """``text`` with characters no ledger database can store written as ``\\x00`` / ``\\ud800`` escapes."""
+    return text if text.isprintable() else UNSTORABLE_RE.sub(_escape, text)
+
+
+def cap(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, ending with :data:`MARKER` when cut (a column too narrow for
+    the marker gets a plain cut)."""
+    if len(text) <= limit:
+        return text
+    marker = MARKER.format(n=len(text))
+    if limit < 2 * len(marker):
+        return text[:limit]
+    return text[: limit - len(marker)] + marker
+
+
+def fit(text: str, limit: int | None) -> str:
+    """``text`` storable and at most ``limit`` characters (``None``: no length cap)."""
+    if (limit is None or len(text) <= limit) and text.isprintable():
+        return text  # the common case: one length check, one scan
+    text = storable(text)
+    return text if limit is None else cap(text, limit)
+
+
+def encoded(text: str, limit: int) -> bytes:
+    """UTF-8 of ``text`` capped at ``limit`` characters, for a compressed column (surrogates escaped)."""
+    return cap(text, limit).encode("utf-8", "backslashreplace")
+
+
+def column_caps(table: Table) -> dict[str, int | None]:
+    """Caps of the text columns of ``table``: ``String(n)`` → n, ``Text`` → :data:`TEXT_MAX`. Key columns
+    get ``None`` (made storable, never cut: two keys cut alike would become one row)."""
+    caps: dict[str, int | None] = {}
+    for column in table.columns:
+        if isinstance(column.type, String):
+            caps[column.name] = None if column.primary_key else (column.type.length or TEXT_MAX)
+    return caps
+
+
+def fit_values(caps: Mapping[str, int | None], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with every text fitted to its column in ``caps`` (other keys unchanged; ``values``
+    itself when nothing needed fitting)."""
+    out: dict[str, Any] | None = None
+    for key, value in values.items():
+        if isinstance(value, str) and key in caps:
+            limit = caps[key]
+            if (limit is None or len(value) <= limit) and value.isprintable():
+                continue  # the common case, inlined: thousands of rows per chunk pass here
+            if out is None:
+                out = dict(values)
+            out[key] = fit(value, limit)
+    return values if out is None else out
