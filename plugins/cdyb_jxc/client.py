@@ -12,48 +12,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
-from xml.sax.saxutils import escape as xml_escape
 
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from cdyb_jxc.codec import REDACTED, BatchReply, build_request, parse_reply, redact_request
-from cdyb_jxc.codec import escape as codec_escape
+from cdyb_jxc.codec import BatchReply, build_request, parse_reply, redact_request
 from cdyb_jxc.exceptions import CallRejectedError, CodecError, InDoubtError, TransportError
 from cdyb_jxc.profile import Profile
-from cdyb_jxc.wsdl import wsdl_file
+from cdyb_jxc.redaction import REDACTOR, register_secret
+from cdyb_jxc.transport import KEEP_BYTES, MAX_REPLY_BYTES, BoundedTransport, decode_body
+from cdyb_jxc.wsdl import wsdl_document
 
 log = logging.getLogger(__name__)
 
 
-class _RedactSecrets(logging.Filter):
-    """Replaces every known 验证码 (plain and XML-escaped) in a record's message with the redaction mark."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def add(self, secret: str) -> None:
-        if len(secret) >= 4:  # shorter values would mangle ordinary text; the centre's codes are longer
-            inner = codec_escape(secret)  # as written inside inputXml
-            self.secrets.update({secret, inner, xml_escape(inner), xml_escape(secret)})
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            if any(s in message for s in self.secrets):
-                for secret in sorted(self.secrets, key=len, reverse=True):
-                    message = message.replace(secret, REDACTED)
-                record.msg, record.args = message, None
-        return True
-
-
-# zeep logs whole envelopes (with the 验证码) at DEBUG on this logger: kept at INFO, and should someone
-# turn it up anyway (logging config), the 验证码 is cut out of every record.
-_ZEEP_TRANSPORT_LOG = logging.getLogger("zeep.transports")
-_ZEEP_TRANSPORT_LOG.setLevel(logging.INFO)
-_REDACT = _RedactSecrets()
-_ZEEP_TRANSPORT_LOG.addFilter(_REDACT)
+# zeep would log whole envelopes (with the 验证码) at DEBUG on this logger: kept at INFO, and should someone
+# turn it up anyway (logging config), every log record of the process passes the redactor
+# (installed by register_secret).
+logging.getLogger("zeep.transports").setLevel(logging.INFO)
 
 
 @dataclass(frozen=True)
@@ -61,7 +37,7 @@ class Exchange:
     """One request and its reply.
 
     :param request: the request with the 验证码 redacted
-    :param reply_text: the ``return`` string as received
+    :param reply_text: the ``return`` string as received, 验证码 redacted
     :param reply: the parsed reply
     :param seconds: wall time of the call
     """
@@ -98,10 +74,11 @@ class CentreClient:
     :param profile: the interface profile
     :param endpoint: the SOAP endpoint URL
     :param user: 交易访问用户
-    :param verification_code: 交易访问验证码 (kept in memory only)
+    :param verification_code: 交易访问验证码 (kept in memory only, redacted from everything else)
     :param institution_code: 定点机构编码
-    :param timeout: seconds for connect and for the whole operation
+    :param timeout: seconds for the whole call (connect + send + whole reply), and for each connect or read
     :param verify: verify TLS certificates
+    :param max_reply_bytes: a reply larger than this is refused while it is read
     """
 
     def __init__(
@@ -114,16 +91,17 @@ class CentreClient:
         institution_code: str,
         timeout: float = 60.0,
         verify: bool = True,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
         self.profile = profile
         self.endpoint = endpoint
         self.user = user
         self._secret = verification_code
-        _REDACT.add(verification_code)
+        register_secret(verification_code)
         self.institution_code = institution_code
         self.timeout = timeout
         self.verify = verify
-        self.last_status: int | None = None
+        self.max_reply_bytes = max_reply_bytes
 
     def __repr__(self) -> str:
         return f"CentreClient(endpoint={self.endpoint!r}, institution={self.institution_code!r})"
@@ -135,31 +113,27 @@ class CentreClient:
         return session
 
     @cached_property
+    def transport(self) -> BoundedTransport:
+        return BoundedTransport(
+            session=self.session, timeout=self.timeout, max_reply_bytes=self.max_reply_bytes
+        )
+
+    @property
+    def last_status(self) -> int | None:
+        """HTTP status of the last reply (zeep hides it behind its fault handling)."""
+        return self.transport.last_status if "transport" in self.__dict__ else None
+
+    @cached_property
     def service(self) -> Any:
-        """The zeep service proxy, built from the packaged WSDL with the endpoint overridden."""
+        """The zeep service proxy, built from the packaged WSDL (in memory) with the endpoint overridden."""
         from zeep import Client, Settings
-        from zeep.transports import Transport
-
-        client_self = self
-
-        class RecordingTransport(Transport):
-            """Keeps the HTTP status of the last reply, which zeep hides behind its fault handling."""
-
-            def post(self, address: str, message: Any, headers: Any) -> Any:
-                client_self.last_status = None
-                response = super().post(address, message, headers)
-                client_self.last_status = response.status_code
-                return response
 
         svc = self.profile.service
-        transport = RecordingTransport(
-            session=self.session, timeout=self.timeout, operation_timeout=self.timeout
-        )
-        # huge text nodes are read whole, so an oversized reply is refused by our limit, not silently cut
+        # huge text nodes are read whole: the transport already refused any reply over its byte limit
         settings = Settings(
             strict=False, forbid_dtd=True, forbid_entities=True, forbid_external=True, xml_huge_tree=True
         )
-        client = Client(wsdl_file(self.profile), transport=transport, settings=settings)
+        client = Client(wsdl_document(self.profile), transport=self.transport, settings=settings)
         binding = f"{{{svc['namespace']}}}{svc['service_name']}SoapBinding"
         return client.create_service(binding, self.endpoint)
 
@@ -177,8 +151,20 @@ class CentreClient:
             institution_code=self.institution_code,
         )
 
+    def _doubt(self, message: str) -> InDoubtError:
+        """An in-doubt error (message redacted) carrying the reply's head, redacted, for the audit."""
+        err = InDoubtError(REDACTOR.text(message))
+        body = self.transport.last_body if "transport" in self.__dict__ else None
+        if body:
+            text = decode_body(body[:KEEP_BYTES], self.transport.last_encoding)
+            if len(body) > KEEP_BYTES:
+                text = f"[cut by cdyb-jxc: {len(body)} bytes, first {KEEP_BYTES} kept]\n{text}"
+            err.reply_text = REDACTOR.text(text)  # type: ignore[attr-defined]
+        return err
+
     def call(self, input_xml: str) -> str | None:
-        """Send one ``inputXml`` and return the ``return`` string. Raises the transport exceptions."""
+        """Send one ``inputXml`` and return the ``return`` string (redacted). Raises the transport
+        exceptions; every message is redacted."""
         from zeep.exceptions import (
             DTDForbidden,
             EntitiesForbidden,
@@ -189,43 +175,42 @@ class CentreClient:
         from zeep.exceptions import TransportError as ZeepTransportError
 
         service = self.service
+        url = self.endpoint
         try:
-            return service.callBusiness(**{self.profile.service["input_part"]: input_xml})
+            text = service.callBusiness(**{self.profile.service["input_part"]: input_xml})
         except requests.RequestException as err:
             if _not_sent(err):
-                raise TransportError(f"could not reach {self.endpoint}: {type(err).__name__}") from err
-            raise InDoubtError(f"reply lost from {self.endpoint}: {type(err).__name__}") from err
+                raise TransportError(f"could not reach {url}: {type(err).__name__}") from err
+            raise self._doubt(f"reply lost from {url}: {type(err).__name__}") from err
         except Fault as err:
             if err.code is None and err.message == "Unknown fault occured":  # zeep's text for a non-SOAP body
                 status = self.last_status or 500
                 if 400 <= status < 500:
-                    message = f"HTTP {status} from {self.endpoint}; check the endpoint URL"
-                    raise CallRejectedError(message) from err
-                raise InDoubtError(f"HTTP {status} from {self.endpoint} without a SOAP reply") from err
-            raise InDoubtError(f"SOAP Fault from {self.endpoint}: {err.message}") from err
+                    raise CallRejectedError(f"HTTP {status} from {url}; check the endpoint URL") from err
+                raise self._doubt(f"HTTP {status} from {url} without a SOAP reply") from err
+            raise self._doubt(f"SOAP Fault from {url}: {err.message}") from err
         except ZeepTransportError as err:
             if 400 <= err.status_code < 500:
-                raise CallRejectedError(
-                    f"HTTP {err.status_code} from {self.endpoint}; check the endpoint URL"
-                ) from err
-            raise InDoubtError(f"HTTP {err.status_code} from {self.endpoint} without a SOAP reply") from err
+                raise CallRejectedError(f"HTTP {err.status_code} from {url}; check the endpoint URL") from err
+            raise self._doubt(f"HTTP {err.status_code} from {url} without a SOAP reply") from err
         except (XMLSyntaxError, ValueError) as err:
-            raise InDoubtError(f"unreadable reply from {self.endpoint}: {type(err).__name__}") from err
+            raise self._doubt(f"unreadable reply from {url}: {type(err).__name__}") from err
         except (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden) as err:
-            raise InDoubtError(
-                f"unreadable reply from {self.endpoint}: SOAP envelope contains a DOCTYPE or entity"
-                " declaration; refused"
-            ) from err
+            what = "SOAP envelope contains a DOCTYPE or entity declaration; refused"
+            raise self._doubt(f"unreadable reply from {url}: {what}") from err
         except AttributeError as err:
             # zeep's lenient parser yields no document at all for a body that is not XML (text/plain pages)
-            raise InDoubtError(f"unreadable reply from {self.endpoint}: not an XML document") from err
+            raise self._doubt(f"unreadable reply from {url}: not an XML document") from err
+        # the body was redacted before zeep parsed it; this catches forms only visible once parsed
+        return REDACTOR.text(text) if isinstance(text, str) else text
 
     def send(self, txn_key: str, rows: Sequence[Mapping[str, str | None]]) -> Exchange:
         """Send one batch of wire rows of ``txn_key`` and parse the reply.
 
-        Raises :class:`TransportError` (not sent), :class:`InDoubtError` (sent, no readable reply) or
-        :class:`CallRejectedError` (endpoint refuses at HTTP level). A whole-call rejection by the centre is
-        returned, not raised: see :attr:`BatchReply.whole_call_rejected`.
+        Raises :class:`TransportError` (not sent), :class:`InDoubtError` (sent, no readable reply, or no
+        complete reply within the deadline) or :class:`CallRejectedError` (endpoint refuses at HTTP level).
+        A whole-call rejection by the centre is returned, not raised: see
+        :attr:`BatchReply.whole_call_rejected`.
         """
         input_xml = self.build(txn_key, rows)
         started = time.perf_counter()
@@ -234,7 +219,8 @@ class CentreClient:
         try:
             reply = parse_reply(self.profile, text)
         except CodecError as err:
-            doubt = InDoubtError(f"unreadable reply from {self.endpoint}: {err}")
+            doubt = InDoubtError(REDACTOR.text(f"unreadable reply from {self.endpoint}: {err}"))
             doubt.reply_text = text  # type: ignore[attr-defined]
             raise doubt from err
-        return Exchange(redact_request(self.profile, input_xml), text or "", reply, seconds)
+        audit = REDACTOR.text(redact_request(self.profile, input_xml))
+        return Exchange(audit, text or "", reply, seconds)

@@ -5,7 +5,9 @@ Settings (environment): ``CDYB_JXC_CONN_ID`` (cdyb_jxc_default), ``CDYB_JXC_SOUR
 ``CDYB_JXC_LEDGER_URL`` / ``CDYB_JXC_LEDGER_CONN_ID``,
 ``CDYB_JXC_REPORT_DIR`` ($AIRFLOW_HOME/cdyb_jxc_reports),
 ``CDYB_JXC_NOTIFY`` (log | webhook:URL | email:ADDRESS), ``CDYB_JXC_START_DATE`` (2026-01-01),
-``CDYB_JXC_RECHECK_DAYS`` (7), ``CDYB_JXC_MAPPING_FILE`` (local 对码 copy, optional).
+``CDYB_JXC_RECHECK_DAYS`` (7), ``CDYB_JXC_MAPPING_FILE`` (local 对码 copy, optional),
+``CDYB_JXC_TASK_TIMEOUT_MINUTES`` (120: an upload task running longer fails, and is retried, instead of
+stalling the daily run; each call to the centre is bounded by the connection's ``timeout`` on top).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ DAILY_DAG_ID = "cdyb_jxc_daily"
 TIMEZONE = "Asia/Shanghai"
 INIT_ASSET = Asset("cdyb_jxc://initialization", group="cdyb_jxc")
 TAGS = ["cdyb-jxc", "医保", "进销存"]
+DEFAULT_TASK_TIMEOUT_MINUTES = 120
 # Day D is the business day the run covers: the start of its data interval in Asia/Shanghai, or the
 # ``business_date`` given when triggering (checked: it goes into the source SQL).
 BUSINESS_DATE = "{{ cdyb_business_date(dag_run, data_interval_start) }}"
@@ -58,6 +61,7 @@ class DagSettings:
     mapping_file: str | None = None
     retries: int = 3
     retry_delay: timedelta = field(default=timedelta(minutes=2))
+    task_timeout: timedelta = field(default=timedelta(minutes=DEFAULT_TASK_TIMEOUT_MINUTES))
 
     @classmethod
     def from_env(cls, sql_dir: str | Path) -> DagSettings:
@@ -75,6 +79,7 @@ class DagSettings:
             recheck_days=int(env("CDYB_JXC_RECHECK_DAYS") or 7),
             mapping_file=env("CDYB_JXC_MAPPING_FILE") or None,
             retry_delay=timedelta(seconds=float(env("CDYB_JXC_RETRY_DELAY_SECONDS") or 120)),
+            task_timeout=task_timeout_from_env(env("CDYB_JXC_TASK_TIMEOUT_MINUTES")),
         )
 
     @property
@@ -92,12 +97,26 @@ class DagSettings:
 
     def upload_kwargs(self) -> dict:
         return {
+            "execution_timeout": self.task_timeout,
             "cdyb_jxc_conn_id": self.conn_id,
             "source_conn_id": self.source_conn_id,
             "ledger_url": self.ledger_url,
             "ledger_conn_id": self.ledger_conn_id,
             "mapping_file": self.mapping_file,
         }
+
+
+def task_timeout_from_env(raw: str | None) -> timedelta:
+    """``CDYB_JXC_TASK_TIMEOUT_MINUTES`` read and checked (a positive number of minutes, at most a day)."""
+    if raw is None or not raw.strip():
+        return timedelta(minutes=DEFAULT_TASK_TIMEOUT_MINUTES)
+    try:
+        minutes = float(raw)
+    except ValueError as err:
+        raise ValueError(f"CDYB_JXC_TASK_TIMEOUT_MINUTES must be a number of minutes, not {raw!r}") from err
+    if not 0 < minutes <= 24 * 60:
+        raise ValueError(f"CDYB_JXC_TASK_TIMEOUT_MINUTES must be between 0 and 1440 minutes, not {raw!r}")
+    return timedelta(minutes=minutes)
 
 
 def _start(day: str) -> pendulum.DateTime:

@@ -1,17 +1,20 @@
-"""The WSDL, rendered from the packaged template and the interface profile."""
+"""The WSDL, rendered from the packaged template and the interface profile.
+
+zeep reads it from memory: no file is written, so no other local user can plant or swap the WSDL the client
+trusts (the rendered text used to sit at a predictable path in the world-writable temp directory).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
+import io
 from importlib import resources
-from pathlib import Path
 from string import Template
 from xml.sax.saxutils import quoteattr
 
 from cdyb_jxc.profile import Profile
 
 TEMPLATE = "data/SjcjService.wsdl.tmpl"
+DEFAULT_ADDRESS = "http://localhost/services/SjcjService"
 
 
 def render_wsdl(profile: Profile, address: str) -> str:
@@ -24,13 +27,6 @@ def render_wsdl(profile: Profile, address: str) -> str:
     return template.substitute(values)
 
 
-def wsdl_file(profile: Profile, address: str = "http://localhost/services/SjcjService") -> str:
-    """Write the rendered WSDL to a cache file (once per content) and return its path, for zeep."""
-    text = render_wsdl(profile, address)
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"cdyb_jxc_{digest}.wsdl"
-    if not path.exists():
-        tmp = path.with_suffix(f".{digest}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    return str(path)
+def wsdl_document(profile: Profile, address: str = DEFAULT_ADDRESS) -> io.BytesIO:
+    """The rendered WSDL as an in-memory document for ``zeep.Client`` (which reads file-like objects)."""
+    return io.BytesIO(render_wsdl(profile, address).encode("utf-8"))

@@ -39,8 +39,10 @@ class CdybJxcHook(BaseHook):
 
     @cached_property
     def settings(self) -> CentreSettings:
+        from cdyb_jxc.redaction import register_secret
+
         conn = self.get_connection(self.cdyb_jxc_conn_id)
-        return build_settings(
+        settings = build_settings(
             conn_id=self.cdyb_jxc_conn_id,
             host=conn.host,
             login=conn.login,
@@ -48,6 +50,9 @@ class CdybJxcHook(BaseHook):
             extra=conn.extra_dejson,
             conn_type=self.conn_type,
         )
+        # from here on the 验证码 is cut from every log record and every reply, in every form it may take
+        register_secret(settings.verification_code)
+        return settings
 
     @cached_property
     def profile(self) -> Profile:
@@ -123,6 +128,7 @@ class CdybJxcHook(BaseHook):
         credentials work, and nothing can be stored.
         """
         from cdyb_jxc.codec import build_request, parse_reply
+        from cdyb_jxc.redaction import REDACTOR
 
         try:
             profile, client = self.profile, self.client
@@ -137,12 +143,12 @@ class CdybJxcHook(BaseHook):
             )
             reply = parse_reply(profile, client.call(empty))
         except CdybJxcError as err:
-            return False, str(err)
-        except Exception as err:  # test_connection reports, never raises
-            return False, f"{type(err).__name__}: {err}"
+            return False, REDACTOR.text(str(err))
+        except Exception as err:  # test_connection reports, never raises (and shows no 验证码)
+            return False, REDACTOR.text(f"{type(err).__name__}: {err}")
         if reply.category == profile.category("count_mismatch"):
             return (
                 True,
                 f"connected to {self.settings.endpoint} as {client.user} for {client.institution_code}",
             )
-        return False, reply.retmsg or f"unexpected reply retcode {reply.retcode}"
+        return False, REDACTOR.text(reply.retmsg) or f"unexpected reply retcode {reply.retcode}"
