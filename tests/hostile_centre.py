@@ -32,6 +32,7 @@ Modes (:meth:`HostileCentre.set_mode`):
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import re
 import socket
@@ -49,7 +50,21 @@ from cdyb_jxc.profile import Profile, load_profile
 from cdyb_jxc.simulator.server import SOAP_ENV, read_input_xml
 
 PATH = "/services/SjcjService"
-FORMS = ("plain", "xml", "percent", "percent_gbk", "charref", "charref_markup", "json")
+FORMS = (
+    "plain",
+    "xml",
+    "percent",
+    "percent_gbk",
+    "charref",
+    "charref_markup",
+    "json",
+    "cdata_split",
+    "percent_twice",
+    "charref_no_semicolon",
+    "base64",
+)
+# forms written as markup, not as text: the parser turns them back into the secret
+MARKUP_FORMS = ("charref_markup", "cdata_split")
 PLACES = ("fault", "retmsg", "errmsg", "html")
 MB = 1024 * 1024
 
@@ -67,6 +82,15 @@ def encode_secret(secret: str, form: str) -> str:
         return "".join(f"&#{ord(c)};" if i % 2 else f"&#x{ord(c):X};" for i, c in enumerate(secret))
     if form == "json":
         return "".join(f"\\u{ord(c):04x}" for c in secret)
+    if form == "cdata_split":  # parsing joins both halves: only the parsed text holds the secret whole
+        half = len(secret) // 2
+        return f"{escape(secret[:half])}<![CDATA[{secret[half:]}]]>"
+    if form == "percent_twice":  # a proxy re-encoding a query string
+        return urllib.parse.quote(urllib.parse.quote(secret, safe=""), safe="")
+    if form == "charref_no_semicolon":  # what HTML accepts
+        return "".join(f"&#{ord(c)}" for c in secret)
+    if form == "base64":  # an ESB echoing what it received
+        return base64.b64encode(f"<jyyzm>{secret}</jyyzm>".encode()).decode("ascii")
     raise ValueError(f"unknown form {form!r}; known: {', '.join(FORMS)}")
 
 
@@ -297,7 +321,7 @@ class HostileCentre:
         markup = escape(f"收到的请求: {echoed} 验证码={shown}")
         if form == "xml":  # the text itself is XML-escaped: a proxy that quotes the request as markup
             markup = escape(markup)
-        if form == "charref_markup":  # char refs stay markup: the parser turns them back into the secret
+        if form in MARKUP_FORMS:  # stays markup: the parser turns it back into the secret
             markup = markup.replace(escape(shown), shown)
         return markup, serials
 
@@ -319,7 +343,10 @@ class HostileCentre:
                 f"<faultcode>soap:Server</faultcode><faultstring>{markup}</faultstring>"
                 "</soap:Fault></soap:Body></soap:Envelope>"
             ).encode(encoding, "xmlcharrefreplace")
-            self._send_xml(handler, 500, data, encoding)
+            if charset == "":  # no charset in the Content-Type: the body says what it is (UTF-16, …)
+                handler.send_whole(500, "text/xml", data)
+            else:
+                self._send_xml(handler, 500, data, charset or encoding)
         elif where == "retmsg":
             inner = self._inner("-1", "【用户名或验证码错误】" + markup)
             self._send_xml(handler, 200, self.envelope(inner, encoding), encoding)
@@ -333,6 +360,25 @@ class HostileCentre:
             handler.send_whole(500, f"text/html; charset={charset or encoding}", data)
         else:
             raise ValueError(f"unknown place {where!r}; known: {', '.join(PLACES)}")
+
+    def _mode_counts(self, handler: _Handler, body: bytes, succnum: str = "1" + "0" * 30) -> None:
+        """An "all saved" reply whose count fits no ledger column."""
+        inner = self._inner("1", "全部成功", succnum=succnum, failnum="0")
+        self._send_xml(handler, 200, self.envelope(inner))
+
+    def _mode_many_rows(self, handler: _Handler, body: bytes, rows: int = 1000) -> None:
+        """A reply listing ``rows`` empty rows (6 bytes each) in a CDATA section: cheap to send, costly to
+        parse."""
+        r, svc = self.profile.reply, self.profile.service
+        inner = f"<{r['root']}><{r['retcode']}>2</{r['retcode']}><{r['dataset']}>"
+        inner += f"<{r['row']}/>" * rows + f"</{r['dataset']}></{r['root']}>"
+        data = (
+            f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body>'
+            f'<ns2:{svc["operation"]}Response xmlns:ns2="{svc["namespace"]}"><{svc["output_part"]}>'
+            f"<![CDATA[{inner}]]></{svc['output_part']}></ns2:{svc['operation']}Response>"
+            "</soap:Body></soap:Envelope>"
+        ).encode()
+        self._send_xml(handler, 200, data)
 
     def _mode_redirect(
         self, handler: _Handler, body: bytes, status: int = 302, location: str | None = None

@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from cdyb_jxc.codec import BatchReply, build_request, parse_reply, redact_request
+from cdyb_jxc.codec import BatchReply, RowFailure, build_request, parse_reply, redact_request
 from cdyb_jxc.exceptions import CallRejectedError, CodecError, InDoubtError, TransportError
 from cdyb_jxc.profile import Profile
 from cdyb_jxc.redaction import REDACTOR, register_secret
@@ -46,6 +46,15 @@ class Exchange:
     reply_text: str
     reply: BatchReply
     seconds: float
+
+
+def redacted_reply(reply: BatchReply) -> BatchReply:
+    """``reply`` with every text it holds redacted: parsing joins what markup split (a CDATA section inside
+    the 验证码), so the parsed texts pass the redaction point too, not only the bytes they came from."""
+    failures = tuple(RowFailure(REDACTOR.text(f.serial_no), REDACTOR.text(f.message)) for f in reply.failures)
+    return replace(
+        reply, retcode=REDACTOR.text(reply.retcode), retmsg=REDACTOR.text(reply.retmsg), failures=failures
+    )
 
 
 def _not_sent(err: BaseException) -> bool:
@@ -217,7 +226,7 @@ class CentreClient:
         text = self.call(input_xml)
         seconds = time.perf_counter() - started
         try:
-            reply = parse_reply(self.profile, text)
+            reply = redacted_reply(parse_reply(self.profile, text))
         except CodecError as err:
             doubt = InDoubtError(REDACTOR.text(f"unreadable reply from {self.endpoint}: {err}"))
             doubt.reply_text = text  # type: ignore[attr-defined]

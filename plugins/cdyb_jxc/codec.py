@@ -194,13 +194,36 @@ def redact_request(profile: Profile, text: str) -> str:
     return re.sub(rf"<{tag}>[^<]*</{tag}>|<{tag}/>", f"<{tag}>{REDACTED}</{tag}>", text)
 
 
-def _int_or_none(text: str | None) -> int | None:
-    if text is None:
+MAX_COUNT = 10**9  # a row count beyond any batch; larger ones would not even fit a ledger's INTEGER column
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+
+
+def _int_or_none(text: str | None, what: str) -> int | None:
+    """A count as the centre wrote it; ``None`` when it is not a number (tolerated, SPEC §3).
+
+    :raises CodecError: a number outside 0..:data:`MAX_COUNT`: such a reply cannot be trusted
+    """
+    if text is None or not _INT_RE.fullmatch(text.strip()):
         return None
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
+    digits = text.strip().lstrip("+-").lstrip("0")
+    value = int(text.strip()) if len(digits) <= 12 else None  # no huge int() conversion for a hostile count
+    if value is None or not 0 <= value <= MAX_COUNT:
+        shown = text.strip() if len(text.strip()) <= 20 else text.strip()[:20] + "…"
+        raise CodecError(f"reply has a {what} {shown!r} outside 0..{MAX_COUNT}")
+    return value
+
+
+def _check_row_count(profile: Profile, text: str) -> None:
+    """Refuse, before any tree is built, a reply listing more rows than a batch can hold (twice the batch
+    limit, to tolerate a row listed twice): one ``<row/>`` per 6 bytes would otherwise cost ~200 bytes of
+    tree and objects each."""
+    limit = 2 * profile.batch_limit
+    opening = re.compile(rf"<(?:[A-Za-z_][\w.-]*:)?{re.escape(profile.reply['row'])}(?=[\s/>])")
+    for count, _ in enumerate(opening.finditer(text), start=1):
+        if count > limit:
+            raise CodecError(
+                f"reply lists more than {limit} rows (a batch has at most {profile.batch_limit})"
+            )
 
 
 def parse_reply(profile: Profile, text: str | None) -> BatchReply:
@@ -209,6 +232,7 @@ def parse_reply(profile: Profile, text: str | None) -> BatchReply:
     if text is None or not text.strip():
         raise CodecError("reply is empty")
     rep = profile.reply
+    _check_row_count(profile, text)
     root = parse_text(text.strip(), "reply")
     if etree.QName(root).localname != rep["root"]:
         raise CodecError(f"reply has no <{rep['root']}> node (root is <{etree.QName(root).localname}>)")
@@ -230,8 +254,8 @@ def parse_reply(profile: Profile, text: str | None) -> BatchReply:
         status=status,
         retcode=retcode,
         retmsg=(child_text(root, rep["retmsg"]) or "").strip(),
-        succnum=_int_or_none(child_text(root, rep["succnum"])),
-        failnum=_int_or_none(child_text(root, rep["failnum"])),
+        succnum=_int_or_none(child_text(root, rep["succnum"]), rep["succnum"]),
+        failnum=_int_or_none(child_text(root, rep["failnum"]), rep["failnum"]),
         failures=tuple(failures),
     )
 

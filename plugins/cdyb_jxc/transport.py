@@ -30,13 +30,14 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from zeep.transports import Transport
 
 from cdyb_jxc.exceptions import InDoubtError, TransportError
-from cdyb_jxc.redaction import REDACTOR, Redactor
+from cdyb_jxc.redaction import REDACTOR, Redactor, sniff_encoding
 
 log = logging.getLogger(__name__)
 
 MAX_REPLY_BYTES = 16 * 1024 * 1024  # a real reply to 100 rows is a few tens of KB
 KEEP_BYTES = 64 * 1024
 CHUNK_BYTES = 64 * 1024
+_CHARSET_RE = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.IGNORECASE)
 _UNPRINTABLE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _LOCAL = threading.local()
 
@@ -101,9 +102,17 @@ class _WatchedConnection:
 
     sock: socket.socket | None
 
+    def _new_conn(self) -> socket.socket:
+        # watched as soon as it exists: urllib3 reads a proxy's CONNECT reply and does the TLS handshake
+        # inside connect(), before it returns. (Name resolution comes before any socket and is bounded by
+        # the resolver's own timeouts, not by the deadline.)
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        _watch(sock)
+        return sock
+
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
-        _watch(self.sock)
+        _watch(self.sock)  # the TLS-wrapped socket as well
 
 
 class _WatchedHTTPConnection(_WatchedConnection, HTTPConnection):
@@ -148,12 +157,25 @@ class WatchedAdapter(HTTPAdapter):
         return manager
 
 
+def header_charset(content_type: str | None) -> str | None:
+    """The ``charset`` a Content-Type names, ``None`` when it names none (requests would say ISO-8859-1)."""
+    match = _CHARSET_RE.search(content_type or "")
+    return match.group(1) if match else None
+
+
 def decode_body(data: bytes, encoding: str | None) -> str:
-    """``data`` as text in the reply's declared charset (UTF-8 when it names no codec Python knows)."""
-    try:
-        return data.decode(encoding or "utf-8", "replace")
-    except LookupError:  # a hostile or broken Content-Type charset
-        return data.decode("utf-8", "replace")
+    """``data`` as text, as an XML parser reads it: a BOM first, then the HTTP charset ``encoding``, then the
+    body's XML declaration (UTF-16/UTF-32 ones included), then UTF-8; a name no codec knows is skipped."""
+    sniffed = sniff_encoding(data)
+    bom = sniffed if sniffed in ("utf-8-sig", "utf-16", "utf-32") else None
+    for candidate in (bom, encoding, sniffed, "utf-8"):
+        if not candidate:
+            continue
+        try:
+            return data.decode(candidate, "replace")
+        except LookupError:  # a hostile or broken charset name
+            continue
+    return data.decode("utf-8", "replace")
 
 
 def printable(text: str, limit: int = 300) -> str:
@@ -209,7 +231,7 @@ class BoundedTransport(Transport):
                     raise self._deadline_error(address, sent=watch.connected) from err
                 raise
         if self.logger.isEnabledFor(logging.DEBUG):
-            body = decode_body(response.content, response.encoding)
+            body = decode_body(response.content, self.last_encoding)
             self.logger.debug("HTTP Response from %s (status: %d):\n%s", address, response.status_code, body)
         return response
 
@@ -226,7 +248,7 @@ class BoundedTransport(Transport):
         )
         try:
             self.last_status = response.status_code
-            self.last_encoding = response.encoding
+            self.last_encoding = header_charset(response.headers.get("Content-Type"))
             if 300 <= response.status_code < 400:
                 raise self._redirect_error(address, response)
             body = self._read(address, response, watch)
@@ -265,7 +287,9 @@ class BoundedTransport(Transport):
     def _kept(self, head: bytearray | bytes, marker: str) -> str:
         """The head of a refused reply as text for the audit, redacted, the marker first (it survives any
         later cap)."""
-        text = decode_body(self.redactor.bytes(bytes(head[:KEEP_BYTES])), self.last_encoding)
+        # redacted before the cut, so a secret straddling the cut leaves no prefix behind
+        clean = self.redactor.bytes(bytes(head[: KEEP_BYTES + 4096]))[:KEEP_BYTES]
+        text = decode_body(clean, self.last_encoding)
         return self.redactor.text(f"[cut by cdyb-jxc: {marker}]\n{text}")
 
     def _deadline_error(

@@ -179,3 +179,99 @@ def test_filter_for_handlers():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "code=%s", (SECRET,), None)
     assert RedactingFilter(r).filter(record)
     assert record.getMessage() == f"code={REDACTED}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# forms found by the second attack: CDATA splits, double percent, refs without ';', base64, wide encodings
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _cdata_split(secret: str, at: int) -> str:
+    return f"{escape(secret[:at])}<![CDATA[{secret[at:]}]]>"
+
+
+@pytest.mark.parametrize("secret", SECRETS, ids=["conftest", "special", "astral"])
+def test_cdata_split_anywhere_is_cut_and_the_xml_stays_well_formed(secret):
+    from lxml import etree
+
+    redactor = Redactor()
+    redactor.add(secret)
+    for at in range(1, len(secret)):
+        markup = f"<a>x {_cdata_split(secret, at)} y</a>"
+        clean = redactor.text(markup)
+        assert REDACTED in clean, at
+        assert etree.fromstring(clean.encode()).text is not None  # parses
+        assert secret not in "".join(etree.fromstring(clean.encode()).itertext())
+        assert redactor.bytes(markup.encode()).decode() == clean
+        escaped = escape(markup)  # the inner reply inside the envelope
+        assert secret not in html_unescape_all(redactor.text(escaped))
+
+
+def html_unescape_all(text: str) -> str:
+    import html
+
+    for _ in range(4):
+        text = html.unescape(text)
+    return text.replace("<![CDATA[", "").replace("]]>", "")
+
+
+@pytest.mark.parametrize("secret", SECRETS, ids=["conftest", "special", "astral"])
+def test_forms_of_the_second_attack_are_cut(secret):
+    import base64
+
+    redactor = Redactor()
+    redactor.add(secret)
+    quoted = urllib.parse.quote(secret, safe="")
+    forms = {
+        "percent-twice": urllib.parse.quote(quoted, safe=""),
+        "percent-three-times": urllib.parse.quote(urllib.parse.quote(quoted, safe=""), safe=""),
+        "charrefs-without-semicolon": "".join(f"&#{ord(c)}" for c in secret),
+        "hex-charrefs-without-semicolon": "".join(f"&#x{ord(c):x}" for c in secret),
+        "base64": base64.b64encode(secret.encode()).decode(),
+        "base64-urlsafe-unpadded": base64.urlsafe_b64encode(secret.encode()).decode().rstrip("="),
+        "base64-of-request": base64.b64encode(
+            f"<req><jyfwyzm>{escape(secret)}</jyfwyzm></req>".encode()
+        ).decode(),
+        "base64-of-base64": base64.b64encode(base64.b64encode(f"code={secret}".encode())).decode(),
+        "base64-of-utf16": base64.b64encode(("\ufeff" + secret).encode("utf-16-le")).decode(),
+        "quoted-printable": "".join(f"={b:02X}" for b in secret.encode()),
+    }
+    for name, form in forms.items():
+        assert redactor.text(f"msg: {form} end") == f"msg: {REDACTED} end", name
+        assert redactor.bytes(f"msg: {form} end".encode()) == f"msg: {REDACTED} end".encode(), name
+
+
+def test_base64_without_the_secret_and_numbers_after_refs_are_left_alone():
+    import base64
+
+    redactor = Redactor()
+    redactor.add(SECRET)
+    other = base64.b64encode(b"an ordinary payload of some length").decode()
+    assert redactor.text(f"x {other} y") == f"x {other} y"
+    # '&#83' followed by a digit is another character: not the secret
+    near = "".join(f"&#{ord(c)}" for c in SECRET) + "0"
+    assert redactor.text(near) == near
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("secret", SECRETS, ids=["conftest", "special", "astral"])
+def test_wide_bodies_are_cut_in_their_own_encoding(secret, codec):
+    redactor = Redactor()
+    redactor.add(secret)
+    declared = f'<?xml version="1.0" encoding="{codec.upper()}"?><a>x {escape(secret)} y</a>'
+    body = redactor.bytes(declared.encode(codec))
+    assert body.decode(codec) == declared.replace(escape(secret), REDACTED)
+    plain = redactor.bytes(f"x {secret} y".encode(codec))  # no declaration and (for -le/-be) no BOM
+    assert plain.decode(codec) == f"x {REDACTED} y"
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+def test_decode_body_sniffs_bom_and_declaration(codec):
+    from cdyb_jxc.transport import decode_body
+
+    text = f'<?xml version="1.0" encoding="{codec.upper()}"?><a>验证码</a>'
+    assert decode_body(text.encode(codec), None).lstrip("\ufeff") == text
+    assert decode_body(text.encode(codec), "no-such-codec").lstrip("\ufeff") == text
+    gbk = '<?xml version="1.0" encoding="GBK"?><a>验证码</a>'
+    assert decode_body(gbk.encode("gbk"), None) == gbk
+    assert decode_body("<a>验证码</a>".encode(), None) == "<a>验证码</a>"

@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import stat
 import tempfile
+import threading
 import time
 import tracemalloc
 import zlib
@@ -405,3 +408,75 @@ def test_no_world_writable_file_is_read_for_the_wsdl(profile, simulator, monkeyp
     template = Path(str(resources.files("cdyb_jxc").joinpath("data/SjcjService.wsdl.tmpl")))
     assert not template.stat().st_mode & stat.S_IWOTH
     assert not os.stat(template.parent).st_mode & stat.S_IWOTH
+
+
+# ---------------------------------------------------------------------------------------------------------
+# wide encodings, proxies
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["UTF-16", "UTF-16BE", "UTF-32", "UTF-32LE"])
+def test_wide_fault_without_charset_is_decoded_and_redacted(profile, hostile, tmp_path, encoding):
+    """No charset in the Content-Type: the stored reply is decoded as the body names itself (BOM or
+    declaration), not as ISO-8859-1, and the secret is cut in the body's own encoding."""
+    hostile.set_mode("echo", where="fault", form="plain", encoding=encoding, charset="")
+    client = make_client(profile, hostile.url)
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        err = run_upload(profile, client, ledger, ["W1"])
+        haystack = ledger_haystack(ledger)
+        (batch,) = ledger.batches()
+        body = client.transport.last_body
+    finally:
+        client.close()
+        ledger.dispose()
+    assert isinstance(err, InDoubtError)
+    assert str(err).startswith(f"SOAP Fault from {hostile.url}: 收到的请求: ")
+    assert "&lt;jyfwyzm&gt;******&lt;/jyfwyzm&gt;" in batch["reply"]  # readable text, not mojibake
+    assert body is not None
+    for codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+        assert SECRET.encode(codec) not in body
+        haystack.append(body.decode(codec, "replace"))
+    assert_no_secret(SECRET, [*haystack, str(err), str(getattr(err, "reply_text", ""))])
+
+
+def test_https_proxy_trickling_its_connect_reply_is_cut_at_the_deadline(profile, tmp_path, monkeypatch):
+    """urllib3 reads the proxy's CONNECT reply inside connect(): the socket is watched from its creation."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def proxy() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n")
+            for i in range(100):  # one header line every 0.3 s, never the blank line
+                if stop.wait(0.3):
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"X-Pad-%d: a\r\n" % i)
+
+    thread = threading.Thread(target=proxy, daemon=True)
+    thread.start()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = make_client(profile, "https://centre.invalid/services/SjcjService", timeout=2)
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    started = time.monotonic()
+    try:
+        err = run_upload(profile, client, ledger, ["P1"])
+        elapsed = time.monotonic() - started
+        states = {r["state"] for r in ledger.iter_rows()}
+    finally:
+        stop.set()
+        client.close()
+        ledger.dispose()
+        server.close()
+    assert isinstance(err, InDoubtError)
+    assert str(err) == (
+        "no complete reply from https://centre.invalid/services/SjcjService within the 2s deadline"
+        " (connection cut; the rows may have been stored)"
+    )
+    assert elapsed < 3.5, elapsed
+    assert states == {IN_DOUBT}

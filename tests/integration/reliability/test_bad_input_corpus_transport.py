@@ -164,6 +164,37 @@ def test_hostile_transport_leaves_rows_in_doubt_with_reason(
     assert hostile.requests == 1
 
 
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("1" + "0" * 30, "'10000000000000000000…'"), ("99999999999", "'99999999999'"), ("-1", "'-1'")],
+    ids=["10**30-sqlite-overflow", "beyond-postgresql-integer", "negative"],
+)
+def test_reply_count_out_of_range_leaves_rows_in_doubt(profile, hostile, ledger, value, shown):
+    hostile.set_mode("counts", succnum=value)
+    err = _upload(profile, _client(profile, hostile.url), ledger)
+    expected = f"unreadable reply from {hostile.url}: reply has a succnum {shown} outside 0..1000000000"
+    assert isinstance(err, InDoubtError)
+    assert str(err) == expected
+    rows = list(ledger.iter_rows())
+    assert {(r["state"], r["detail"]) for r in rows} == {(IN_DOUBT, f"应答丢失: {expected}")}
+    assert len(rows) == 2
+    (batch,) = ledger.batches()
+    assert (batch["outcome"], batch["succnum"]) == ("in_doubt", None)
+
+
+def test_reply_listing_more_rows_than_a_batch_is_refused_before_parsing(profile, hostile, ledger):
+    rows = 2 * profile.batch_limit + 1
+    hostile.set_mode("many_rows", rows=rows)
+    err = _upload(profile, _client(profile, hostile.url), ledger)
+    limit = 2 * profile.batch_limit
+    expected = (
+        f"unreadable reply from {hostile.url}: reply lists more than {limit} rows"
+        f" (a batch has at most {profile.batch_limit})"
+    )
+    assert str(err) == expected
+    assert {(r["state"], r["detail"]) for r in ledger.iter_rows()} == {(IN_DOUBT, f"应答丢失: {expected}")}
+
+
 def test_html_error_page_with_an_unknown_charset_is_kept_readable(profile, hostile, ledger):
     hostile.set_mode("echo", where="html", form="plain", encoding="UTF-8", charset="x-no-such-codec")
     err = _upload(profile, _client(profile, hostile.url), ledger)
