@@ -82,7 +82,7 @@ def run_upload(args: argparse.Namespace) -> int:
                 ledger,
                 mapping_file=args.mapping,
                 progress=lambda n: progress.advance(task, n),
-                source=file_source(args.file),  # two files' row-numbered source issues stay apart
+                source=file_source(args.file, sheet=args.sheet, encoding=args.encoding),  # kept apart
             )
             result = None
             try:

@@ -184,7 +184,7 @@ class CdybJxcUploadOperator(BaseOperator):
         from cdyb_jxc.source_issues import file_source, task_source
 
         if self.source_file:
-            return file_source(self.source_file)
+            return file_source(self.source_file, sheet=self.sheet, encoding=self.encoding)
         return task_source(ti.dag_id, ti.task_id, getattr(ti, "map_index", None), self.source_conn_id)
 
     def _chunks(

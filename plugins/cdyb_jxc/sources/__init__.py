@@ -9,9 +9,12 @@ half sent.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree.ElementTree import ParseError
 
 from cdyb_jxc.exceptions import SourceDataError
 from cdyb_jxc.profile import TransactionSpec
@@ -23,6 +26,8 @@ __all__ += ["_streaming_cursor"]
 
 Chunk = list[dict[str, Any]]
 DEFAULT_CHUNK_SIZE = 5000
+# what a reader library raises on a file it cannot read (a corrupt zip member or page, a vanished file)
+_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, ParseError)
 
 
 def _csv(path: Path, txn: TransactionSpec, chunk_size: int, sheet: str | None, encoding: str | None) -> Any:
@@ -90,4 +95,16 @@ def iter_file_chunks(
         raise SourceDataError(f"{file}: unsupported file type {file.suffix!r} (use .csv, .parquet or .xlsx)")
     if not file.is_file():
         raise SourceDataError(f"source file {file} does not exist")
-    return reader(file, txn, chunk_size, sheet, encoding)
+    try:
+        chunks = reader(file, txn, chunk_size, sheet, encoding)
+    except _READ_ERRORS as err:
+        raise SourceDataError(f"cannot read {file}: {err}") from err
+    return _guarded(file, chunks)
+
+
+def _guarded(file: Path, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """``chunks``, a read error of the second pass named as the file's (never a raw traceback)."""
+    try:
+        yield from chunks
+    except _READ_ERRORS as err:
+        raise SourceDataError(f"cannot read {file} after it was checked: {err}") from err

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from cdyb_jxc.exceptions import SourceDataError
 from cdyb_jxc.profile import TransactionSpec
-from cdyb_jxc.sources.header import Header, check_columns
+from cdyb_jxc.sources.header import Header, check_columns, warn_unnamed
 from cdyb_jxc.values import file_text
 
 Chunk = list[dict[str, str | None]]
@@ -26,6 +26,8 @@ DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without BOM
 MAX_LINE_BYTES = 1 << 20
 _BLOCK = 1 << 20
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_UTF32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+FIX_SOURCE = "pass --encoding {encoding} (operator argument encoding='{encoding}')"
 
 
 class _Undecodable(Exception):
@@ -131,12 +133,13 @@ def _malformed(where: Path, line: int, reason: str) -> str:
     if "field larger" in reason:
         limit = csv.field_size_limit()
         return f"{where} line {line}: a value longer than {limit} characters (an unclosed quote?)"
+    if "new-line character" in reason:
+        return (
+            f"{where} line {line}: a carriage return (CR) without a line feed, i.e. lines ended by CR only"
+            " (classic Mac) or a stray CR in an unquoted value: save it with Windows (CRLF) or Unix (LF)"
+            " line endings, or quote the value"
+        )
     return f"{where} line {line}: malformed CSV ({reason})"
-
-
-def _header(txn: TransactionSpec, cells: list[str], where: Path) -> Header:
-    cells = [cells[0].removeprefix("\ufeff"), *cells[1:]]  # a BOM the codec did not take (GB18030's)
-    return check_columns(txn, cells, str(where))
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -144,52 +147,90 @@ def _stamp(path: Path) -> tuple[int, int]:
     return info.st_size, info.st_mtime_ns
 
 
-def prepass(path: Path, txn: TransactionSpec, encoding: str) -> tuple[Header, tuple[int, int]]:
-    """Read the whole file once, refusing it at the first problem; its header and size/mtime stamp."""
-    if encoding == DEFAULT_ENCODING:
-        with path.open("rb") as fh:
-            if fh.read(2) in _UTF16_BOMS:
-                raise SourceDataError(
-                    f"{path} is UTF-16 (Excel's 'Unicode text'): save it as 'CSV UTF-8' or pass its encoding"
-                )
-    header: Header | None = None
+def checked_records(path: Path, encoding: str, *, fix: str = FIX_SOURCE) -> Iterator[tuple[int, list[str]]]:
+    """(first line, cells) of every non-blank record of the whole file, the first with a BOM the codec did
+    not take removed; raises :class:`SourceDataError` for an undecodable byte, bad quoting, an over-long line,
+    a UTF-16 file or, at the end, a file given as another encoding that is valid UTF-8.
+
+    :param path: the file
+    :param encoding: the codec (:func:`resolve_encoding`)
+    :param fix: how the user passes another encoding, for messages
+    """
+    _refuse_wide(path, encoding)
     with path.open("rb") as fh:
         lines = _Lines(fh, encoding, path)
+        first = True
         try:
             for line, cells in _records(lines):
-                if header is None:
-                    header = _header(txn, cells, path)
-                elif len(cells) != len(header.columns):
-                    raise SourceDataError(
-                        f"{path} line {line} has {len(cells)} values where the header has"
-                        f" {len(header.columns)} columns (an unquoted comma, or a value missing?)"
-                    )
+                if first:
+                    cells, first = [cells[0].removeprefix("\ufeff"), *cells[1:]], False
+                yield line, cells
         except _Undecodable as bad:
-            raise SourceDataError(_undecodable(path, encoding, bad)) from None
-    if header is None:
-        raise SourceDataError(f"{path} is empty")
+            raise SourceDataError(_undecodable(path, encoding, bad, fix)) from None
     if lines.utf8_too and lines.non_ascii:
         raise SourceDataError(
             f"{path} was given as {encoding} but its text is valid UTF-8: read as {encoding} it would be"
             " garbled; drop the encoding to read it as UTF-8"
         )
+
+
+def _refuse_wide(path: Path, encoding: str) -> None:
+    """A UTF-16 or UTF-32 file (by its BOM), or a UTF-8 BOM in a file given another encoding."""
+    with path.open("rb") as fh:
+        start = fh.read(4)
+    if encoding == DEFAULT_ENCODING and start in _UTF32_BOMS:
+        raise SourceDataError(f"{path} is UTF-32: save it as 'CSV UTF-8'")
+    if encoding == DEFAULT_ENCODING and start[:2] in _UTF16_BOMS:
+        raise SourceDataError(
+            f"{path} is UTF-16 (Excel's 'Unicode text'): save it as 'CSV UTF-8' or pass its encoding"
+        )
+
+
+def ragged(path: Path, line: int, cells: list[str], width: int) -> SourceDataError:
+    """The error for a record whose number of cells is not the header's."""
+    return SourceDataError(
+        f"{path} line {line} has {len(cells)} values where the header has"
+        f" {width} columns (an unquoted comma, or a value missing?)"
+    )
+
+
+def prepass(path: Path, txn: TransactionSpec, encoding: str) -> tuple[Header, tuple[int, int]]:
+    """Read the whole file once, refusing it at the first problem; its header and size/mtime stamp."""
+    header: Header | None = None
+    unnamed: set[int] = set()
+    blank_columns: list[int] = []
+    for line, cells in checked_records(path, encoding):
+        if header is None:
+            header = check_columns(txn, cells, str(path))
+            blank_columns = [i for i, name in enumerate(header.columns) if not name.strip()]
+            continue
+        if len(cells) != len(header.columns):
+            raise ragged(path, line, cells, len(header.columns))
+        unnamed.update(i for i in blank_columns if not _blank([cells[i]]))
+    if header is None:
+        raise SourceDataError(f"{path} is empty")
+    if unnamed:
+        warn_unnamed(str(path), [str(i + 1) for i in sorted(unnamed)])
     return header, _stamp(path)
 
 
-def _undecodable(path: Path, encoding: str, bad: _Undecodable) -> str:
+def _undecodable(path: Path, encoding: str, bad: _Undecodable, fix: str) -> str:
     where = f"undecodable byte 0x{bad.byte:02x} at line {bad.line}"
     if encoding != DEFAULT_ENCODING:
         if _decodes(path, DEFAULT_ENCODING):
             return f"{path} is not {encoding} ({where}); it reads as UTF-8: drop the encoding"
         return f"{path} is not {encoding} ({where}): pass the file's own encoding"
-    if _decodes(path, "gb18030"):
+    with path.open("rb") as fh:
+        bom = fh.read(3) == codecs.BOM_UTF8
+    if bom:
         return (
-            f"{path} is not UTF-8 ({where}); it reads as GB18030: pass --encoding gb18030"
-            " (operator argument encoding='gb18030')"
+            f"{path} starts with a UTF-8 byte-order mark but is not UTF-8 ({where}): its lines mix two"
+            " encodings; save the whole file again as 'CSV UTF-8'"
         )
-    return (
-        f"{path} is not UTF-8 ({where}) nor GB18030: pass its encoding with --encoding (operator: encoding)"
-    )
+    if _decodes(path, "gb18030"):
+        return f"{path} is not UTF-8 ({where}); it reads as GB18030: {fix.format(encoding='gb18030')}"
+    other = "pass its encoding with --encoding (operator: encoding)" if fix == FIX_SOURCE else fix
+    return f"{path} is not UTF-8 ({where}) nor GB18030: {other}"
 
 
 def _decodes(path: Path, encoding: str) -> bool:
@@ -224,6 +265,6 @@ def read_chunks(
                     yield chunk
                     chunk = []
         except _Undecodable as bad:  # only when the file changed between the passes
-            raise SourceDataError(_undecodable(path, encoding, bad)) from None
+            raise SourceDataError(_undecodable(path, encoding, bad, FIX_SOURCE)) from None
     if chunk:
         yield chunk

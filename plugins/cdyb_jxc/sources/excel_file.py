@@ -8,6 +8,9 @@ is sent; the second yields the rows. Cells are read as the user sees them:
   number beyond 2**53 cannot be exact any more (Excel has already dropped digits) and refuses the file, naming
   the cell: the column must be formatted as text;
 * other fractional numbers are rounded to Excel's 15 significant digits (11.000000000000002 is 11);
+* an integer in a text field whose number format is only zeros (``00000000``) keeps the leading zeros shown
+  (``00008812``); a boolean cell (TRUE/FALSE) anywhere, and a date or time in a text field, refuse the file,
+  naming the cell;
 * date-times keep their sub-second part (openpyxl rounds to the millisecond, which turns 23:59:59.9996 into
   the next day); the wire format then drops it, as for SQL sources;
 * a formula without a calculated value (a workbook written by a program that never calculated it) and an
@@ -19,25 +22,27 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from openpyxl import load_workbook
+from openpyxl.styles.numbers import BUILTIN_FORMATS, BUILTIN_FORMATS_MAX_SIZE
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import WINDOWS_EPOCH
 from openpyxl.worksheet._reader import FORMULA_TAG, VALUE_TAG, WorkSheetParser
 
 from cdyb_jxc.exceptions import SourceDataError
 from cdyb_jxc.profile import TransactionSpec
-from cdyb_jxc.sources.header import Header, check_columns, log
+from cdyb_jxc.sources.header import Header, check_columns, warn_unnamed
 from cdyb_jxc.values import file_text
 
 Chunk = list[dict[str, Any]]
 EXACT_LIMIT = 2**53  # from here on, integers are not all representable as a float (Excel's number)
 _DAY_MICROS = 86_400_000_000
 _TEXT_TYPES = ("C", "code")
+_PADDED = "pad"  # data type of an integer cell shown with a zeros-only format (width appended)
 
 
 class _Uncalculated:
@@ -50,9 +55,14 @@ UNCALCULATED = _Uncalculated()
 class _Parser(WorkSheetParser):
     """openpyxl's sheet parser, keeping sub-second times, telling uncalculated formulas from empty cells."""
 
+    zero_widths: dict[int, int]  # set by _rows before parsing
+
     def parse_cell(self, element: Any) -> dict[str, Any]:
         cell: dict[str, Any] = super().parse_cell(element)
         value = cell["value"]
+        width = self.zero_widths.get(cell["style_id"])
+        if width and cell["data_type"] == "n" and type(value) is int:
+            cell["data_type"] = f"{_PADDED}{width}"
         if value is None:
             if element.find(FORMULA_TAG) is not None:
                 cell["value"] = UNCALCULATED
@@ -100,6 +110,7 @@ def _rows(book: Any, sheet: Any) -> Iterator[tuple[int, dict[int, tuple[Any, str
             date_formats=book._date_formats,
             timedelta_formats=book._timedelta_formats,
         )
+        parser.zero_widths = _zero_widths(book)
         for number, cells in parser.parse():
             values = {
                 c["column"]: (c["value"], c["data_type"])
@@ -108,6 +119,19 @@ def _rows(book: Any, sheet: Any) -> Iterator[tuple[int, dict[int, tuple[Any, str
             }
             if values:
                 yield number, values
+
+
+def _zero_widths(book: Any) -> dict[int, int]:
+    """{style id: digits} of the cell styles whose number format is only zeros (``00000000``)."""
+    widths: dict[int, int] = {}
+    for style_id, style in enumerate(book._cell_styles):
+        number_format = BUILTIN_FORMATS.get(style.numFmtId)
+        if number_format is None and style.numFmtId >= BUILTIN_FORMATS_MAX_SIZE:
+            custom = style.numFmtId - BUILTIN_FORMATS_MAX_SIZE
+            number_format = book._number_formats[custom] if custom < len(book._number_formats) else None
+        if number_format and set(number_format) == {"0"} and len(number_format) > 1:
+            widths[style_id] = len(number_format)
+    return widths
 
 
 def _blank(text: str) -> bool:
@@ -147,6 +171,17 @@ def _plain(number: float) -> str:
 def _cell(spec_type: str, value: Any, data_type: str) -> Any:
     """The source value of one cell; raises :class:`ValueError` with the reason when it is unusable."""
     cls = type(value)
+    if cls is bool:
+        raise ValueError(
+            f"holds the logical value {str(value).upper()}, not data: enter the value as text or a number"
+        )
+    if cls in (datetime, date, time) and spec_type in _TEXT_TYPES:
+        raise ValueError(
+            "holds a date or time where a text field is expected: format the column as text in Excel and"
+            " enter the values again"
+        )
+    if cls is int and spec_type in _TEXT_TYPES and data_type.startswith(_PADDED) and value >= 0:
+        return format(value, f"0{data_type.removeprefix(_PADDED)}d")  # as shown: 00008812
     if cls is str:
         if data_type == "e" and value.upper() != "#N/A":
             raise ValueError(f"holds the Excel error {value}: correct the cell or its formula")
@@ -207,11 +242,7 @@ class ExcelSource:
         finally:
             book.close()
         if unnamed:
-            log.warning(
-                "%s: values in column(s) without a header, ignored: %s",
-                self.where,
-                ", ".join(get_column_letter(c) for c in sorted(unnamed)),
-            )
+            warn_unnamed(self.where, [get_column_letter(c) for c in sorted(unnamed)])
 
     def _check(self, name: str, spec_type: str, cell: tuple[Any, str], row: int, column: int) -> None:
         try:

@@ -1,9 +1,10 @@
 """The one header check every source goes through: CSV, Excel, Parquet and SQL result columns.
 
 A header names a profile field only when it is spelled exactly as the logical name. A header that matches
-one only after trimming, case-folding or width-folding (``" serial_no"``, ``"Serial_No"``, full-width
-letters) and a header that appears twice are ambiguous: the source is refused before anything is sent,
-naming the columns.
+one only after trimming, case-folding, width-folding or dropping invisible characters (``" serial_no"``,
+``"Serial_No"``, full-width letters, ``"lot_no"`` followed by U+200E or a soft hyphen: every format (Cf) or
+default-ignorable code point) and a header that appears twice are ambiguous: the source is refused before
+anything is sent, naming the columns.
 Columns the profile does not know are ignored and listed in a warning.
 """
 
@@ -19,8 +20,27 @@ from cdyb_jxc.profile import TransactionSpec
 
 log = logging.getLogger(__name__)
 
-# invisible characters that survive str.strip(): zero-width space / joiners, word joiner, BOM
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+# Unicode default-ignorable code points that are not format (Cf) characters (DerivedCoreProperties.txt):
+# combining grapheme joiner, Hangul fillers, Khmer inherent vowels, variation selectors, reserved tags
+_IGNORABLE_RANGES = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xE0000, 0xE0FFF),
+)
+
+
+def _invisible(char: str) -> bool:
+    """Whether ``char`` shows nothing: a format character (U+200B-U+200F, U+00AD, U+2060-U+2064, BOM...)
+    or another default-ignorable code point."""
+    if unicodedata.category(char) == "Cf":
+        return True
+    code = ord(char)
+    return any(low <= code <= high for low, high in _IGNORABLE_RANGES)
 
 
 @dataclass(frozen=True)
@@ -39,7 +59,10 @@ class Header:
 
 def normalised(name: str) -> str:
     """``name`` as a user may have meant it: width-folded, invisible characters dropped, trimmed, folded."""
-    return unicodedata.normalize("NFKC", name).translate(_INVISIBLE).strip().casefold()
+    folded = unicodedata.normalize("NFKC", name)
+    if not folded.isascii():
+        folded = "".join(c for c in folded if not _invisible(c))
+    return folded.strip().casefold()
 
 
 def _quoted(names: Sequence[str]) -> str:
@@ -100,3 +123,12 @@ def check_columns(txn: TransactionSpec, columns: Sequence[str], where: str) -> H
             _quoted(unknown),
         )
     return Header(columns, fields, unknown)
+
+
+def warn_unnamed(where: str, columns: Sequence[str]) -> None:
+    """Warn that values stand in columns without a header (ignored, as in every file source).
+
+    :param where: the source, for the message
+    :param columns: the columns, as the user names them (Excel letters, CSV positions)
+    """
+    log.warning("%s: values in column(s) without a header, ignored: %s", where, ", ".join(columns))
