@@ -22,6 +22,10 @@ from cdyb_jxc.exceptions import ProfileError
 from cdyb_jxc.profile_checks import require as _require
 
 PROFILE_ENV_VAR = "CDYB_JXC_PROFILE"
+PROFILE_VERSION = 1  # the only layout this code reads; absent means 1
+TOP_KEYS: tuple[str, ...] = ("profile_version", "name", "service", "request", "reply", "return_codes")
+TOP_KEYS += ("categories", "fields", "transactions")
+CONTROL_KEYS = ("transaction_code", "user", "verification_code", "institution_code", "row_count")
 FIELD_TYPES = ("C", "N", "D", "DT", "code")
 REQUIRED_LEVELS = ("Y", "N", "C")
 TRANSACTIONS = ("init", "inbound", "outbound", "stock")
@@ -165,6 +169,7 @@ def _string_table(
     raw: dict[str, Any], key: str, names: tuple[str, ...], checker: Callable[[str, str], str]
 ) -> dict[str, str]:
     table = _require(raw, key, "profile", dict)
+    check.known_keys(table, key, names)
     return {n: checker(_require(table, n, key), f"{key}.{n}") for n in names}
 
 
@@ -264,11 +269,17 @@ def _transaction(key: str, raw: Any, bases: dict[str, dict[str, Any]]) -> Transa
     if twice := check.first_repeat(tags):
         both = " and ".join(repr(s.name) for s in specs if s.tag == twice)
         raise ProfileError(f"profile key {where}.fields uses the tag {twice!r} for two fields: {both}")
+    check.known_keys(raw, where, ("code", "name", "fields", "once_per_item"))
     for spec in specs:
-        for cond in spec.when:
+        for cond, wanted in spec.when.items():
             if cond not in names:
                 raise ProfileError(
                     f"profile key {where}: {spec.name}.when names {cond!r}, not in this transaction"
+                )
+            if wanted not in (codes := next(s for s in specs if s.name == cond).codes):
+                raise ProfileError(  # the condition could never hold: the field would never be required
+                    f"profile key {where}: {spec.name}.when.{cond} is {wanted!r}, not a code of {cond}"
+                    f" ({', '.join(codes) or 'it has no codes'})"
                 )
     if "serial_no" not in names or "mapping_serial_no" not in names or "insurance_item_code" not in names:
         raise ProfileError(
@@ -292,15 +303,18 @@ def parse_profile(raw: dict[str, Any], source: str = "<memory>") -> Profile:
     :param raw: the parsed TOML document
     :param source: where it came from, for messages
     """
+    check.known_keys(raw, "", TOP_KEYS)
+    if (version := raw.get("profile_version", PROFILE_VERSION)) != PROFILE_VERSION or version is True:
+        raise ProfileError(
+            f"profile key profile_version must be {PROFILE_VERSION}, not {check.shown(version)}"
+        )
     service = check.service_table(raw)
     request = _require(raw, "request", "profile", dict)
+    check.known_keys(request, "request", ("root", "control", "data", "row", "control_tags"))
     control_tags = _require(request, "control_tags", "request", dict)
+    check.known_keys(control_tags, "request.control_tags", CONTROL_KEYS)
     req = check.tag_table(request, "request", ("root", "control", "data", "row"))
-    ctl = check.tag_table(
-        control_tags,
-        "request.control_tags",
-        ("transaction_code", "user", "verification_code", "institution_code", "row_count"),
-    )
+    ctl = check.tag_table(control_tags, "request.control_tags", CONTROL_KEYS)
     reply = _string_table(
         raw,
         "reply",

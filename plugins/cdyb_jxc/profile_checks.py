@@ -22,6 +22,21 @@ NAME_MAX = 64  # XML names: tags, operation, WSDL names
 LABEL_MAX = 100  # labels, transaction and code names, the profile's name
 TEXT_MAX = 200  # categories, namespace, path, SOAPAction
 CODE_MAX = 16  # transaction codes (the ledger stores 16), code values, return codes
+SERVICE_KEYS = (
+    "operation",
+    "namespace",
+    "input_part",
+    "output_part",
+    "service_name",
+    "port_name",
+    "path",
+    "soap_action",
+    "inner_encoding",
+    "accepted_inner_encodings",
+    "batch_limit",
+    "future_tolerance_seconds",
+    "timezone_offset_hours",
+)
 # XML Name of ASCII letters, digits, "_", "-", "." (no colon: the request and reply use no namespaces).
 # Tags go into the inner XML as they are and through the GBK encoding, so nothing wider is needed or safe.
 _XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
@@ -88,14 +103,36 @@ def label(value: str, where: str) -> str:
     return text(value, where, LABEL_MAX)
 
 
+def trimmed(value: str, where: str) -> str:
+    """Refuse surrounding whitespace: the centre's codes and texts are compared exactly, so ``" 1"`` would
+    never match the ``1`` it means."""
+    if value != value.strip():
+        raise ProfileError(f"profile key {where} must not start or end with whitespace: {shown(value)}")
+    return value
+
+
 def code_text(value: str, where: str) -> str:
-    """A code value or return code: at most :data:`CODE_MAX` characters."""
-    return text(value, where, CODE_MAX)
+    """A code value or return code: at most :data:`CODE_MAX` characters, no surrounding whitespace."""
+    return trimmed(text(value, where, CODE_MAX), where)
 
 
 def category_text(value: str, where: str) -> str:
-    """A category text: at most :data:`TEXT_MAX` characters."""
-    return text(value, where, TEXT_MAX)
+    """A category text: at most :data:`TEXT_MAX` characters, no surrounding whitespace."""
+    return trimmed(text(value, where, TEXT_MAX), where)
+
+
+def known_keys(table: dict[str, Any], where: str, allowed: tuple[str, ...] | set[str]) -> None:
+    """Refuse keys that are no setting of ``table``: a misspelt key (``batch_limt``) would otherwise be
+    ignored silently and the default used.
+
+    :param table: a profile table
+    :param where: its dotted path (``""`` for the top level)
+    :param allowed: the keys it may hold
+    """
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        path = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ProfileError(f"profile key {path} is not a known setting")
 
 
 def xml_name(value: str, where: str) -> str:
@@ -174,6 +211,7 @@ def tag_table(table: dict[str, Any], where: str, names: tuple[str, ...]) -> dict
 def service_table(raw: dict[str, Any]) -> dict[str, Any]:
     """The ``[service]`` table, every setting checked (names, encodings, limits, clocks)."""
     service = dict(require(raw, "service", "profile", dict))
+    known_keys(service, "service", SERVICE_KEYS)
     for key in ("operation", "input_part", "output_part", "service_name", "port_name"):
         xml_name(require(service, key, "service"), f"service.{key}")
     uri(require(service, "namespace", "service"), "service.namespace")

@@ -13,6 +13,7 @@ a row-numbered key names the source too (``#<row>@<source tag>``, a short digest
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import logging
 import os
@@ -30,13 +31,22 @@ ROW_KEY_MAX = 200
 SOURCE_TAG_LENGTH = 12  # hex digits of the source digest in a row key (row_key holds 250 characters)
 
 
-def file_source(path: str | os.PathLike[str]) -> str:
-    """The identity of a source file: a digest of its content. The same rows re-uploaded (under any name)
-    replace their issues; a file rewritten in place with other rows of the same day does not.
+def file_source(
+    path: str | os.PathLike[str], *, sheet: str | None = None, encoding: str | None = None
+) -> str:
+    """The identity of a source file: a digest of its content and of how it is read (the sheet of a
+    workbook, the encoding of a CSV). The same rows re-uploaded (under any name) replace their issues; a file
+    rewritten in place with other rows of the same day, or another sheet of the same workbook, does not.
 
     :param path: the file
+    :param sheet: the workbook's sheet as given (``None``: the only sheet with data)
+    :param encoding: the CSV's encoding as given (``None``: UTF-8)
     """
     digest = hashlib.sha256()
+    codec = _codec(encoding)
+    if sheet is not None or codec is not None:  # the default reading keeps the identity of earlier runs
+        # how the bytes are read is part of what the rows are; repr() keeps ("a", None) from (None, "a")
+        digest.update(f"sheet={sheet!r}\0encoding={codec!r}\0".encode())
     if not os.path.isfile(
         path
     ):  # a pipe (/dev/stdin) must not be read twice; a missing file is reported later
@@ -48,6 +58,17 @@ def file_source(path: str | os.PathLike[str]) -> str:
     except OSError:  # the reader reports the unreadable file
         return f"file:{os.path.realpath(path)}"
     return f"file:sha256:{digest.hexdigest()}"
+
+
+def _codec(encoding: str | None) -> str | None:
+    """The codec's canonical name (``GBK`` and ``gbk`` read the same rows); ``None`` for UTF-8."""
+    if encoding is None:
+        return None
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:  # the reader reports the unknown encoding
+        return encoding
+    return None if name in ("utf-8", "utf-8-sig") else name
 
 
 def task_source(dag_id: str, task_id: str, map_index: int | None, source_conn_id: str | None) -> str:
@@ -104,6 +125,7 @@ class SourceIssues:
         self.complete_days = tuple(complete_days)
         self._pending: list[dict[str, Any]] = []
         self._open: bool | None = None  # whether the ledger holds issues of this transaction (asked once)
+        self._raised: set[str] = set()  # 流水号 this run raised an issue for (kept across flushes)
 
     def add(
         self,
@@ -123,6 +145,8 @@ class SourceIssues:
             too (repeats of one 流水号 in the source)
         """
         self.result.source_issues += 1
+        if serial:
+            self._raised.add(serial)
         key = (serial or "")[:ROW_KEY_MAX]
         if not serial or not unique_key:
             key = f"{key}#{source_row}{self.source_tag}"
@@ -156,15 +180,16 @@ class SourceIssues:
         )
 
     def resolved(self, serials: Iterable[str]) -> None:
-        """These 流水号 were seen by this run; drop earlier issues keyed by them that this run did not
-        raise again (the row was restored, or its conflict is gone)."""
+        """These 流水号 were seen by this run; drop earlier issues of them (keyed by the 流水号, or a repeat
+        of it keyed by row and source) that this run did not raise again (the row was restored, the
+        repeat removed, or its conflict is gone)."""
         if self._open is None:
             self._open = self.ledger.has_source_issues(self.institution, self.txn.code)
         if not self._open:
             return
-        raised = {x["row_key"] for x in self._pending}
-        keys = [s[:ROW_KEY_MAX] for s in serials if s[:ROW_KEY_MAX] not in raised]
-        self.ledger.drop_source_issues(self.institution, self.txn.code, keys, self.run.token)
+        # by 流水号, not by key: a repeat's key also names its row and source (``serial#row@tag``)
+        clean = [s for s in serials if s not in self._raised]
+        self.ledger.drop_resolved_issues(self.institution, self.txn.code, clean, self.run.token)
 
     def flush(self) -> None:
         """Write the collected issues (a later entry for the same key replaces an earlier one)."""

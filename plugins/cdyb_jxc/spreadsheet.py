@@ -1,10 +1,12 @@
 """Spreadsheet-safe CSV and Excel writing: the one place every report and export goes through (no Airflow).
 
 A cell whose text starts with ``=``, ``+``, ``-``, ``@``, tab or carriage return is a formula to Excel,
-LibreOffice and most spreadsheet tools (OWASP "CSV injection"). Ledger text comes from the hospital's source
-rows and from the centre's replies, so a 流水号, item name or reason can start with any of them. CSV cells of
-that kind get a leading ``'`` (the OWASP way: the spreadsheet shows it as text); Excel cells keep their exact
-text but are always written as string cells, never as formulas. Numbers, booleans and dates stay typed.
+LibreOffice and most spreadsheet tools (OWASP "CSV injection"); so is one where such a character (or its
+full-width form ``＝＋－＠``, or ``|``) follows leading spaces or invisible characters, which they trim.
+Ledger text comes from the hospital's source rows and from the centre's replies, so a 流水号, item name or
+reason can start with any of them. CSV cells of that kind get a leading ``'`` (the OWASP way: the
+spreadsheet shows it as text); Excel cells keep their exact text but are always written as string cells,
+never as formulas. Numbers, booleans and dates stay typed.
 """
 
 from __future__ import annotations
@@ -19,17 +21,24 @@ from typing import IO, Any
 
 # The OWASP list: what makes a spreadsheet read a cell as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# After leading blanks Excel and LibreOffice still start a formula (they trim them), also with the
+# full-width forms an IME types (they fold them) and with "|" (DDE).
+_FORMULA_CHARS = "=+-@|＝＋－＠｜"
+# whitespace (str.isspace: spaces, NBSP, U+3000, tab, CR, LF) and invisibles (ZWSP, ZWNJ, ZWJ, WJ, BOM)
+_SHIELDED_FORMULA = re.compile(rf"[\s\u200b-\u200d\u2060\ufeff\u180e]*[{re.escape(_FORMULA_CHARS)}]")
 CSV_ENCODING = "utf-8-sig"  # the BOM makes Excel read the file as UTF-8
 # Characters an .xlsx cell cannot hold (XML 1.0): shown as \xNN instead of failing the whole workbook.
 _XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def is_formula_like(text: str) -> bool:
-    """True when a spreadsheet would read ``text`` as a formula.
+    """True when a spreadsheet would read ``text`` as a formula: it starts with one of
+    :data:`FORMULA_STARTS`, or one of :data:`_FORMULA_CHARS` follows leading whitespace or invisible
+    characters (spreadsheet apps trim them, and fold full-width ``＝`` to ``=``).
 
     :param text: cell text
     """
-    return text.startswith(FORMULA_STARTS)
+    return text.startswith(FORMULA_STARTS) or _SHIELDED_FORMULA.match(text) is not None
 
 
 def csv_cell(value: Any) -> Any:

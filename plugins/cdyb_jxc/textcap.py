@@ -15,6 +15,10 @@ Caps, in characters:
 - The whole reply, compressed once per batch (``reply_gz``): :data:`REPLY_MAX`; our own request
   (``request_gz``): :data:`REQUEST_MAX`.
 
+Integer columns (``succnum``, ``failnum``, ``source_row``…) get :class:`IntRange`: a count no database
+column holds (SQLite: 64 bits, PostgreSQL ``integer``: 32) is stored as ``NULL`` (not-null columns: the
+nearest bound), never an OverflowError or "integer out of range" for the whole write.
+
 A cut text ends with :data:`MARKER` naming its original length; it keeps its head, where category, field
 and reason stand.
 """
@@ -23,9 +27,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, Table
+from sqlalchemy import BigInteger, Integer, SmallInteger, String, Table
 
 TEXT_MAX = 2000
 PART_MAX = 500
@@ -79,26 +84,63 @@ def encoded(text: str, limit: int) -> bytes:
     return cap(text, limit).encode("utf-8", "backslashreplace")
 
 
-def column_caps(table: Table) -> dict[str, int | None]:
-    """Caps of the text columns of ``table``: ``String(n)`` → n, ``Text`` → :data:`TEXT_MAX`. Key columns
-    get ``None`` (made storable, never cut: two keys cut alike would become one row)."""
-    caps: dict[str, int | None] = {}
+@dataclass(frozen=True)
+class IntRange:
+    """What an integer column holds on every ledger database (PostgreSQL ``integer`` is 32 bits)."""
+
+    low: int
+    high: int
+    nullable: bool
+
+    def fit(self, value: int) -> int | None:
+        """``value``, or for one out of range (a hostile count of 10**30) ``None`` when the column allows
+        it, else the nearest bound: a count nobody can store must not fail the whole write."""
+        if self.low <= value <= self.high:
+            return value
+        return None if self.nullable else max(self.low, min(self.high, value))
+
+
+def column_caps(table: Table) -> dict[str, Any]:
+    """Caps of the columns of ``table``: ``String(n)`` → n, ``Text`` → :data:`TEXT_MAX`; key columns get
+    ``None`` (made storable, never cut: two keys cut alike would become one row). Integer columns get an
+    :class:`IntRange`."""
+    caps: dict[str, Any] = {}
     for column in table.columns:
         if isinstance(column.type, String):
             caps[column.name] = None if column.primary_key else (column.type.length or TEXT_MAX)
+        elif isinstance(column.type, Integer) and not column.primary_key:
+            bits = (
+                64
+                if isinstance(column.type, BigInteger)
+                else 16
+                if isinstance(column.type, SmallInteger)
+                else 32
+            )
+            caps[column.name] = IntRange(
+                -(2 ** (bits - 1)), 2 ** (bits - 1) - 1, column.nullable is not False
+            )
     return caps
 
 
-def fit_values(caps: Mapping[str, int | None], values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` with every text fitted to its column in ``caps`` (other keys unchanged; ``values``
-    itself when nothing needed fitting)."""
+def fit_values(caps: Mapping[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with every text and integer fitted to its column in ``caps`` (other keys unchanged;
+    ``values`` itself when nothing needed fitting)."""
     out: dict[str, Any] | None = None
     for key, value in values.items():
-        if isinstance(value, str) and key in caps:
-            limit = caps[key]
+        if key not in caps:
+            continue
+        limit = caps[key]
+        if isinstance(value, str):
             if (limit is None or len(value) <= limit) and value.isprintable():
                 continue  # the common case, inlined: thousands of rows per chunk pass here
-            if out is None:
-                out = dict(values)
-            out[key] = fit(value, limit)
+            fitted: Any = fit(value, limit if isinstance(limit, int) else None)
+        elif isinstance(limit, IntRange) and isinstance(value, int) and not isinstance(value, bool):
+            if limit.low <= value <= limit.high:
+                continue
+            fitted = limit.fit(value)
+        else:
+            continue
+        if out is None:
+            out = dict(values)
+        out[key] = fitted
     return values if out is None else out

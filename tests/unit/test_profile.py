@@ -544,8 +544,12 @@ def test_brackets_inside_strings_and_comments_do_not_count_as_nesting(tmp_path: 
         'name = "chengdu-jxc-default"',
         'name = "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["  # {{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{',
     )
-    path.write_text(text + "\nnote = '''\n" + "[" * 40 + "\n'''\n", encoding="utf-8")
-    assert load_profile(path).name == "[" * 34
+    # a multi-line string (every key must be a known setting: the stock transaction's name)
+    text = text.replace('name = "药品实际库存信息上传"', "name = '''" + "[" * 40 + "'''")
+    path.write_text(text, encoding="utf-8")
+    loaded = load_profile(path)
+    assert loaded.name == "[" * 34
+    assert loaded.transactions["stock"].name == "[" * 40
 
 
 def test_profile_file_too_large_is_refused(tmp_path: Path) -> None:
@@ -553,3 +557,91 @@ def test_profile_file_too_large_is_refused(tmp_path: Path) -> None:
     path.write_text(DEFAULT_TEXT + "\n# " + "x" * (1024 * 1024) + "\n", encoding="utf-8")
     with pytest.raises(ProfileError, match=exactly(f"profile file {path} is larger than 1048576 bytes")):
         load_profile(path)
+
+
+# --- unknown keys, padded codes, impossible conditions, the layout version (issue 10 re-attack) -----------
+
+
+def _when_code(code: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(raw: dict[str, Any]) -> None:
+        field_entry(raw, "init", "pack_ratio")["when"] = {"split_flag": code}
+
+    return mutate
+
+
+def _when_on_text_field(raw: dict[str, Any]) -> None:
+    field_entry(raw, "init", "pack_ratio")["when"] = {"serial_no": "1"}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        # a misspelt key would be ignored and the default used: refused, naming the key path
+        (_set("servce", {"batch_limit": 10}), "profile key servce is not a known setting"),
+        (_set("service.batch_limt", 10), "profile key service.batch_limt is not a known setting"),
+        (_set("request.rows", "x"), "profile key request.rows is not a known setting"),
+        (
+            _set("request.control_tags.rowcount", "x"),
+            "profile key request.control_tags.rowcount is not a known setting",
+        ),
+        (_set("reply.errmsgs", "x"), "profile key reply.errmsgs is not a known setting"),
+        (_set("return_codes.sucess", "7"), "profile key return_codes.sucess is not a known setting"),
+        (_set("categories.dupe", "x"), "profile key categories.dupe is not a known setting"),
+        (
+            _set("transactions.outbound.cod", "x"),
+            "profile key transactions.outbound.cod is not a known setting",
+        ),
+        # codes and texts compared exactly with the centre's: surrounding whitespace is refused
+        (
+            _set("return_codes.success", " 1"),
+            "profile key return_codes.success must not start or end with whitespace: ' 1'",
+        ),
+        (
+            _set("categories.unmapped", "未对码 "),
+            "profile key categories.unmapped must not start or end with whitespace: '未对码 '",
+        ),
+        (
+            _set("fields.split_flag.codes", {"0": "整包装", "1 ": "拆零"}),
+            "profile key fields.split_flag.codes key '1 ' must not start or end with whitespace: '1 '",
+        ),
+        (_set("request.row", " row"), f"profile key request.row {XML_NAME}, not ' row'"),
+        # a condition that can never hold
+        (
+            _when_code("9"),
+            (
+                "profile key transactions.init: pack_ratio.when.split_flag is '9', not a code of"
+                " split_flag (0, 1)"
+            ),
+        ),
+        (
+            _when_on_text_field,
+            (
+                "profile key transactions.init: pack_ratio.when.serial_no is '1', not a code of serial_no"
+                " (it has no codes)"
+            ),
+        ),
+        (_set("profile_version", 2), "profile key profile_version must be 1, not 2"),
+        (_set("profile_version", "1"), "profile key profile_version must be 1, not '1'"),
+        (_set("profile_version", True), "profile key profile_version must be 1, not True"),
+    ],
+)
+def test_profile_unknown_keys_padded_codes_and_impossible_conditions_are_refused(
+    mutate: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    raw = raw_default()
+    mutate(raw)
+    with pytest.raises(ProfileError, match=exactly(message)):
+        parse_profile(raw)
+
+
+def test_profile_unknown_key_in_a_file_is_refused_at_load(tmp_path: Path) -> None:
+    file = tmp_path / "p.toml"
+    file.write_text(DEFAULT_TEXT.replace("batch_limit = 100", "batch_limit = 100\nbatch_limt = 10"), "utf-8")
+    with pytest.raises(ProfileError, match=exactly("profile key service.batch_limt is not a known setting")):
+        load_profile(file)
+
+
+def test_profile_without_a_version_is_read_as_version_1() -> None:
+    raw = raw_default()
+    del raw["profile_version"]
+    assert parse_profile(raw).batch_limit == 100

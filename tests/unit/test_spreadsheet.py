@@ -27,7 +27,37 @@ FORMULAS = [
 def test_each_formula_start_is_recognised_and_nothing_else() -> None:
     assert FORMULA_STARTS == ("=", "+", "-", "@", "\t", "\r")
     assert all(is_formula_like(text) for text in FORMULAS)
-    assert not any(is_formula_like(text) for text in ("CK001", "阿莫西林", " =1", "'=1", "1-2", ""))
+    assert not any(is_formula_like(text) for text in ("CK001", "阿莫西林", " a=1", "'=1", "1-2", "", "  "))
+
+
+# Spreadsheet apps trim leading blanks and fold full-width signs before they decide a cell is a formula.
+SHIELDED = [
+    " =1+1",
+    "   +cmd|' /C calc'!A0",
+    '\u00a0=HYPERLINK("http://evil.example/")',
+    "\u3000-2+3",
+    "\u200b@SUM(1,2)",
+    "\ufeff=1",
+    "\u2060 \u200d=1",
+    "\n=1",
+    "＝1+1",
+    "＋1",
+    "－1",
+    "＠SUM(1)",
+    "|cmd",
+    " ｜cmd",
+]
+
+
+@pytest.mark.parametrize("text", SHIELDED)
+def test_formula_behind_leading_blanks_or_in_full_width_is_neutralised(text: str, tmp_path: Path) -> None:
+    assert is_formula_like(text)
+    assert csv_cell(text) == "'" + text
+    path = tmp_path / "r.xlsx"
+    write_xlsx(path, ["a", "n"], [[text, -5]], "s")
+    cell, number = next(load_workbook(path).active.iter_rows(min_row=2, values_only=False))
+    assert (cell.data_type, cell.value) == ("s", text)
+    assert (number.data_type, number.value) == ("n", -5)  # numbers stay numbers
 
 
 @pytest.mark.parametrize("text", FORMULAS)

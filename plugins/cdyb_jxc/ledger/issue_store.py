@@ -12,6 +12,7 @@ from cdyb_jxc.ledger.schema import source_issue
 from cdyb_jxc.textcap import column_caps, fit_values
 
 _DELETE_CHUNK = 500
+ROW_KEY_MAX = 200  # characters of a 流水号 in a row key (cdyb_jxc.source_issues)
 # every text written goes through these (see cdyb_jxc.textcap): no hostile or odd value can fail a write
 _ISSUE_CAPS = column_caps(source_issue)
 
@@ -61,6 +62,17 @@ class SourceIssueStore:
     ) -> int:
         """Drop issues with these row keys that the run ``run_token`` did not record."""
         return self._drop_issues(institution_code, transaction_code, "row_key", row_keys, run_token)
+
+    def drop_resolved_issues(
+        self, institution_code: str, transaction_code: str, serials: Sequence[str], run_token: str
+    ) -> int:
+        """Drop issues of these 流水号 that the run ``run_token`` did not record: keyed by the 流水号, or
+        naming it as ``serial_no`` (a repeat's key also names its row and source)."""
+        keys = [s[:ROW_KEY_MAX] for s in serials]
+        dropped = self._drop_issues(institution_code, transaction_code, "row_key", keys, run_token)
+        return dropped + self._drop_issues(
+            institution_code, transaction_code, "serial_no", serials, run_token
+        )
 
     def clear_source_issues(
         self, institution_code: str, transaction_code: str, business_dates: Iterable[str], run_token: str

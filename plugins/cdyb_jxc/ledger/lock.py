@@ -16,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Any
+from urllib.parse import unquote
 
 from sqlalchemy import URL, text
 
@@ -39,11 +41,36 @@ def sqlite_file(url: URL) -> str | None:
     database = url.database
     if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return None
-    if database.startswith("file:"):  # SQLite URI filename (``?uri=true``)
-        database = database[5:].split("?", 1)[0]
-        if not database or database == ":memory:" or "mode=memory" in (url.database or ""):
+    if is_sqlite_uri(url):
+        if url.query.get("mode") == "memory" or "mode=memory" in database:
+            return None
+        database = _uri_path(database)
+        if not database or database == ":memory:":
             return None
     return os.path.realpath(database)
+
+
+def is_sqlite_uri(url: URL) -> bool:
+    """Whether ``url`` names its SQLite database by a URI filename (``file:…`` with ``?uri=true``); without
+    ``uri=true`` SQLite reads ``file:…`` as a plain relative file name."""
+    uri = str(url.query.get("uri", "")).strip().lower()
+    return bool(url.database and url.database.startswith("file:")) and uri in ("true", "1", "yes", "on")
+
+
+def _uri_path(uri: str) -> str | None:
+    """The file a SQLite URI filename opens, read as SQLite reads it: ``file:`` then an optional
+    ``//authority`` (empty or ``localhost``; any other authority SQLite refuses), the path up to ``?`` or
+    ``#``, percent-escapes decoded (``file://localhost/abs/l.db`` and ``file:///abs/l.db`` are ``/abs/l.db``).
+
+    :param uri: the URI filename
+    """
+    rest = re.split(r"[?#]", uri[5:], maxsplit=1)[0]
+    if rest.startswith("//"):
+        authority, slash, path = rest[2:].partition("/")
+        if authority.lower() not in ("", "localhost"):
+            return None  # SQLite opens nothing there: no file to lock beside
+        rest = slash + path
+    return unquote(rest)
 
 
 class UploadLock:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import (
     Engine,
@@ -30,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cdyb_jxc.exceptions import ConnectionConfigError
 from cdyb_jxc.ledger.issue_store import SourceIssueStore
-from cdyb_jxc.ledger.lock import sqlite_file
+from cdyb_jxc.ledger.lock import is_sqlite_uri, sqlite_file
 from cdyb_jxc.ledger.schema import (
     create_tables,
     milestone,
@@ -104,6 +105,8 @@ class Ledger(SourceIssueStore):
             parsed = make_url(url or default_ledger_url())
             path = sqlite_file(parsed)
             # the file's real path now: a later chdir, a symlink or a relative spelling reach the same file
+            if path and is_sqlite_uri(parsed):  # keep it a URI: its query (mode=rw, cache=…) still applies
+                path = "file:" + quote(path)
             engine = create_engine(parsed.set(database=path) if path else parsed, pool_pre_ping=True)
             if engine.dialect.name == "sqlite":
                 event.listen(engine, "connect", sqlite_pragmas)
@@ -307,8 +310,11 @@ class Ledger(SourceIssueStore):
         """
         bound = self.milestone(institution_code, ENVIRONMENT_MILESTONE)
         if bound is None:
-            self.set_milestone(institution_code, ENVIRONMENT_MILESTONE, environment)
-            return
+            # insert, never check-then-set: of two first uploads at once (test and prod) exactly one binds;
+            # the other's insert hits the primary key, and it compares with what the winner bound
+            if self._add_milestone(institution_code, ENVIRONMENT_MILESTONE, environment):
+                return
+            bound = self.milestone(institution_code, ENVIRONMENT_MILESTONE) or {"detail": "another"}
         if bound["detail"] != environment:
             raise ConnectionConfigError(
                 f"ledger {self.url} holds {institution_code}'s uploads to the {bound['detail']!r}"
@@ -324,6 +330,22 @@ class Ledger(SourceIssueStore):
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
             return dict(row._mapping) if row else None
+
+    def _add_milestone(self, institution_code: str, name: str, detail: str) -> bool:
+        """Insert a milestone unless one of that name exists (then ``False``), atomically."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(milestone).values(
+                        institution_code=institution_code,
+                        name=name,
+                        completed_at=utcnow(),
+                        detail=fit(detail, _MILESTONE_CAPS["detail"]),
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
 
     def set_milestone(self, institution_code: str, name: str, detail: str = "") -> None:
         with self.engine.begin() as conn:

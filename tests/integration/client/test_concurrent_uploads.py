@@ -258,7 +258,11 @@ def sqlite_ledger(tmp_path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("spelling", ["symlink", "relative", "dotted", "relative-then-chdir"])
+@pytest.mark.parametrize(
+    "spelling",
+    ["symlink", "relative", "dotted", "relative-then-chdir", "uri-localhost", "uri-empty-authority",
+     "uri-escaped", "uri-relative"],
+)  # fmt: skip
 def test_sqlite_lock_follows_the_file_not_its_spelling(sqlite_ledger, tmp_path, monkeypatch, spelling):
     plain = Ledger(f"sqlite:///{sqlite_ledger}")
     monkeypatch.chdir(tmp_path)
@@ -267,6 +271,11 @@ def test_sqlite_lock_follows_the_file_not_its_spelling(sqlite_ledger, tmp_path, 
         "relative": "sqlite:///data/ledger.db",
         "dotted": f"sqlite:///{tmp_path / 'data' / '..' / 'data' / 'ledger.db'}",
         "relative-then-chdir": "sqlite:///link.db",
+        # SQLite URI filenames, read as SQLite reads them: authority empty or localhost, %-escapes decoded
+        "uri-localhost": f"sqlite:///file://localhost{sqlite_ledger}?uri=true",
+        "uri-empty-authority": f"sqlite:///file://{sqlite_ledger}?uri=true",
+        "uri-escaped": f"sqlite:///file:{str(sqlite_ledger).replace('.db', '%2Edb')}?mode=rw&uri=true",
+        "uri-relative": "sqlite:///file:data/ledger.db?uri=true&cache=shared",
     }[spelling]
     other = Ledger(url)
     if spelling == "relative-then-chdir":
@@ -335,3 +344,82 @@ def test_postgresql_lock_is_per_database_whatever_the_host_spelling(pg_database)
         pass
     by_ip.dispose()
     by_name.dispose()
+
+
+def test_sqlite_uri_forms_name_the_file_sqlite_opens():
+    from sqlalchemy import make_url
+
+    from cdyb_jxc.ledger.lock import sqlite_file
+
+    assert sqlite_file(make_url("sqlite:///file://localhost/abs/l.db?uri=true")) == "/abs/l.db"
+    assert sqlite_file(make_url("sqlite:///file:///abs/l%20b.db?uri=true")) == "/abs/l b.db"
+    # without uri=true SQLite reads "file:/abs/l.db" as a relative file name, and so does the lock
+    assert sqlite_file(make_url("sqlite:///file:/abs/l.db")) == os.path.realpath("file:/abs/l.db")
+    assert sqlite_file(make_url("sqlite:///file://elsewhere/abs/l.db?uri=true")) is None  # SQLite refuses it
+    assert sqlite_file(make_url("sqlite:///file:/abs/l.db?mode=memory&uri=true")) is None
+
+
+# -- a repeated 流水号 fixed at the source: its issue goes once the 流水号 comes back clean ------------------
+def test_repeated_serial_issue_is_dropped_once_the_fixed_file_is_accepted(profile, client, ledger, tmp_path):
+    rows = [outbound_row("REP1"), outbound_row("REP2"), outbound_row("REP1", quantity="7")]
+    bad = write_csv(tmp_path / "bad.csv", rows)
+    _uploader(profile, client, ledger, source=file_source(bad)).run([rows])
+    (issue,) = _issues(ledger)
+    assert (issue["serial_no"], issue["row_key"][:7]) == ("REP1", "REP1#3@")
+    # the same repeat in another file keeps the issue (raised again), a file without the 流水号 too
+    other = write_csv(tmp_path / "other.csv", [outbound_row("OTHER1")])
+    _uploader(profile, client, ledger, source=file_source(other)).run([[outbound_row("OTHER1")]])
+    assert [i["serial_no"] for i in _issues(ledger)] == ["REP1"]
+    again = write_csv(tmp_path / "again.csv", [*rows, outbound_row("X1")])
+    _uploader(profile, client, ledger, source=file_source(again)).run([[*rows, outbound_row("X1")]])
+    assert [i["serial_no"] for i in _issues(ledger)] == ["REP1", "REP1"]  # two sources, two issues
+    good = write_csv(tmp_path / "good.csv", rows[:2])
+    result = _uploader(profile, client, ledger, source=file_source(good)).run([rows[:2]])
+    assert result.source_issues == 0
+    assert _issues(ledger) == []
+
+
+# -- the ledger is bound to one environment, atomically ----------------------------------------------------
+def test_first_uploads_to_test_and_prod_at_once_bind_one_environment(ledger_url, monkeypatch):
+    """Both read "unbound" (the read is slowed to widen the gap), both try to bind: exactly one wins, the
+    other is refused and names what the winner bound."""
+    import time
+
+    from cdyb_jxc.exceptions import ConnectionConfigError
+
+    Ledger(ledger_url).dispose()
+    real = Ledger.milestone
+
+    def slow(self, *args):
+        found = real(self, *args)
+        time.sleep(0.3)
+        return found
+
+    monkeypatch.setattr(Ledger, "milestone", slow)
+    outcome: dict[str, str] = {}
+    barrier = threading.Barrier(2)
+
+    def bind(environment: str) -> None:
+        led = Ledger(ledger_url)
+        barrier.wait()
+        try:
+            led.bind_environment(INSTITUTION, environment)
+            outcome[environment] = "bound"
+        except ConnectionConfigError as err:
+            outcome[environment] = str(err)
+        finally:
+            led.dispose()
+
+    threads = [threading.Thread(target=bind, args=(env,)) for env in ("test", "prod")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    monkeypatch.setattr(Ledger, "milestone", real)
+    led = Ledger(ledger_url)
+    winner = led.milestone(INSTITUTION, "environment")["detail"]
+    loser = {"test": "prod", "prod": "test"}[winner]
+    assert outcome[winner] == "bound"
+    assert f"uploads to the {winner!r} environment, but the connection points at {loser!r}" in outcome[loser]
+    led.bind_environment(INSTITUTION, winner)  # the winner binds again without complaint
+    led.dispose()

@@ -182,3 +182,30 @@ def test_every_ledger_write_fits_its_values(ledger):
 def test_unstorable_characters(text, expected):
     assert unstorable(text) == expected
     assert unstorable(storable(text)) is None
+
+
+# -- integers no ledger column holds (a hostile succnum of 10**30) ------------------------------------------
+@pytest.mark.parametrize("count", [10**30, 99999999999, 2**31, -(2**31) - 1])
+def test_count_no_integer_column_holds_is_stored_as_null_not_a_failed_write(ledger, count):
+    """PostgreSQL ``integer`` raises "integer out of range", SQLite an OverflowError past 64 bits: the
+    ledger's write boundary stores such a count as NULL (a not-null column its nearest bound)."""
+    batch = ledger.start_batch(
+        institution_code=INSTITUTION, transaction_code="JXC003", run_token="t", row_count=count
+    )
+    ledger.finish_batch(batch, outcome="in_doubt", retcode="1", succnum=count, failnum=count, error="x")
+    (stored,) = ledger.batches()
+    assert (stored["succnum"], stored["failnum"], stored["outcome"]) == (None, None, "in_doubt")
+    assert stored["row_count"] == (2**31 - 1 if count > 0 else -(2**31))
+    ledger.finish_batch(batch, succnum=2**31 - 1, failnum=-(2**31))  # the bounds themselves fit
+    (stored,) = ledger.batches()
+    assert (stored["succnum"], stored["failnum"]) == (2**31 - 1, -(2**31))
+
+
+def test_fit_values_leaves_booleans_and_in_range_integers_alone():
+    from cdyb_jxc.ledger.schema import upload_batch
+    from cdyb_jxc.textcap import column_caps, fit_values
+
+    caps = column_caps(upload_batch)
+    values = {"succnum": 3, "failnum": True, "id": 10**30}  # the key column is not fitted
+    assert fit_values(caps, values) is values
+    assert fit_values(caps, {"succnum": 10**30}) == {"succnum": None}

@@ -165,6 +165,32 @@ PROFILE_FILE_CASES = [
         "profile file {path} is larger than 1048576 bytes",
         id="too-large",
     ),
+    # a misspelt key is refused, never ignored in favour of the default (issue 10 re-attack)
+    pytest.param(
+        lambda: DEFAULT_TEXT + "\n[servce]\nbatch_limit = 10\n",
+        "profile key servce is not a known setting",
+        id="unknown-table",
+    ),
+    pytest.param(
+        lambda: DEFAULT_TEXT.replace("batch_limit = 100", "batch_limit = 100\nbatch_limt = 10"),
+        "profile key service.batch_limt is not a known setting",
+        id="misspelt-setting",
+    ),
+    pytest.param(
+        lambda: DEFAULT_TEXT.replace('success = "1"', 'success = " 1"'),
+        "profile key return_codes.success must not start or end with whitespace: ' 1'",
+        id="padded-return-code",
+    ),
+    pytest.param(
+        lambda: DEFAULT_TEXT.replace('when = { split_flag = "1" }', 'when = { split_flag = "9" }', 1),
+        "profile key transactions.init: pack_ratio.when.split_flag is '9', not a code of split_flag (0, 1)",
+        id="impossible-condition",
+    ),
+    pytest.param(
+        lambda: DEFAULT_TEXT.replace("profile_version = 1", "profile_version = 2"),
+        "profile key profile_version must be 1, not 2",
+        id="profile-version",
+    ),
 ]
 
 
