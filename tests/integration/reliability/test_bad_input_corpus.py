@@ -146,10 +146,9 @@ def _cli_error(err: str) -> str:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    yield led
-    led.dispose()
+def ledger_url(tmp_path: Path) -> str:
+    """These cases need no second database: SQLite only."""
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
 
 
 @pytest.fixture

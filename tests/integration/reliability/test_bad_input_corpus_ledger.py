@@ -4,54 +4,17 @@ lost (each ends as a ledger row or a source issue), on SQLite and the local Post
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
 
-from cdyb_jxc.client import CentreClient
 from cdyb_jxc.exceptions import UploadBusyError
 from cdyb_jxc.ledger import ACCEPTED, REJECTED, Ledger
 from cdyb_jxc.ledger.lock import UploadLock
-from cdyb_jxc.ledger.schema import metadata
 from cdyb_jxc.profile import Profile
 from cdyb_jxc.upload import Uploader
 from cdyb_jxc.validation import MappingEntry
-from tests.conftest import INSTITUTION, SECRET, USER, inbound_row, outbound_row
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    url = request.getfixturevalue("pg_database")
-    engine = create_engine(url)
-    metadata.drop_all(engine)
-    engine.dispose()
-    return url
-
-
-@pytest.fixture
-def ledger(ledger_url: str) -> Iterator[Ledger]:
-    led = Ledger(ledger_url)
-    yield led
-    led.dispose()
-
-
-@pytest.fixture
-def client(profile: Profile, simulator: Any) -> Iterator[CentreClient]:
-    c = CentreClient(
-        profile,
-        endpoint=simulator.url,
-        user=USER,
-        verification_code=SECRET,
-        institution_code=INSTITUTION,
-        timeout=5,
-    )
-    yield c
-    c.close()
+from tests.conftest import INSTITUTION, inbound_row, outbound_row
 
 
 def _uploader(profile: Profile, client: Any, ledger: Ledger, txn: str = "outbound", **kw: Any) -> Uploader:

@@ -12,7 +12,7 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,24 +35,9 @@ from tests.conftest import INSTITUTION, SECRET, USER, inbound_row, outbound_row,
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    yield led
-    led.dispose()
-
-
-@pytest.fixture
-def client(profile: Profile, simulator: Any) -> Iterator[CentreClient]:
-    c = CentreClient(
-        profile,
-        endpoint=simulator.url,
-        user=USER,
-        verification_code=SECRET,
-        institution_code=INSTITUTION,
-        timeout=5,
-    )
-    yield c
-    c.close()
+def ledger_url(tmp_path: Path) -> str:
+    """These cases need no second database: SQLite only."""
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
 
 
 def _upload(

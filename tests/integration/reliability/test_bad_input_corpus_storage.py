@@ -9,17 +9,13 @@ value refuses its own row only: the other rows of the chunk are recorded and acc
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
 
 from cdyb_jxc.cli import main as cli_main
-from cdyb_jxc.client import CentreClient
 from cdyb_jxc.ledger import ACCEPTED, REJECTED, Ledger
-from cdyb_jxc.ledger.schema import metadata
 from cdyb_jxc.textcap import storable
 from cdyb_jxc.upload import Uploader
 from tests.conftest import (
@@ -40,38 +36,6 @@ BUILDERS: dict[str, Callable[..., dict[str, str]]] = {
     "stock": stock_row,
 }
 NUL, HIGH, LOW = "\x00", "\ud83d", "\udc8a"  # NUL; the two halves of 💊, each alone
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    url = request.getfixturevalue("pg_database")
-    engine = create_engine(url)
-    metadata.drop_all(engine)
-    engine.dispose()
-    return url
-
-
-@pytest.fixture
-def ledger(ledger_url: str) -> Iterator[Ledger]:
-    led = Ledger(ledger_url)
-    yield led
-    led.dispose()
-
-
-@pytest.fixture
-def client(profile: Any, simulator: Any) -> Iterator[CentreClient]:
-    c = CentreClient(
-        profile,
-        endpoint=simulator.url,
-        user=USER,
-        verification_code=SECRET,
-        institution_code=INSTITUTION,
-        timeout=10,
-    )
-    yield c
-    c.close()
 
 
 def _uploader(profile: Any, client: Any, ledger: Ledger, txn: str) -> Uploader:

@@ -8,17 +8,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
 
 from cdyb_jxc.cli import main as cli_main
 from cdyb_jxc.client import CentreClient
 from cdyb_jxc.exceptions import InDoubtError, TransportError
 from cdyb_jxc.ledger import IN_DOUBT, Ledger
-from cdyb_jxc.ledger.schema import metadata
 from cdyb_jxc.profile import Profile
 from cdyb_jxc.upload import Uploader
 from tests.conftest import INSTITUTION, SECRET, USER, outbound_row, write_csv
@@ -31,20 +28,6 @@ LIMIT = 4096  # a small reply limit keeps these cases fast; the 200 MB case is i
 def hostile(profile: Profile) -> Iterator[HostileCentre]:
     with HostileCentre(profile) as centre:
         yield centre
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        url = request.getfixturevalue("pg_database")
-        engine = create_engine(url)
-        metadata.drop_all(engine)
-        engine.dispose()
-    led = Ledger(url)
-    yield led
-    led.dispose()
 
 
 def _client(profile: Profile, url: str, timeout: float = 2, **kw: Any) -> CentreClient:

@@ -1,4 +1,5 @@
-"""Client-side fixtures: a ledger on SQLite or PostgreSQL, a real client of the served simulator."""
+"""Integration fixtures: a ledger on SQLite and on PostgreSQL (a module overrides ``ledger_url`` to use one),
+and a real client of the served simulator."""
 
 from __future__ import annotations
 
