@@ -116,14 +116,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cdyb_jxc_bench_hostile_") as tmp, HostileCentre() as centre:
         work = Path(tmp)
         (work / "airflow").mkdir()
-        head = ("mode", "exit", "seconds", "peak RSS MB", "ledger MB", "requests")
-        print(f"{head[0]:<14} {head[1]:>4} {head[2]:>8} {head[3]:>12} {head[4]:>10} {head[5]:>8}  states")
+        head = ("mode", "exit", "seconds", "peak RSS MB", "× accept", "ledger MB", "× accept", "requests")
+        print(
+            f"{head[0]:<14} {head[1]:>4} {head[2]:>8} {head[3]:>12} {head[4]:>8} {head[5]:>10} {head[6]:>8}"
+            f" {head[7]:>8}  states"
+        )
+        base: dict[str, float] = {}
         for mode, options, expected_exit in MODES:
             centre.set_mode(mode, **options)
             r = run_upload(centre, work, mode)
+            # ratios to the ordinary reply of the same run: what a hostile reply costs beyond a normal one
+            base = base or {"rss": r["peak_rss_mb"], "ledger": r["ledger_mb"]}
             print(
                 f"{mode:<14} {r['exit']:>4} {r['seconds']:>8.1f} {r['peak_rss_mb']:>12.1f}"
-                f" {r['ledger_mb']:>10.2f} {r['requests']:>8}  {r['states']}"
+                f" {r['peak_rss_mb'] / base['rss']:>8.2f} {r['ledger_mb']:>10.2f}"
+                f" {r['ledger_mb'] / base['ledger'] if base['ledger'] else 0:>8.2f} {r['requests']:>8}"
+                f"  {r['states']}"
             )
             ok_states = {"ACCEPTED": ROWS} if mode == "accept" else {"IN_DOUBT": ROWS}
             if r["exit"] != expected_exit or r["states"] != ok_states or r["secret_printed"]:

@@ -40,6 +40,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from cdyb_jxc.profile import Profile, load_profile  # noqa: E402
 from cdyb_jxc.simulator.server import Simulator  # noqa: E402
 from cdyb_jxc.simulator.store import SimulatorStore  # noqa: E402
+from cdyb_jxc.upload import Uploader  # noqa: E402
 
 INSTITUTION = "H51010400001"
 USER = "his_user"
@@ -141,6 +142,21 @@ def stock_row(serial: str, i: int = 1, **extra: str) -> dict[str, str]:
     row = {"serial_no": serial, **item(i), "stock_date": "2026-11-20", "stock_quantity": "48"}
     row.update(extra)
     return row
+
+
+def make_uploader(profile: Profile, sender: Any, ledger: Any, txn: str = "outbound", **kw: Any) -> Uploader:
+    """An :class:`Uploader` of ``INSTITUTION`` that never sleeps between resends (and makes none unless
+    ``resend_attempts`` says so)."""
+    kw.setdefault("resend_attempts", 0)
+    return Uploader(
+        profile=profile,
+        txn_key=txn,
+        institution_code=INSTITUTION,
+        sender=sender,
+        ledger=ledger,
+        sleep=lambda s: None,
+        **kw,
+    )
 
 
 FIXED_NOW = datetime(2026, 11, 21, 12, 0, 0)

@@ -10,24 +10,14 @@ from typing import Any
 import pytest
 
 from cdyb_jxc.exceptions import InDoubtError
-from cdyb_jxc.ledger import ACCEPTED, IN_DOUBT, REJECTED, Ledger
+from cdyb_jxc.ledger import ACCEPTED, IN_DOUBT, REJECTED
 from cdyb_jxc.textcap import MARKER, TEXT_MAX, fit, storable, unstorable
-from cdyb_jxc.upload import Uploader
-from tests.conftest import INSTITUTION, outbound_row
+from tests.conftest import INSTITUTION, make_uploader, outbound_row
 
 NUL, SURROGATE = "\x00", "\ud800"
 
 
-def _uploader(profile: Any, client: Any, ledger: Ledger) -> Uploader:
-    return Uploader(
-        profile=profile,
-        txn_key="outbound",
-        institution_code=INSTITUTION,
-        sender=client,
-        ledger=ledger,
-        sleep=lambda s: None,
-        resend_attempts=0,
-    )
+_uploader = make_uploader
 
 
 def test_bad_characters_reject_only_their_rows(profile, client, ledger, store, simulator):

@@ -59,6 +59,7 @@ from tests.conftest import (
     USER,
     inbound_row,
     init_row,
+    make_uploader,
     outbound_row,
     stock_row,
     write_csv,
@@ -107,17 +108,7 @@ def _client(profile: Profile, endpoint: str) -> CentreClient:
     )
 
 
-def _uploader(profile: Profile, sender: Any, ledger: Ledger, txn: str = "outbound", **kw: Any) -> Uploader:
-    return Uploader(
-        profile=profile,
-        txn_key=txn,
-        institution_code=INSTITUTION,
-        sender=sender,
-        ledger=ledger,
-        sleep=lambda s: None,
-        resend_attempts=0,
-        **kw,
-    )
+_uploader = make_uploader
 
 
 def _ledger_rows(ledger: Ledger) -> dict[str, dict[str, Any]]:

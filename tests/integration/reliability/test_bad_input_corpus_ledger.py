@@ -11,23 +11,10 @@ import pytest
 from cdyb_jxc.exceptions import UploadBusyError
 from cdyb_jxc.ledger import ACCEPTED, REJECTED, Ledger
 from cdyb_jxc.ledger.lock import UploadLock
-from cdyb_jxc.profile import Profile
-from cdyb_jxc.upload import Uploader
 from cdyb_jxc.validation import MappingEntry
-from tests.conftest import INSTITUTION, inbound_row, outbound_row
+from tests.conftest import INSTITUTION, inbound_row, make_uploader, outbound_row
 
-
-def _uploader(profile: Profile, client: Any, ledger: Ledger, txn: str = "outbound", **kw: Any) -> Uploader:
-    return Uploader(
-        profile=profile,
-        txn_key=txn,
-        institution_code=INSTITUTION,
-        sender=client,
-        ledger=ledger,
-        sleep=lambda s: None,
-        resend_attempts=0,
-        **kw,
-    )
+_uploader = make_uploader
 
 
 # -- bad rows of two sources at the same row number ---------------------------------------------------------

@@ -17,13 +17,13 @@ import pytest
 from cdyb_jxc.cli import main as cli_main
 from cdyb_jxc.ledger import ACCEPTED, REJECTED, Ledger
 from cdyb_jxc.textcap import storable
-from cdyb_jxc.upload import Uploader
 from tests.conftest import (
     INSTITUTION,
     SECRET,
     USER,
     inbound_row,
     init_row,
+    make_uploader,
     outbound_row,
     stock_row,
     write_csv,
@@ -38,16 +38,7 @@ BUILDERS: dict[str, Callable[..., dict[str, str]]] = {
 NUL, HIGH, LOW = "\x00", "\ud83d", "\udc8a"  # NUL; the two halves of 💊, each alone
 
 
-def _uploader(profile: Any, client: Any, ledger: Ledger, txn: str) -> Uploader:
-    return Uploader(
-        profile=profile,
-        txn_key=txn,
-        institution_code=INSTITUTION,
-        sender=client,
-        ledger=ledger,
-        sleep=lambda s: None,
-        resend_attempts=0,
-    )
+_uploader = make_uploader
 
 
 def case(case_id: str, txn: str, overrides: dict[str, str], category: str, field: str, detail: str) -> Any:
