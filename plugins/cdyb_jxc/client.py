@@ -78,7 +78,7 @@ def _not_sent(err: BaseException) -> bool:
 
 
 class CentreClient:
-    """Calls ``callBusiness`` on one endpoint with one institution's credentials.
+    """Calls the profile's operation (``callBusiness``) on one endpoint with one institution's credentials.
 
     :param profile: the interface profile
     :param endpoint: the SOAP endpoint URL
@@ -186,7 +186,8 @@ class CentreClient:
         service = self.service
         url = self.endpoint
         try:
-            text = service.callBusiness(**{self.profile.service["input_part"]: input_xml})
+            operation = service[self.profile.operation]  # the profile names it, as the WSDL does
+            text = operation(**{self.profile.service["input_part"]: input_xml})
         except requests.RequestException as err:
             if _not_sent(err):
                 raise TransportError(f"could not reach {url}: {type(err).__name__}") from err
