@@ -20,7 +20,7 @@ from cdyb_jxc.codec import BatchReply, RowFailure, build_request, parse_reply, r
 from cdyb_jxc.exceptions import CallRejectedError, CodecError, InDoubtError, TransportError
 from cdyb_jxc.profile import Profile
 from cdyb_jxc.redaction import REDACTOR, register_secret
-from cdyb_jxc.transport import KEEP_BYTES, MAX_REPLY_BYTES, BoundedTransport, decode_body
+from cdyb_jxc.transport import KEEP_BYTES, MAX_REPLY_BYTES, BoundedTransport
 from cdyb_jxc.wsdl import wsdl_document
 
 log = logging.getLogger(__name__)
@@ -165,10 +165,8 @@ class CentreClient:
         err = InDoubtError(REDACTOR.text(message))
         body = self.transport.last_body if "transport" in self.__dict__ else None
         if body:
-            text = decode_body(body[:KEEP_BYTES], self.transport.last_encoding)
-            if len(body) > KEEP_BYTES:
-                text = f"[cut by cdyb-jxc: {len(body)} bytes, first {KEEP_BYTES} kept]\n{text}"
-            err.reply_text = REDACTOR.text(text)  # type: ignore[attr-defined]
+            cut = f"{len(body)} bytes, first {KEEP_BYTES} kept" if len(body) > KEEP_BYTES else None
+            err.reply_text = self.transport.kept_text(body, cut)  # type: ignore[attr-defined]
         return err
 
     def call(self, input_xml: str) -> str | None:

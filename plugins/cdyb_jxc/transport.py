@@ -284,13 +284,13 @@ class BoundedTransport(Transport):
         self.last_body = self.redactor.bytes(bytes(buf))
         return self.last_body
 
-    def _kept(self, head: bytearray | bytes, marker: str) -> str:
-        """The head of a refused reply as text for the audit, redacted, the marker first (it survives any
-        later cap)."""
+    def kept_text(self, head: bytearray | bytes, marker: str | None = None) -> str:
+        """The first :data:`KEEP_BYTES` of a reply as text for the audit, redacted, the ``marker`` (why and
+        where it was cut) first when given, so it survives any later cap."""
         # redacted before the cut, so a secret straddling the cut leaves no prefix behind
         clean = self.redactor.bytes(bytes(head[: KEEP_BYTES + 4096]))[:KEEP_BYTES]
         text = decode_body(clean, self.last_encoding)
-        return self.redactor.text(f"[cut by cdyb-jxc: {marker}]\n{text}")
+        return self.redactor.text(f"[cut by cdyb-jxc: {marker}]\n{text}" if marker else text)
 
     def _deadline_error(
         self, address: str, *, sent: bool, head: bytearray | bytes = b""
@@ -302,7 +302,7 @@ class BoundedTransport(Transport):
             f"no complete reply from {address} within the {seconds} deadline"
             " (connection cut; the rows may have been stored)"
         )
-        err.reply_text = self._kept(head, f"deadline passed after {len(head)} bytes")  # type: ignore[attr-defined]
+        err.reply_text = self.kept_text(head, f"deadline passed after {len(head)} bytes")  # type: ignore[attr-defined]
         return err
 
     def _too_big_error(self, address: str, head: bytearray, declared: int) -> InDoubtError:
@@ -314,7 +314,7 @@ class BoundedTransport(Transport):
         )
         kept = min(read, KEEP_BYTES)
         marker = f"reply refused over the {limit}-byte limit; {read} bytes read, first {kept} kept"
-        err.reply_text = self._kept(head, marker)  # type: ignore[attr-defined]
+        err.reply_text = self.kept_text(head, marker)  # type: ignore[attr-defined]
         return err
 
     def _redirect_error(self, address: str, response: requests.Response) -> InDoubtError:

@@ -78,6 +78,15 @@ def decompress(blob: bytes | None) -> str | None:
     return None if blob is None else zlib.decompress(blob).decode("utf-8")
 
 
+def _milestone_row(institution_code: str, name: str, detail: str) -> dict[str, Any]:
+    return {
+        "institution_code": institution_code,
+        "name": name,
+        "completed_at": utcnow(),
+        "detail": fit(detail, _MILESTONE_CAPS["detail"]),
+    }
+
+
 @dataclass(frozen=True)
 class LedgerEntry:
     """What the ledger knows about one 流水号."""
@@ -335,14 +344,7 @@ class Ledger(SourceIssueStore):
         """Insert a milestone unless one of that name exists (then ``False``), atomically."""
         try:
             with self.engine.begin() as conn:
-                conn.execute(
-                    insert(milestone).values(
-                        institution_code=institution_code,
-                        name=name,
-                        completed_at=utcnow(),
-                        detail=fit(detail, _MILESTONE_CAPS["detail"]),
-                    )
-                )
+                conn.execute(insert(milestone).values(_milestone_row(institution_code, name, detail)))
         except IntegrityError:
             return False
         return True
@@ -354,11 +356,4 @@ class Ledger(SourceIssueStore):
                     milestone.c.institution_code == institution_code, milestone.c.name == name
                 )
             )
-            conn.execute(
-                insert(milestone).values(
-                    institution_code=institution_code,
-                    name=name,
-                    completed_at=utcnow(),
-                    detail=fit(detail, _MILESTONE_CAPS["detail"]),
-                )
-            )
+            conn.execute(insert(milestone).values(_milestone_row(institution_code, name, detail)))

@@ -36,9 +36,8 @@ from cdyb_jxc.ledger.schema import metadata
 from cdyb_jxc.profile import Profile
 from cdyb_jxc.transport import MAX_REPLY_BYTES
 from cdyb_jxc.ui import queries
-from cdyb_jxc.upload import Uploader
 from cdyb_jxc.wsdl import render_wsdl
-from tests.conftest import INSTITUTION, SECRET, USER, outbound_row, write_csv
+from tests.conftest import INSTITUTION, SECRET, USER, make_uploader, outbound_row, write_csv
 from tests.hostile_centre import FORMS, PLACES, HostileCentre
 from tests.unit.test_redaction import SPECIAL, text_forms
 
@@ -65,15 +64,7 @@ def make_client(profile: Profile, url: str, secret: str = SECRET, timeout: float
 def run_upload(
     profile: Profile, client: CentreClient, ledger: Ledger, serials: list[str]
 ) -> BaseException | None:
-    uploader = Uploader(
-        profile=profile,
-        txn_key="outbound",
-        institution_code=INSTITUTION,
-        sender=client,
-        ledger=ledger,
-        sleep=lambda s: None,
-        resend_attempts=0,
-    )
+    uploader = make_uploader(profile, client, ledger)
     try:
         uploader.run([[outbound_row(s, i % 20 + 1) for i, s in enumerate(serials)]])
     except (InDoubtError, CallRejectedError) as err:
@@ -327,15 +318,7 @@ def test_contradicting_reply_with_2mb_retmsg_leaves_the_batch_in_doubt(profile, 
     hostile.set_mode("contradiction")
     client = make_client(profile, hostile.url)
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    uploader = Uploader(
-        profile=profile,
-        txn_key="outbound",
-        institution_code=INSTITUTION,
-        sender=client,
-        ledger=ledger,
-        sleep=lambda s: None,
-        resend_attempts=0,
-    )
+    uploader = make_uploader(profile, client, ledger)
     try:
         with pytest.raises(InDoubtError):
             uploader.run([[outbound_row(f"X{i}", i % 20 + 1) for i in range(100)]])

@@ -22,8 +22,7 @@ from cdyb_jxc.ledger import ACCEPTED, DUPLICATE_CONFLICT, IN_DOUBT, PENDING, REJ
 from cdyb_jxc.simulator.server import response_envelope
 from cdyb_jxc.textcap import MARKER, PART_MAX, REPLY_MAX, TEXT_MAX
 from cdyb_jxc.ui.queries import queues
-from cdyb_jxc.upload import Uploader
-from tests.conftest import INSTITUTION, SECRET, USER, outbound_row
+from tests.conftest import INSTITUTION, SECRET, USER, make_uploader, outbound_row
 
 MB = 1024 * 1024
 
@@ -76,15 +75,7 @@ def _upload(profile: Any, hostile: _Hostile, ledger: Ledger, rows: list[dict[str
         profile, endpoint=hostile.url, user=USER, verification_code=SECRET, institution_code=INSTITUTION
     )
     try:
-        return Uploader(
-            profile=profile,
-            txn_key="outbound",
-            institution_code=INSTITUTION,
-            sender=client,
-            ledger=ledger,
-            sleep=lambda s: None,
-            resend_attempts=0,
-        ).run([rows])
+        return make_uploader(profile, client, ledger).run([rows])
     finally:
         client.close()
 

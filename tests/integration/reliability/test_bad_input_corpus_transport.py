@@ -17,8 +17,7 @@ from cdyb_jxc.client import CentreClient
 from cdyb_jxc.exceptions import InDoubtError, TransportError
 from cdyb_jxc.ledger import IN_DOUBT, Ledger
 from cdyb_jxc.profile import Profile
-from cdyb_jxc.upload import Uploader
-from tests.conftest import INSTITUTION, SECRET, USER, outbound_row, write_csv
+from tests.conftest import INSTITUTION, SECRET, USER, make_uploader, outbound_row, write_csv
 from tests.hostile_centre import HostileCentre
 
 LIMIT = 4096  # a small reply limit keeps these cases fast; the 200 MB case is in tests/integration/client
@@ -43,15 +42,7 @@ def _client(profile: Profile, url: str, timeout: float = 2, **kw: Any) -> Centre
 
 
 def _upload(profile: Profile, client: CentreClient, ledger: Ledger, n: int = 2) -> BaseException:
-    uploader = Uploader(
-        profile=profile,
-        txn_key="outbound",
-        institution_code=INSTITUTION,
-        sender=client,
-        ledger=ledger,
-        sleep=lambda s: None,
-        resend_attempts=0,
-    )
+    uploader = make_uploader(profile, client, ledger)
     with pytest.raises((InDoubtError, TransportError)) as info:
         uploader.run([[outbound_row(f"B{i}", i % 20 + 1) for i in range(n)]])
     client.close()
