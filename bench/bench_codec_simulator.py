@@ -51,12 +51,12 @@ from pathlib import Path
 import requests
 from lxml import etree
 
-from cdyb_jxc.codec import SUCCESS, build_reply, build_request, parse_reply, parse_request
 from cdyb_jxc.exceptions import CodecError
-from cdyb_jxc.profile import load_profile
 from cdyb_jxc.simulator.server import SOAP_ENV
-from cdyb_jxc.validation import MappingEntry, precheck_row
-from cdyb_jxc.values import row_to_wire
+from cdyb_jxc.wire.codec import SUCCESS, build_reply, build_request, parse_reply, parse_request
+from cdyb_jxc.wire.profile import load_profile
+from cdyb_jxc.wire.rules import MappingEntry, precheck_row
+from cdyb_jxc.wire.values import row_to_wire
 
 INSTITUTION, USER, SECRET = "H51010400001", "his_user", "S3cret-验证码-value"
 ITEMS = 2_000  # 对码 registry entries

@@ -37,10 +37,10 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402 - Airflow environment must be set first
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from cdyb_jxc.profile import Profile, load_profile  # noqa: E402
 from cdyb_jxc.simulator.server import Simulator  # noqa: E402
 from cdyb_jxc.simulator.store import SimulatorStore  # noqa: E402
-from cdyb_jxc.upload import Uploader  # noqa: E402
+from cdyb_jxc.upload.engine import Uploader  # noqa: E402
+from cdyb_jxc.wire.profile import Profile, load_profile  # noqa: E402
 
 INSTITUTION = "H51010400001"
 USER = "his_user"

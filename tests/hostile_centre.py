@@ -44,10 +44,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from xml.sax.saxutils import escape
 
-from cdyb_jxc.codec import escape as codec_escape
-from cdyb_jxc.codec import parse_request
-from cdyb_jxc.profile import Profile, load_profile
 from cdyb_jxc.simulator.server import SOAP_ENV, read_input_xml
+from cdyb_jxc.wire.codec import escape as codec_escape
+from cdyb_jxc.wire.codec import parse_request
+from cdyb_jxc.wire.profile import Profile, load_profile
 
 PATH = "/services/SjcjService"
 FORMS = (

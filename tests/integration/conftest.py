@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine
 
-from cdyb_jxc.client import CentreClient
 from cdyb_jxc.ledger import Ledger
 from cdyb_jxc.ledger.schema import metadata
-from cdyb_jxc.profile import Profile
 from cdyb_jxc.simulator.server import Simulator
+from cdyb_jxc.wire.client import CentreClient
+from cdyb_jxc.wire.profile import Profile
 from tests.conftest import INSTITUTION, SECRET, USER
 
 

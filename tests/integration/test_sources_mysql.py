@@ -10,7 +10,7 @@ import pymysql
 import pymysql.cursors
 import pytest
 
-from cdyb_jxc.sources import _streaming_cursor, iter_cursor_chunks
+from cdyb_jxc.upload.sources import _streaming_cursor, iter_cursor_chunks
 from tests.conftest import outbound_row
 
 ROWS = 5_000

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from cdyb_jxc.exceptions import CdybJxcError
-from cdyb_jxc.settings import CentreSettings, build_settings
+from cdyb_jxc.wire.connection import CentreSettings, build_settings
 
 if TYPE_CHECKING:
-    from cdyb_jxc.client import CentreClient, Exchange
     from cdyb_jxc.ledger import Ledger
-    from cdyb_jxc.profile import Profile
-    from cdyb_jxc.upload import Uploader
+    from cdyb_jxc.upload.engine import Uploader
+    from cdyb_jxc.wire.client import CentreClient, Exchange
+    from cdyb_jxc.wire.profile import Profile
 
 
 class CdybJxcHook(BaseHook):
@@ -39,7 +39,7 @@ class CdybJxcHook(BaseHook):
 
     @cached_property
     def settings(self) -> CentreSettings:
-        from cdyb_jxc.redaction import register_secret
+        from cdyb_jxc.safety.redaction import register_secret
 
         conn = self.get_connection(self.cdyb_jxc_conn_id)
         settings = build_settings(
@@ -56,13 +56,13 @@ class CdybJxcHook(BaseHook):
 
     @cached_property
     def profile(self) -> Profile:
-        from cdyb_jxc.profile import load_profile
+        from cdyb_jxc.wire.profile import load_profile
 
         return load_profile(self.profile_path or self.settings.profile)
 
     @cached_property
     def client(self) -> CentreClient:
-        from cdyb_jxc.client import CentreClient
+        from cdyb_jxc.wire.client import CentreClient
 
         s = self.settings
         return CentreClient(
@@ -95,15 +95,17 @@ class CdybJxcHook(BaseHook):
     def uploader(
         self, txn_key: str, ledger: Ledger, *, mapping_file: str | None = None, **kwargs: Any
     ) -> Uploader:
-        """An :class:`~cdyb_jxc.upload.Uploader` sending through this hook (same path for operators and CLI).
+        """An :class:`~cdyb_jxc.upload.engine.Uploader` sending through this hook.
+
+        Operators and the CLI share this path.
 
         :param txn_key: ``init``, ``inbound``, ``outbound`` or ``stock``
         :param ledger: the ledger
         :param mapping_file: CSV copy of the 对码 registry for hold-back
-        :param kwargs: further :class:`~cdyb_jxc.upload.Uploader` arguments
+        :param kwargs: further :class:`~cdyb_jxc.upload.engine.Uploader` arguments
         """
-        from cdyb_jxc.registry import load_registry
-        from cdyb_jxc.upload import Uploader
+        from cdyb_jxc.upload.engine import Uploader
+        from cdyb_jxc.wire.registry import load_registry
 
         ledger.bind_environment(self.settings.institution_code, self.settings.environment)
         return Uploader(
@@ -127,8 +129,8 @@ class CdybJxcHook(BaseHook):
         The centre checks credentials before the row count, so 【明细条数不符】 proves the
         credentials work, and nothing can be stored.
         """
-        from cdyb_jxc.codec import build_request, parse_reply
-        from cdyb_jxc.redaction import REDACTOR
+        from cdyb_jxc.safety.redaction import REDACTOR
+        from cdyb_jxc.wire.codec import build_request, parse_reply
 
         try:
             profile, client = self.profile, self.client

@@ -1,4 +1,5 @@
-"""The ledger's source issues (see :mod:`cdyb_jxc.source_issues`): source rows an upload could not send,
+"""The ledger's source issues (see :mod:`cdyb_jxc.upload.source_issues`): source rows an upload
+could not send,
 kept visible. A part of :class:`~cdyb_jxc.ledger.Ledger` (SQLAlchemy Core, no Airflow)."""
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from typing import Any
 from sqlalchemy import Engine, and_, bindparam, delete, insert, select
 
 from cdyb_jxc.ledger.schema import source_issue
-from cdyb_jxc.textcap import column_caps, fit_values
+from cdyb_jxc.safety.textcap import column_caps, fit_values
 
 _DELETE_CHUNK = 500
-ROW_KEY_MAX = 200  # characters of a 流水号 in a row key (cdyb_jxc.source_issues)
-# every text written goes through these (see cdyb_jxc.textcap): no hostile or odd value can fail a write
+ROW_KEY_MAX = 200  # characters of a 流水号 in a row key (cdyb_jxc.upload.source_issues)
+# every text written goes through these (see cdyb_jxc.safety.textcap):
+# no hostile or odd value can fail a write
 _ISSUE_CAPS = column_caps(source_issue)
 
 

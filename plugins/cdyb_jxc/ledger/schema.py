@@ -119,7 +119,8 @@ source_issue = Table(
     Column("transaction_code", String(16), primary_key=True),
     Column("business_date", String(10), primary_key=True),
     # the 流水号 (cut to 200 characters); for a row it cannot key (none, too long, repeated in the source)
-    # "<流水号 or nothing>#<source row number>@<12 hex digits naming the source>" (see cdyb_jxc.source_issues)
+    # "<流水号 or nothing>#<source row number>@<12 hex digits naming the source>"
+    # (see cdyb_jxc.upload.source_issues)
     Column("row_key", String(250), primary_key=True),
     Column("serial_no", Text),
     Column("source_row", Integer),

@@ -40,7 +40,7 @@ from cdyb_jxc.ledger.schema import (
     upload_batch,
     upload_row,
 )
-from cdyb_jxc.textcap import REPLY_MAX, column_caps, encoded, fit, fit_values
+from cdyb_jxc.safety.textcap import REPLY_MAX, column_caps, encoded, fit, fit_values
 
 DEFAULT_LEDGER_URL = "sqlite:///cdyb_jxc_ledger.db"
 LEDGER_ENV_VAR = "CDYB_JXC_LEDGER_URL"
@@ -58,7 +58,8 @@ def default_ledger_url() -> str:
 
 
 _LOOKUP_CHUNK = 500
-# every text written goes through these (see cdyb_jxc.textcap): no hostile or odd value can fail a write
+# every text written goes through these (see cdyb_jxc.safety.textcap):
+# no hostile or odd value can fail a write
 _ROW_CAPS = column_caps(upload_row)
 _BATCH_CAPS = column_caps(upload_batch)
 _MILESTONE_CAPS = column_caps(milestone)
@@ -70,7 +71,7 @@ def utcnow() -> datetime:
 
 
 def compress(text: str | None, limit: int = REPLY_MAX) -> bytes | None:
-    """``text`` capped at ``limit`` characters (cdyb_jxc.textcap marker) and zlib-compressed."""
+    """``text`` capped at ``limit`` characters (cdyb_jxc.safety.textcap marker) and zlib-compressed."""
     return None if text is None else zlib.compress(encoded(text, limit), 6)
 
 

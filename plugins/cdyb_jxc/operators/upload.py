@@ -1,4 +1,6 @@
-"""Operators: one per transaction, on one shared base. Thin: the work happens in :mod:`cdyb_jxc.upload`."""
+"""Operators: one per transaction, on one shared base. Thin.
+
+The work happens in :mod:`cdyb_jxc.upload.engine`."""
 
 from __future__ import annotations
 
@@ -180,8 +182,8 @@ class CdybJxcUploadOperator(BaseOperator):
 
     def _source_identity(self, ti: Any) -> str:
         """What this task reads, for the keys of its row-numbered source issues (see
-        :mod:`cdyb_jxc.source_issues`)."""
-        from cdyb_jxc.source_issues import file_source, task_source
+        :mod:`cdyb_jxc.upload.source_issues`)."""
+        from cdyb_jxc.upload.source_issues import file_source, task_source
 
         if self.source_file:
             return file_source(self.source_file, sheet=self.sheet, encoding=self.encoding)
@@ -190,7 +192,7 @@ class CdybJxcUploadOperator(BaseOperator):
     def _chunks(
         self, txn: Any, context: Context, extra_dates: Sequence[str]
     ) -> Iterator[list[dict[str, Any]]]:
-        from cdyb_jxc.sources import iter_cursor_chunks, iter_file_chunks
+        from cdyb_jxc.upload.sources import iter_cursor_chunks, iter_file_chunks
 
         if self.source_file:
             yield from iter_file_chunks(
@@ -211,7 +213,7 @@ class CdybJxcUploadOperator(BaseOperator):
             conn.close()
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from cdyb_jxc.upload_result import RunInfo
+        from cdyb_jxc.upload.result import RunInfo
 
         self._check_arguments()
         self.business_date = checked_business_date(self.business_date, self.task_id)

@@ -6,11 +6,19 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from cdyb_jxc.codec import FAILURE, PARTIAL, SUCCESS, ParsedRequest, RowFailure, build_reply, parse_request
 from cdyb_jxc.exceptions import CodecError
-from cdyb_jxc.profile import Profile, TransactionSpec
 from cdyb_jxc.simulator.store import SimulatorStore
-from cdyb_jxc.validation import (
+from cdyb_jxc.wire.codec import (
+    FAILURE,
+    PARTIAL,
+    SUCCESS,
+    ParsedRequest,
+    RowFailure,
+    build_reply,
+    parse_request,
+)
+from cdyb_jxc.wire.profile import Profile, TransactionSpec
+from cdyb_jxc.wire.rules import (
     RowError,
     charset_error,
     field_error,

@@ -16,12 +16,12 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from cdyb_jxc.exceptions import CodecError
-from cdyb_jxc.profile import Profile
 from cdyb_jxc.simulator.centre import Centre
 from cdyb_jxc.simulator.faults import FaultPlan, FaultSpecError
 from cdyb_jxc.simulator.store import SimulatorStore
-from cdyb_jxc.wsdl import render_wsdl
-from cdyb_jxc.xmlsafe import parse_body, parse_text
+from cdyb_jxc.wire.profile import Profile
+from cdyb_jxc.wire.wsdl import render_wsdl
+from cdyb_jxc.wire.xmlsafe import parse_body, parse_text
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from cdyb_jxc.validation import MappingEntry
+from cdyb_jxc.wire.rules import MappingEntry
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS institution_credentials (

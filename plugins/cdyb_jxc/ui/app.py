@@ -213,8 +213,8 @@ def api_rejects_export(
     item: Text = None,
 ) -> Response:
     """The filtered reject list as CSV (UTF-8 with BOM, opens in Excel) or an Excel workbook."""
-    from cdyb_jxc.reports import COLUMNS, SHEET_NAME, report_rows
-    from cdyb_jxc.spreadsheet import write_csv, write_xlsx
+    from cdyb_jxc.safety.spreadsheet import write_csv, write_xlsx
+    from cdyb_jxc.upload.reports import COLUMNS, SHEET_NAME, report_rows
 
     filters = _filters(day, transaction, category, item)
     rows = report_rows(_ask(queries.all_rejects, **filters))

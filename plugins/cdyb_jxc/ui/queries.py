@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, case, func, inspect, select
 
 from cdyb_jxc.ledger.schema import source_issue, upload_batch, upload_row
-from cdyb_jxc.profile import DAILY_TRANSACTIONS
+from cdyb_jxc.wire.profile import DAILY_TRANSACTIONS
 
 SHORT_NAMES = {"init": "初始化", "inbound": "入库", "outbound": "出库", "stock": "库存"}
 OPEN_STATES = ("PENDING", "IN_FLIGHT", "IN_DOUBT")
@@ -26,14 +26,14 @@ si = source_issue.c
 
 def transaction_names() -> dict[str, str]:
     """Wire code → short Chinese name, from the profile (a deployment may use other codes)."""
-    from cdyb_jxc.profile import load_profile
+    from cdyb_jxc.wire.profile import load_profile
 
     profile = load_profile()
     return {profile.transaction(key).code: name for key, name in SHORT_NAMES.items()}
 
 
 def daily_codes() -> list[str]:
-    from cdyb_jxc.profile import load_profile
+    from cdyb_jxc.wire.profile import load_profile
 
     profile = load_profile()
     return [profile.transaction(key).code for key in DAILY_TRANSACTIONS]
@@ -45,7 +45,7 @@ def _has_issues_table(engine: Engine) -> bool:
 
 def local_today() -> date:
     """Today in the centre's time zone (business days are Asia/Shanghai days)."""
-    from cdyb_jxc.profile import load_profile
+    from cdyb_jxc.wire.profile import load_profile
 
     offset = int(load_profile().service["timezone_offset_hours"])
     return (datetime.now(UTC) + timedelta(hours=offset)).date()

@@ -21,10 +21,10 @@ from cdyb_jxc.exceptions import UploadBusyError
 from cdyb_jxc.ledger import ACCEPTED, DUPLICATE_CONFLICT, Ledger
 from cdyb_jxc.ledger.lock import UploadLock
 from cdyb_jxc.ledger.schema import metadata
-from cdyb_jxc.source_issues import file_source, task_source
-from cdyb_jxc.upload import Uploader
-from cdyb_jxc.upload_result import RunInfo
-from cdyb_jxc.validation import MappingEntry
+from cdyb_jxc.upload.engine import Uploader
+from cdyb_jxc.upload.result import RunInfo
+from cdyb_jxc.upload.source_issues import file_source, task_source
+from cdyb_jxc.wire.rules import MappingEntry
 from tests.conftest import INSTITUTION, SECRET, USER, inbound_row, outbound_row, write_csv
 
 USED_BY_INBOUND = "流水号已用于JXC002的记录(状态ACCEPTED)，本条未上传；请为本条使用新的流水号"

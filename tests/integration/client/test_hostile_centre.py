@@ -29,14 +29,14 @@ import pytest
 from sqlalchemy import select
 
 from cdyb_jxc.cli import main as cli_main
-from cdyb_jxc.client import CentreClient
 from cdyb_jxc.exceptions import CallRejectedError, InDoubtError
 from cdyb_jxc.ledger import IN_DOUBT, PENDING, REJECTED, Ledger
 from cdyb_jxc.ledger.schema import metadata
-from cdyb_jxc.profile import Profile
-from cdyb_jxc.transport import MAX_REPLY_BYTES
 from cdyb_jxc.ui import queries
-from cdyb_jxc.wsdl import render_wsdl
+from cdyb_jxc.wire.client import CentreClient
+from cdyb_jxc.wire.profile import Profile
+from cdyb_jxc.wire.transport import MAX_REPLY_BYTES
+from cdyb_jxc.wire.wsdl import render_wsdl
 from tests.conftest import INSTITUTION, SECRET, USER, make_uploader, outbound_row, write_csv
 from tests.hostile_centre import FORMS, PLACES, HostileCentre
 from tests.unit.test_redaction import SPECIAL, text_forms

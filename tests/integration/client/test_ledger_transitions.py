@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 
-from cdyb_jxc.client import CentreClient
 from cdyb_jxc.exceptions import CallRejectedError, InDoubtError, TransportError
 from cdyb_jxc.ledger import (
     ACCEPTED,
@@ -19,9 +18,10 @@ from cdyb_jxc.ledger import (
     Ledger,
 )
 from cdyb_jxc.ledger.schema import upload_row
-from cdyb_jxc.upload import Uploader
-from cdyb_jxc.upload_result import RunInfo
-from cdyb_jxc.validation import MappingEntry
+from cdyb_jxc.upload.engine import Uploader
+from cdyb_jxc.upload.result import RunInfo
+from cdyb_jxc.wire.client import CentreClient
+from cdyb_jxc.wire.rules import MappingEntry
 from tests.conftest import INSTITUTION, SECRET, USER, outbound_row
 
 
@@ -461,7 +461,7 @@ def test_row_changed_after_acceptance_is_reported_until_the_source_is_restored(
 def test_source_issues_are_in_the_reject_report_and_mark_the_day_open(
     profile, client, ledger, store, tmp_path
 ):
-    from cdyb_jxc.reports import write_reject_report
+    from cdyb_jxc.upload.reports import write_reject_report
 
     _uploader(profile, client, ledger, business_date="2026-11-20").run(
         [[outbound_row("G1"), outbound_row(""), outbound_row("G1")]]

@@ -8,10 +8,10 @@ from importlib import resources
 
 import pytest
 
-from cdyb_jxc.client import CentreClient
-from cdyb_jxc.profile import Profile, parse_profile
 from cdyb_jxc.simulator.server import Simulator
 from cdyb_jxc.simulator.store import SimulatorStore
+from cdyb_jxc.wire.client import CentreClient
+from cdyb_jxc.wire.profile import Profile, parse_profile
 from tests.conftest import INSTITUTION, SECRET, USER, outbound_row, seed_store
 
 

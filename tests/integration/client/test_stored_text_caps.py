@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from cdyb_jxc.client import CentreClient
-from cdyb_jxc.codec import FAILURE, PARTIAL, SUCCESS, RowFailure, build_reply
 from cdyb_jxc.exceptions import CallRejectedError, InDoubtError
 from cdyb_jxc.ledger import ACCEPTED, DUPLICATE_CONFLICT, IN_DOUBT, PENDING, REJECTED, Ledger
+from cdyb_jxc.safety.textcap import MARKER, PART_MAX, REPLY_MAX, TEXT_MAX
 from cdyb_jxc.simulator.server import response_envelope
-from cdyb_jxc.textcap import MARKER, PART_MAX, REPLY_MAX, TEXT_MAX
 from cdyb_jxc.ui.queries import queues
+from cdyb_jxc.wire.client import CentreClient
+from cdyb_jxc.wire.codec import FAILURE, PARTIAL, SUCCESS, RowFailure, build_reply
 from tests.conftest import INSTITUTION, SECRET, USER, make_uploader, outbound_row
 
 MB = 1024 * 1024

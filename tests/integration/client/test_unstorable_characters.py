@@ -11,7 +11,7 @@ import pytest
 
 from cdyb_jxc.exceptions import InDoubtError
 from cdyb_jxc.ledger import ACCEPTED, IN_DOUBT, REJECTED
-from cdyb_jxc.textcap import MARKER, TEXT_MAX, fit, storable, unstorable
+from cdyb_jxc.safety.textcap import MARKER, TEXT_MAX, fit, storable, unstorable
 from tests.conftest import INSTITUTION, make_uploader, outbound_row
 
 NUL, SURROGATE = "\x00", "\ud800"
@@ -193,7 +193,7 @@ def test_count_no_integer_column_holds_is_stored_as_null_not_a_failed_write(ledg
 
 def test_fit_values_leaves_booleans_and_in_range_integers_alone():
     from cdyb_jxc.ledger.schema import upload_batch
-    from cdyb_jxc.textcap import column_caps, fit_values
+    from cdyb_jxc.safety.textcap import column_caps, fit_values
 
     caps = column_caps(upload_batch)
     values = {"succnum": 3, "failnum": True, "id": 10**30}  # the key column is not fitted

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import pytest
 
-from cdyb_jxc.notifications import RejectNotifier
+from cdyb_jxc.notifications.reject import RejectNotifier
 
 MESSAGE = (
     "医保进销存上传 H51010400001 业务日期 2026-11-20: 3 条记录被拒或冲突。 报告 report: /r.csv / /r.xlsx"
@@ -103,7 +103,7 @@ def smtp_server(monkeypatch) -> Iterator[int]:
 
 
 def test_log_channel_writes_the_message(caplog):
-    caplog.set_level(logging.WARNING, logger="cdyb_jxc.notifications")
+    caplog.set_level(logging.WARNING, logger="cdyb_jxc.notifications.reject")
     RejectNotifier.from_spec("log", MESSAGE).notify({})
     assert [r.getMessage() for r in caplog.records] == [MESSAGE]
 

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from cdyb_jxc.ledger import Ledger
 from cdyb_jxc.ledger.schema import upload_batch, upload_row
-from cdyb_jxc.reports import write_reject_report
 from cdyb_jxc.ui import queries
+from cdyb_jxc.upload.reports import write_reject_report
 from tests.conftest import AIRFLOW_HOME, INSTITUTION, SECRET, USER, outbound_row
 from tests.integration.operators.conftest import write_csv
 
@@ -98,7 +98,7 @@ with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
 def test_zeep_envelope_log_turned_on_by_a_logging_config_is_redacted(profile, simulator, caplog):
     """zeep writes whole envelopes at DEBUG on ``zeep.transports``; a deployment's logging config may turn
     that on. The 验证码 is cut out of every record (plain and XML-escaped inside the envelope)."""
-    from cdyb_jxc.client import CentreClient
+    from cdyb_jxc.wire.client import CentreClient
 
     transports = logging.getLogger("zeep.transports")
     transports.setLevel(logging.DEBUG)

@@ -24,8 +24,6 @@ from typing import Any
 import pytest
 
 from cdyb_jxc.cli import main as cli_main
-from cdyb_jxc.client import CentreClient
-from cdyb_jxc.codec import parse_reply
 from cdyb_jxc.exceptions import (
     CallRejectedError,
     CodecError,
@@ -44,14 +42,16 @@ from cdyb_jxc.ledger import (
     REJECTED,
     Ledger,
 )
-from cdyb_jxc.profile import Profile, load_profile, parse_profile
-from cdyb_jxc.settings import build_settings
 from cdyb_jxc.simulator.server import response_envelope
-from cdyb_jxc.sources import iter_file_chunks
-from cdyb_jxc.upload import Uploader
-from cdyb_jxc.validation import MappingEntry
-from cdyb_jxc.values import row_to_wire
-from cdyb_jxc.xmlsafe import MAX_DOCUMENT_CHARS
+from cdyb_jxc.upload.engine import Uploader
+from cdyb_jxc.upload.sources import iter_file_chunks
+from cdyb_jxc.wire.client import CentreClient
+from cdyb_jxc.wire.codec import parse_reply
+from cdyb_jxc.wire.connection import build_settings
+from cdyb_jxc.wire.profile import Profile, load_profile, parse_profile
+from cdyb_jxc.wire.rules import MappingEntry
+from cdyb_jxc.wire.values import row_to_wire
+from cdyb_jxc.wire.xmlsafe import MAX_DOCUMENT_CHARS
 from tests.conftest import (
     INSTITUTION,
     PROD_SECRET,

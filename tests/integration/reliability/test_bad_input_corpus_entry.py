@@ -24,13 +24,13 @@ import pytest
 from openpyxl import load_workbook
 
 from cdyb_jxc.cli import main as cli_main
-from cdyb_jxc.client import CentreClient
 from cdyb_jxc.exceptions import ProfileError
 from cdyb_jxc.ledger import REJECTED, Ledger
-from cdyb_jxc.profile import PROFILE_ENV_VAR, parse_profile
-from cdyb_jxc.reports import SOURCE_ISSUE, write_reject_report
-from cdyb_jxc.spreadsheet import FORMULA_STARTS
-from cdyb_jxc.upload import Uploader
+from cdyb_jxc.safety.spreadsheet import FORMULA_STARTS
+from cdyb_jxc.upload.engine import Uploader
+from cdyb_jxc.upload.reports import SOURCE_ISSUE, write_reject_report
+from cdyb_jxc.wire.client import CentreClient
+from cdyb_jxc.wire.profile import PROFILE_ENV_VAR, parse_profile
 from tests.conftest import INSTITUTION, SECRET, USER, outbound_row, write_csv
 
 DEFAULT_TEXT = resources.files("cdyb_jxc").joinpath("data/default_profile.toml").read_text(encoding="utf-8")

@@ -11,7 +11,7 @@ import pytest
 from cdyb_jxc.exceptions import UploadBusyError
 from cdyb_jxc.ledger import ACCEPTED, REJECTED, Ledger
 from cdyb_jxc.ledger.lock import UploadLock
-from cdyb_jxc.validation import MappingEntry
+from cdyb_jxc.wire.rules import MappingEntry
 from tests.conftest import INSTITUTION, inbound_row, make_uploader, outbound_row
 
 _uploader = make_uploader

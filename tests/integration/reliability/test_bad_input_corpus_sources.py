@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from cdyb_jxc.cli import main as cli_main
-from cdyb_jxc.client import CentreClient
 from cdyb_jxc.exceptions import SourceDataError
 from cdyb_jxc.ledger import ACCEPTED, REJECTED, Ledger
-from cdyb_jxc.profile import Profile
-from cdyb_jxc.sources import iter_file_chunks
-from cdyb_jxc.upload import Uploader
+from cdyb_jxc.upload.engine import Uploader
+from cdyb_jxc.upload.sources import iter_file_chunks
+from cdyb_jxc.wire.client import CentreClient
+from cdyb_jxc.wire.profile import Profile
 from tests.conftest import INSTITUTION, SECRET, USER, inbound_row, outbound_row, write_csv
 
 # ---------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 
 from cdyb_jxc.cli import main as cli_main
 from cdyb_jxc.ledger import ACCEPTED, REJECTED, Ledger
-from cdyb_jxc.textcap import storable
+from cdyb_jxc.safety.textcap import storable
 from tests.conftest import (
     INSTITUTION,
     SECRET,

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from cdyb_jxc.cli import main as cli_main
-from cdyb_jxc.client import CentreClient
 from cdyb_jxc.exceptions import InDoubtError, TransportError
 from cdyb_jxc.ledger import IN_DOUBT, Ledger
-from cdyb_jxc.profile import Profile
+from cdyb_jxc.wire.client import CentreClient
+from cdyb_jxc.wire.profile import Profile
 from tests.conftest import INSTITUTION, SECRET, USER, make_uploader, outbound_row, write_csv
 from tests.hostile_centre import HostileCentre
 
@@ -247,7 +247,7 @@ def test_cli_refused_redirect_exits_1_and_says_to_resume(profile, hostile, tmp_p
 
 
 def test_packaged_upload_tasks_have_an_execution_timeout(monkeypatch, tmp_path):
-    from cdyb_jxc.dag_builder import DagSettings, build_daily_dag, build_init_dag
+    from cdyb_jxc.workflows.builder import DagSettings, build_daily_dag, build_init_dag
 
     monkeypatch.setenv("CDYB_JXC_TASK_TIMEOUT_MINUTES", "45")
     settings = DagSettings.from_env(tmp_path)
@@ -275,7 +275,7 @@ def test_packaged_upload_tasks_have_an_execution_timeout(monkeypatch, tmp_path):
     ],
 )
 def test_bad_task_timeout_setting_is_named(monkeypatch, tmp_path, raw, message):
-    from cdyb_jxc.dag_builder import DagSettings
+    from cdyb_jxc.workflows.builder import DagSettings
 
     monkeypatch.setenv("CDYB_JXC_TASK_TIMEOUT_MINUTES", raw)
     with pytest.raises(ValueError, match="CDYB_JXC_TASK_TIMEOUT_MINUTES") as info:

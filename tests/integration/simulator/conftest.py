@@ -6,9 +6,9 @@ import pytest
 import zeep
 from zeep.transports import Transport
 
-from cdyb_jxc.codec import BatchReply, build_request, parse_reply
-from cdyb_jxc.profile import Profile
 from cdyb_jxc.simulator.server import Simulator
+from cdyb_jxc.wire.codec import BatchReply, build_request, parse_reply
+from cdyb_jxc.wire.profile import Profile
 from tests.conftest import INSTITUTION, SECRET, USER
 
 Send = Callable[..., BatchReply]

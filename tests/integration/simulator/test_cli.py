@@ -16,7 +16,7 @@ import pytest
 import requests
 import zeep
 
-from cdyb_jxc.codec import FAILURE, PARTIAL, SUCCESS, build_request, parse_reply
+from cdyb_jxc.wire.codec import FAILURE, PARTIAL, SUCCESS, build_request, parse_reply
 
 CLI = [sys.executable, "-m", "cdyb_jxc"]
 
@@ -127,7 +127,7 @@ def test_done_when_scenario_limit_and_partial_duplicate(served, profile):
         return parse_reply(profile, client.service.callBusiness(inputXml=xml))
 
     # 101 rows: built by hand since the codec itself refuses to exceed the limit
-    from cdyb_jxc.codec import build_request as _br
+    from cdyb_jxc.wire.codec import build_request as _br
 
     big = [_row(f"B{i:03d}") for i in range(101)]
     first = _br(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from cdyb_jxc.codec import FAILURE, PARTIAL, SUCCESS
-from cdyb_jxc.profile import Profile
 from cdyb_jxc.simulator.centre import Centre
 from cdyb_jxc.simulator.server import Simulator
+from cdyb_jxc.wire.codec import FAILURE, PARTIAL, SUCCESS
+from cdyb_jxc.wire.profile import Profile
 from tests.conftest import inbound_row, init_row, outbound_row, stock_row
 
 
@@ -145,7 +145,7 @@ def test_r7_time_in_the_future(profile, store):
     try:
         import zeep
 
-        from cdyb_jxc.codec import build_request, parse_reply
+        from cdyb_jxc.wire.codec import build_request, parse_reply
         from tests.conftest import SECRET, USER
 
         client = zeep.Client(f"{sim.url}?wsdl")

@@ -9,10 +9,10 @@ import requests
 import zeep
 from lxml import etree
 
-from cdyb_jxc.codec import SUCCESS, build_request, parse_reply
 from cdyb_jxc.exceptions import CodecError
 from cdyb_jxc.simulator.faults import FaultPlan, FaultSpecError
 from cdyb_jxc.simulator.server import SOAP_ENV
+from cdyb_jxc.wire.codec import SUCCESS, build_request, parse_reply
 from tests.conftest import INSTITUTION, SECRET, USER, outbound_row
 
 NS = "http://webservice.sjcj.cdyb/"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cdyb_jxc.codec import FAILURE
 from cdyb_jxc.simulator.store import SimulatorStore
+from cdyb_jxc.wire.codec import FAILURE
 from tests.conftest import INSTITUTION, OTHER_INSTITUTION, PROD_SECRET, SECRET, USER, init_row, outbound_row
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from cdyb_jxc.client import CentreClient
 from cdyb_jxc.ledger import Ledger
 from cdyb_jxc.ui import app as monitor
-from cdyb_jxc.upload import Uploader
-from cdyb_jxc.upload_result import RunInfo
+from cdyb_jxc.upload.engine import Uploader
+from cdyb_jxc.upload.result import RunInfo
+from cdyb_jxc.wire.client import CentreClient
 from tests.conftest import AIRFLOW_HOME, INSTITUTION, SECRET, USER, inbound_row, outbound_row, stock_row
 
 ADMIN_PASSWORD = "monitor-admin-pw"

@@ -162,10 +162,10 @@ def test_ledger_given_as_an_airflow_connection_is_read_with_its_password(
     ledger named by an Airflow connection; the monitor must not lose the password (``str(url)`` masks it)."""
     from sqlalchemy import create_engine, make_url
 
-    from cdyb_jxc.client import CentreClient
     from cdyb_jxc.ledger.schema import metadata
     from cdyb_jxc.operators.upload import make_ledger
-    from cdyb_jxc.upload import Uploader
+    from cdyb_jxc.upload.engine import Uploader
+    from cdyb_jxc.wire.client import CentreClient
 
     engine = create_engine(pg_database)
     metadata.drop_all(engine)

@@ -1,0 +1,37 @@
+"""The ``cdyb-jxc`` command (SPEC §8). Heavy imports happen inside the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cdyb_jxc import __version__
+from cdyb_jxc.cli import simulator as simulator_cli
+from cdyb_jxc.cli import upload as upload_cli
+from cdyb_jxc.exceptions import ProfileError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cdyb-jxc",
+        description="Chengdu medical-insurance 药品进销存 uploads: client and local simulator",
+    )
+    parser.add_argument("--version", action="version", version=f"cdyb-jxc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    simulator_cli.add_parser(sub)
+    upload_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ProfileError as err:
+        print(f"cdyb-jxc: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""``cdyb-jxc upload``: a CSV through the same hook, ledger and batching as the operators (SPEC §8)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import unicodedata
+from typing import Any
+
+from cdyb_jxc.exceptions import (
+    CallRejectedError,
+    CdybJxcError,
+    ConnectionConfigError,
+    InDoubtError,
+    ProfileError,
+    SourceDataError,
+    TransportError,
+    UploadBusyError,
+)
+from cdyb_jxc.ledger import ACCEPTED_STATES, STATES
+from cdyb_jxc.wire.profile import TRANSACTIONS
+
+EXIT_OK, EXIT_REJECTS, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(subparsers: Any) -> None:
+    up = subparsers.add_parser("upload", help="upload a CSV of one transaction (header = logical names)")
+    up.add_argument("--transaction", required=True, choices=TRANSACTIONS)
+    up.add_argument("--file", required=True, help="CSV (UTF-8, header row), Parquet or Excel file")
+    up.add_argument(
+        "--encoding",
+        default=None,
+        help="text encoding of a CSV, e.g. gb18030 (default UTF-8, with or without BOM)",
+    )
+    up.add_argument(
+        "--sheet", default=None, help="Excel sheet to upload (default: the only sheet holding data)"
+    )
+    up.add_argument(
+        "--conn-id", default="cdyb_jxc_default", help="Airflow connection id (default cdyb_jxc_default)"
+    )
+    up.add_argument(
+        "--ledger", default=None, help="ledger SQLAlchemy URL (default $CDYB_JXC_LEDGER_URL or SQLite)"
+    )
+    up.add_argument(
+        "--mapping", default=None, help="CSV copy of the 对码 registry for holding back unmapped rows"
+    )
+    up.add_argument("--chunk-size", type=int, default=5000)
+    up.add_argument("--no-progress", action="store_true", help="no progress bar")
+    up.set_defaults(func=run_upload)
+
+
+def run_upload(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
+    from cdyb_jxc.ledger import Ledger
+    from cdyb_jxc.upload.source_issues import file_source
+    from cdyb_jxc.upload.sources import iter_file_chunks
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handlers = list(logging.getLogger().handlers)  # ours, or the ones Airflow's import installed
+    for handler in handlers:
+        handler.addFilter(_TERMINAL_FILTER)
+    hook = CdybJxcHook(args.conn_id)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=args.no_progress or not sys.stderr.isatty(),
+        transient=False,
+    )
+    try:
+        profile = hook.profile
+        txn = profile.transaction(args.transaction)
+        ledger = Ledger(args.ledger)
+        with progress:
+            task = progress.add_task(f"{txn.code} rows sent", total=None)
+            uploader = hook.uploader(
+                args.transaction,
+                ledger,
+                mapping_file=args.mapping,
+                progress=lambda n: progress.advance(task, n),
+                source=file_source(args.file, sheet=args.sheet, encoding=args.encoding),  # kept apart
+            )
+            result = None
+            try:
+                result = uploader.run(
+                    iter_file_chunks(
+                        args.file, txn, args.chunk_size, sheet=args.sheet, encoding=args.encoding
+                    )
+                )
+            finally:
+                _print_states(uploader.result.states, uploader.result.as_dict())
+    except (ConnectionConfigError, ProfileError, SourceDataError) as err:
+        _error(str(err))
+        return EXIT_USAGE
+    except CallRejectedError as err:
+        _error(f"the centre rejected the whole call: {err}")
+        return EXIT_USAGE
+    except (TransportError, InDoubtError) as err:
+        _error(f"transport fault, run the same command again to resume: {err}")
+        return EXIT_REJECTS
+    except UploadBusyError as err:
+        _error(str(err))
+        return EXIT_REJECTS
+    except CdybJxcError as err:
+        _error(str(err))
+        return EXIT_USAGE
+    finally:
+        hook.close()
+        for handler in handlers:
+            handler.removeFilter(_TERMINAL_FILTER)
+    states = result.states
+    not_accepted = sum(n for s, n in states.items() if s not in ACCEPTED_STATES)
+    # source rows that could not be sent (no 流水号, repeated, …) make it not a clean run either
+    return EXIT_OK if not_accepted == 0 and not result.source_issues else EXIT_REJECTS
+
+
+def _print_states(states: Any, summary: dict[str, Any]) -> None:
+    _out(
+        f"{summary['transaction']}: read {summary['rows_read']} rows, sent {summary['rows_sent']} "
+        f"in {summary['batches']} requests, held back {summary['held_back']}"
+    )
+    for state in STATES:
+        if states.get(state):
+            _out(f"  {state:<20} {states[state]}")
+    if summary["source_issues"]:
+        _out(f"  {'SOURCE_ISSUE':<20} {summary['source_issues']} (not sent: see the reject list below)")
+    for reject in summary["rejects_sample"][:10]:
+        who = reject.get("serial_no") or f"source row {reject.get('row')}"
+        _out(f"  rejected {who}: 【{reject.get('category')}】{reject.get('detail')}")
+
+
+# Characters that move the cursor, recolour or rewrite what a terminal shows (ESC, CR, BS, bidi overrides,
+# line separators): printed escaped, so a source value cannot fake or hide a line of the output.
+_UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control, format and separator characters written as ``\\xNN`` / ``\\uNNNN`` escapes.
+
+    :param text: anything that came from a source file, the ledger or the centre
+    """
+    if text.isprintable():
+        return text
+    return "".join(_escaped(ch) if unicodedata.category(ch) in _UNSAFE else ch for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _out(line: str) -> None:
+    print(terminal_safe(line))
+
+
+def _error(line: str) -> None:
+    print("cdyb-jxc: " + terminal_safe(line), file=sys.stderr)
+
+
+class _TerminalFilter(logging.Filter):
+    """Log lines on the terminal carry source values (流水号, column names): escaped like the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = terminal_safe(record.getMessage()), ()
+        return True
+
+
+_TERMINAL_FILTER = _TerminalFilter()

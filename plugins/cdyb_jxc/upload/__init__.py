@@ -1,0 +1,1 @@
+"""The upload engine: sources, hold-back, sending, results, source issues and reports."""

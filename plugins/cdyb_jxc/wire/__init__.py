@@ -1,0 +1,1 @@
+"""The wire contract: profile, values, row rules, SOAP codec, bounded transport and client."""

@@ -1,0 +1,1 @@
+"""Airflow DAGs: settings, builders and the task callables they run."""

@@ -1,0 +1,221 @@
+"""Builders of the two packaged DAGs; ``dags/`` only calls them. Nothing here touches the network or a
+database at import or build time: settings come from environment variables with defaults.
+
+Settings (environment): ``CDYB_JXC_CONN_ID`` (cdyb_jxc_default), ``CDYB_JXC_SOURCE_CONN_ID`` (cdyb_jxc_his),
+``CDYB_JXC_LEDGER_URL`` / ``CDYB_JXC_LEDGER_CONN_ID``,
+``CDYB_JXC_REPORT_DIR`` ($AIRFLOW_HOME/cdyb_jxc_reports),
+``CDYB_JXC_NOTIFY`` (log | webhook:URL | email:ADDRESS), ``CDYB_JXC_START_DATE`` (2026-01-01),
+``CDYB_JXC_RECHECK_DAYS`` (7), ``CDYB_JXC_MAPPING_FILE`` (local 对码 copy, optional),
+``CDYB_JXC_TASK_TIMEOUT_MINUTES`` (120: an upload task running longer fails, and is retried, instead of
+stalling the daily run; each call to the centre is bounded by the connection's ``timeout`` on top).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.python import (
+    BranchPythonOperator,
+    PythonOperator,
+    ShortCircuitOperator,
+)
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, TriggerRule
+
+from cdyb_jxc.operators.upload import (
+    CdybJxcInboundOperator,
+    CdybJxcInitOperator,
+    CdybJxcOutboundOperator,
+    CdybJxcStockOperator,
+)
+from cdyb_jxc.workflows import tasks as dag_tasks
+
+INIT_DAG_ID = "cdyb_jxc_init"
+DAILY_DAG_ID = "cdyb_jxc_daily"
+TIMEZONE = "Asia/Shanghai"
+INIT_ASSET = Asset("cdyb_jxc://initialization", group="cdyb_jxc")
+TAGS = ["cdyb-jxc", "医保", "进销存"]
+DEFAULT_TASK_TIMEOUT_MINUTES = 120
+# Day D is the business day the run covers: the start of its data interval in Asia/Shanghai, or the
+# ``business_date`` given when triggering (checked: it goes into the source SQL).
+BUSINESS_DATE = "{{ cdyb_business_date(dag_run, data_interval_start) }}"
+
+
+@dataclass(frozen=True)
+class DagSettings:
+    """Deployment settings of the packaged DAGs."""
+
+    sql_dir: str
+    conn_id: str = "cdyb_jxc_default"
+    source_conn_id: str = "cdyb_jxc_his"
+    ledger_url: str | None = None
+    ledger_conn_id: str | None = None
+    report_dir: str = ""
+    notify: str = "log"
+    start_date: str = "2026-01-01"
+    recheck_days: int = 7
+    mapping_file: str | None = None
+    retries: int = 3
+    retry_delay: timedelta = field(default=timedelta(minutes=2))
+    task_timeout: timedelta = field(default=timedelta(minutes=DEFAULT_TASK_TIMEOUT_MINUTES))
+
+    @classmethod
+    def from_env(cls, sql_dir: str | Path) -> DagSettings:
+        env = os.environ.get
+        home = env("AIRFLOW_HOME") or str(Path.home() / "airflow")
+        return cls(
+            sql_dir=str(sql_dir),
+            conn_id=env("CDYB_JXC_CONN_ID") or "cdyb_jxc_default",
+            source_conn_id=env("CDYB_JXC_SOURCE_CONN_ID") or "cdyb_jxc_his",
+            ledger_url=env("CDYB_JXC_LEDGER_URL") or None,
+            ledger_conn_id=env("CDYB_JXC_LEDGER_CONN_ID") or None,
+            report_dir=env("CDYB_JXC_REPORT_DIR") or str(Path(home) / "cdyb_jxc_reports"),
+            notify=env("CDYB_JXC_NOTIFY") or "log",
+            start_date=env("CDYB_JXC_START_DATE") or "2026-01-01",
+            recheck_days=int(env("CDYB_JXC_RECHECK_DAYS") or 7),
+            mapping_file=env("CDYB_JXC_MAPPING_FILE") or None,
+            retry_delay=timedelta(seconds=float(env("CDYB_JXC_RETRY_DELAY_SECONDS") or 120)),
+            task_timeout=task_timeout_from_env(env("CDYB_JXC_TASK_TIMEOUT_MINUTES")),
+        )
+
+    @property
+    def ledger_kwargs(self) -> dict[str, str | None]:
+        return {"conn_id": self.conn_id, "ledger_url": self.ledger_url, "ledger_conn_id": self.ledger_conn_id}
+
+    def default_args(self) -> dict:
+        return {
+            "owner": "cdyb-jxc",
+            "retries": self.retries,
+            "retry_delay": self.retry_delay,
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": timedelta(minutes=30),
+        }
+
+    def upload_kwargs(self) -> dict:
+        return {
+            "execution_timeout": self.task_timeout,
+            "cdyb_jxc_conn_id": self.conn_id,
+            "source_conn_id": self.source_conn_id,
+            "ledger_url": self.ledger_url,
+            "ledger_conn_id": self.ledger_conn_id,
+            "mapping_file": self.mapping_file,
+        }
+
+
+def task_timeout_from_env(raw: str | None) -> timedelta:
+    """``CDYB_JXC_TASK_TIMEOUT_MINUTES`` read and checked (a positive number of minutes, at most a day)."""
+    if raw is None or not raw.strip():
+        return timedelta(minutes=DEFAULT_TASK_TIMEOUT_MINUTES)
+    try:
+        minutes = float(raw)
+    except ValueError as err:
+        raise ValueError(f"CDYB_JXC_TASK_TIMEOUT_MINUTES must be a number of minutes, not {raw!r}") from err
+    if not 0 < minutes <= 24 * 60:
+        raise ValueError(f"CDYB_JXC_TASK_TIMEOUT_MINUTES must be between 0 and 1440 minutes, not {raw!r}")
+    return timedelta(minutes=minutes)
+
+
+def _start(day: str) -> pendulum.DateTime:
+    return pendulum.instance(datetime.fromisoformat(day), tz=TIMEZONE)
+
+
+def build_init_dag(settings: DagSettings) -> DAG:
+    """One-time initialization: upload the opening stock (JXC001), record completion, emit an Asset."""
+    with DAG(
+        INIT_DAG_ID,
+        description="药品采购信息初始化 (JXC001): the counted opening stock, sent once",
+        schedule=None,
+        start_date=_start(settings.start_date),
+        catchup=False,
+        max_active_runs=1,
+        tags=TAGS,
+        template_searchpath=[settings.sql_dir],
+        default_args=settings.default_args(),
+        params={
+            "force": Param(
+                False,
+                type="boolean",
+                title="Run again after completion",
+                description="Initialization is sent once. Set only to resend rows rejected or in doubt.",
+            ),
+        },
+        doc_md=__doc__,
+    ) as dag:
+        check_not_initialized = PythonOperator(
+            task_id="check_not_initialized",
+            python_callable=dag_tasks.check_not_initialized,
+            op_kwargs=settings.ledger_kwargs,
+            retries=0,
+        )
+        upload_init = CdybJxcInitOperator(task_id="upload_init", sql="init.sql", **settings.upload_kwargs())
+        record_initialization = PythonOperator(
+            task_id="record_initialization",
+            python_callable=dag_tasks.record_initialization,
+            op_kwargs=settings.ledger_kwargs,
+            outlets=[INIT_ASSET],
+        )
+        check_not_initialized >> upload_init >> record_initialization
+    return dag
+
+
+def build_daily_dag(settings: DagSettings) -> DAG:
+    """Daily T+1 upload at 02:00 Asia/Shanghai: inbound, outbound, then the stock snapshot of day D."""
+    with DAG(
+        DAILY_DAG_ID,
+        description="药品入库/出库/库存 daily T+1 upload (JXC002, JXC003, JXC004)",
+        schedule=CronDataIntervalTimetable("0 2 * * *", timezone=TIMEZONE),
+        start_date=_start(settings.start_date),
+        catchup=False,
+        max_active_runs=1,
+        tags=TAGS,
+        template_searchpath=[settings.sql_dir],
+        user_defined_macros={"cdyb_business_date": dag_tasks.business_date},
+        params={
+            "business_date": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                title="业务日期 business date",
+                description="留空 = 本次运行的数据区间 (昨天); 补传某一天时填 YYYY-MM-DD",
+            )
+        },
+        default_args=settings.default_args(),
+        doc_md=__doc__,
+    ) as dag:
+        wait_for_initialization = ShortCircuitOperator(
+            task_id="wait_for_initialization",
+            python_callable=dag_tasks.initialization_done,
+            op_kwargs=settings.ledger_kwargs,
+            ignore_downstream_trigger_rules=True,
+        )
+        common = {
+            **settings.upload_kwargs(),
+            "business_date": BUSINESS_DATE,
+            "recheck_days": settings.recheck_days,
+        }
+        upload_inbound = CdybJxcInboundOperator(task_id="upload_inbound", sql="inbound.sql", **common)
+        upload_outbound = CdybJxcOutboundOperator(task_id="upload_outbound", sql="outbound.sql", **common)
+        upload_stock = CdybJxcStockOperator(task_id="upload_stock", sql="stock.sql", **common)
+        check_partial_success = BranchPythonOperator(
+            task_id="check_partial_success", python_callable=dag_tasks.choose_branch
+        )
+        report_rejects = PythonOperator(
+            task_id="report_rejects",
+            python_callable=dag_tasks.report_rejects,
+            op_kwargs={
+                **settings.ledger_kwargs,
+                "report_dir": settings.report_dir,
+                "notify": settings.notify,
+                "business_date": BUSINESS_DATE,
+                "recheck_days": settings.recheck_days,
+            },
+        )
+        all_accepted = EmptyOperator(task_id="all_accepted")
+        done = EmptyOperator(task_id="done", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+        wait_for_initialization >> upload_inbound >> upload_outbound >> upload_stock >> check_partial_success
+        check_partial_success >> [report_rejects, all_accepted] >> done
+    return dag

@@ -1,0 +1,165 @@
+"""Python callables of the packaged DAGs (gate, branch, report, milestones). Imports stay inside functions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any
+
+from cdyb_jxc.wire.profile import DAILY_TRANSACTIONS
+
+log = logging.getLogger(__name__)
+INIT_MILESTONE = "initialization"
+UPLOAD_TASKS = tuple(f"upload_{key}" for key in DAILY_TRANSACTIONS)
+
+
+def business_date(dag_run: Any, data_interval_start: Any, timezone: str = "Asia/Shanghai") -> str:
+    """Day D of a daily run (the ``cdyb_business_date`` macro): ``business_date`` from the trigger's conf
+    or params, else the start of the data interval in Asia/Shanghai.
+
+    :raises ValueError: a given date that is not ``YYYY-MM-DD``, or a run without data interval and date
+    """
+    conf = getattr(dag_run, "conf", None) or {}
+    given = conf.get("business_date")
+    if given not in (None, ""):
+        text = str(given).strip()
+        try:
+            if len(text) != 10:
+                raise ValueError(text)
+            return date.fromisoformat(text).isoformat()
+        except ValueError:
+            raise ValueError(f"business_date must be a date written YYYY-MM-DD, not {given!r}") from None
+    if data_interval_start is None:
+        raise ValueError(
+            "this run has no data interval (triggered without a logical date): "
+            'trigger it with conf {"business_date": "YYYY-MM-DD"}'
+        )
+    return str(data_interval_start.in_timezone(timezone).strftime("%Y-%m-%d"))
+
+
+def _institution(conn_id: str) -> str:
+    from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
+
+    return CdybJxcHook(conn_id).settings.institution_code
+
+
+def check_not_initialized(
+    *, conn_id: str, ledger_url: str | None, ledger_conn_id: str | None, params: Any
+) -> str:
+    """Refuse a second initialization unless the ``force`` param is set."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cdyb_jxc.operators.upload import make_ledger
+
+    institution = _institution(conn_id)
+    done = make_ledger(ledger_url, ledger_conn_id).milestone(institution, INIT_MILESTONE)
+    if done and not params.get("force"):
+        raise AirflowFailException(
+            f"机构 {institution} 的药品采购信息初始化已于 {done['completed_at']:%Y-%m-%d %H:%M:%S} UTC 完成，"
+            "初始化只能上传一次 (initialization already completed; JXC001 is sent once). "
+            "Trigger with force=true only to resend rows that were rejected or are in doubt."
+        )
+    if done:
+        log.warning("initialization already completed for %s; running again because force=true", institution)
+    return institution
+
+
+def record_initialization(
+    *, conn_id: str, ledger_url: str | None, ledger_conn_id: str | None, ti: Any
+) -> dict:
+    """Record completion in the ledger (the task's outlet emits the Asset event)."""
+    from cdyb_jxc.operators.upload import make_ledger
+
+    summary = ti.xcom_pull(task_ids="upload_init") or {}
+    institution = _institution(conn_id)
+    make_ledger(ledger_url, ledger_conn_id).set_milestone(
+        institution, INIT_MILESTONE, json.dumps(summary.get("states", {}), ensure_ascii=False)
+    )
+    log.info("initialization recorded for %s: %s", institution, summary.get("states"))
+    return {"institution_code": institution, "states": summary.get("states", {})}
+
+
+def initialization_done(*, conn_id: str, ledger_url: str | None, ledger_conn_id: str | None) -> bool:
+    """Gate of the daily DAG: False (skip everything) until the initialization has completed."""
+    from cdyb_jxc.operators.upload import make_ledger
+
+    institution = _institution(conn_id)
+    done = make_ledger(ledger_url, ledger_conn_id).milestone(institution, INIT_MILESTONE) is not None
+    if not done:
+        log.warning(
+            "initialization (JXC001) has not completed for %s; skipping the daily upload", institution
+        )
+    return done
+
+
+def count_rejected(results: Sequence[dict | None]) -> int:
+    total = 0
+    for result in results:
+        states = (result or {}).get("states", {})
+        # IN_DOUBT here: rows a finished run could not resend (their source can no longer be written)
+        total += sum(int(states.get(s, 0)) for s in ("REJECTED", "DUPLICATE_CONFLICT", "IN_DOUBT"))
+        total += int((result or {}).get("source_issues", 0))
+    return total
+
+
+def choose_branch(*, ti: Any) -> str:
+    """``report_rejects`` when an upload left rows rejected or in conflict, else ``all_accepted``."""
+    results = ti.xcom_pull(task_ids=list(UPLOAD_TASKS))
+    rejected = count_rejected(results if isinstance(results, list) else [results])
+    log.info("rows rejected or in conflict in this run: %d", rejected)
+    return "report_rejects" if rejected else "all_accepted"
+
+
+def report_rejects(
+    *,
+    conn_id: str,
+    ledger_url: str | None,
+    ledger_conn_id: str | None,
+    report_dir: str,
+    notify: str,
+    business_date: str,
+    recheck_days: int,
+    context: Any = None,
+    **_: Any,
+) -> dict:
+    """Write the reject report (CSV and Excel) and send the notification."""
+    from airflow.sdk import get_current_context
+
+    from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
+    from cdyb_jxc.notifications.reject import RejectNotifier
+    from cdyb_jxc.operators.upload import make_ledger
+    from cdyb_jxc.upload.reports import write_reject_report
+
+    hook = CdybJxcHook(conn_id)
+    institution = hook.settings.institution_code
+    codes = [hook.profile.transaction(key).code for key in DAILY_TRANSACTIONS]
+    ledger = make_ledger(ledger_url, ledger_conn_id)
+    day = date.fromisoformat(business_date)
+    days = sorted(
+        {
+            business_date,
+            *(
+                d
+                for code in codes
+                for d in ledger.open_dates(
+                    institution, code, (day - timedelta(days=recheck_days)).isoformat(), business_date
+                )
+            ),
+        }
+    )
+    report = write_reject_report(
+        ledger, institution, days, report_dir, f"rejects_{institution}_{business_date}"
+    )
+    message = (
+        f"医保进销存上传 {institution} 业务日期 {business_date}: {report.rows} 条记录被拒或冲突。"
+        f" 报告 report: {report.csv_path} / {report.excel_path}"
+    )
+    RejectNotifier.from_spec(notify, message).notify(context or get_current_context())
+    return {
+        "rows": report.rows,
+        "csv": str(report.csv_path) if report.csv_path else None,
+        "excel": str(report.excel_path) if report.excel_path else None,
+        "business_dates": days,
+    }
