@@ -29,7 +29,6 @@ os.environ.pop("CDYB_JXC_PROFILE", None)
 import csv  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
-import textwrap  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from typing import Any  # noqa: E402
@@ -41,6 +40,7 @@ from cdyb_jxc.simulator.server import Simulator  # noqa: E402
 from cdyb_jxc.simulator.store import SimulatorStore  # noqa: E402
 from cdyb_jxc.upload.engine import Uploader  # noqa: E402
 from cdyb_jxc.wire.profile import Profile, load_profile  # noqa: E402
+from tests.dag_factory import TaskSpec, write_dag_file  # noqa: E402
 
 INSTITUTION = "H51010400001"
 USER = "his_user"
@@ -189,18 +189,18 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
 
 @pytest.fixture
 def run_dag(airflow_db: Path) -> Callable[..., Any]:
-    """Write a DAG file into the dags folder, load it and run ``dag.test()``; returns the DagRun."""
+    """Write a DAG of ``tasks`` into the dags folder (see :func:`tests.dag_factory.dag_source`), load it and
+    run ``dag.test()``; returns the DagRun."""
 
-    def _run(body: str, **test_kwargs: Any) -> Any:
+    def _run(*tasks: TaskSpec, chain: bool = False, **dag_kwargs: Any) -> Any:
         dag_id = f"t_{uuid.uuid4().hex[:10]}"
-        path = AIRFLOW_HOME / "dags" / f"{dag_id}.py"
-        path.write_text(textwrap.dedent(body).replace("DAG_ID", dag_id), encoding="utf-8")
+        path = write_dag_file(AIRFLOW_HOME / "dags", dag_id, *tasks, chain=chain, **dag_kwargs)
         spec = importlib.util.spec_from_file_location(dag_id, path)
         assert spec
         assert spec.loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        return module.dag.test(**test_kwargs)
+        return module.dag.test()
 
     return _run
 

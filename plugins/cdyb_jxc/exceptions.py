@@ -10,13 +10,23 @@ Three kinds matter to a caller deciding what to do next:
   same batch unchanged and reconcile duplicate answers.
 
 :class:`UploadBusyError` (another upload of the same transaction holds the ledger's lock) is retryable too.
+
+Every class says so in :attr:`CdybJxcError.retryable`: the operators fail a task without retries on an error
+that is not retryable and let Airflow retry the others; the CLI exits 2 or 1 from the same flag.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class CdybJxcError(Exception):
     """Base class of every error raised by cdyb-jxc."""
+
+    #: whether running the same thing again can succeed (the next try resumes from the ledger)
+    retryable: ClassVar[bool] = False
+    #: the few words the operators and the CLI put before the message (empty: the message alone)
+    headline: ClassVar[str] = ""
 
 
 class ProfileError(CdybJxcError):
@@ -42,6 +52,9 @@ class SourceDataError(CdybJxcError):
 class TransportError(CdybJxcError):
     """Network-level failure before the centre could have stored anything: retryable."""
 
+    retryable = True
+    headline = "transport fault"
+
 
 class CallRejectedError(CdybJxcError):
     """The centre rejected the whole call (retcode -1 without row errors): not retryable.
@@ -50,14 +63,30 @@ class CallRejectedError(CdybJxcError):
     :param category: the bracketed category of ``retmsg`` when present
     """
 
+    headline = "the centre rejected the whole call"
+
     def __init__(self, message: str, category: str | None = None) -> None:
         super().__init__(message)
         self.category = category
 
 
 class InDoubtError(CdybJxcError):
-    """The reply was lost or unreadable after the request was sent: outcome unknown."""
+    """The reply was lost or unreadable after the request was sent: outcome unknown.
+
+    :param message: what happened, 验证码 redacted
+    :param reply_text: what came back, for the batch's audit: 验证码 redacted and capped by whoever raises
+        (``None``: nothing came back)
+    """
+
+    retryable = True
+    headline = "transport fault"
+
+    def __init__(self, message: str, *, reply_text: str | None = None) -> None:
+        super().__init__(message)
+        self.reply_text = reply_text
 
 
 class UploadBusyError(CdybJxcError):
     """Another upload of the same institution and transaction is running on this ledger: retry later."""
+
+    retryable = True

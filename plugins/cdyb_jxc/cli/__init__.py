@@ -8,7 +8,7 @@ import sys
 from cdyb_jxc import __version__
 from cdyb_jxc.cli import simulator as simulator_cli
 from cdyb_jxc.cli import upload as upload_cli
-from cdyb_jxc.exceptions import ProfileError
+from cdyb_jxc.exceptions import CdybJxcError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except ProfileError as err:
+    except CdybJxcError as err:  # a bad profile for the simulator, say: one line, the status SPEC §8 names
         print(f"cdyb-jxc: {err}", file=sys.stderr)
-        return 2
+        return upload_cli.exit_status(err)
 
 
 if __name__ == "__main__":

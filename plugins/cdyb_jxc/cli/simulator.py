@@ -7,15 +7,25 @@ import csv
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdyb_jxc.wire.profile import load_profile
+
+if TYPE_CHECKING:
+    from cdyb_jxc.simulator.server import Simulator
+    from cdyb_jxc.simulator.store import SimulatorStore
+    from cdyb_jxc.wire.profile import Profile
 
 
 def add_parser(subparsers: Any) -> None:
     sim = subparsers.add_parser("simulator", help="the local simulator of the insurance centre")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    _add_serve(sim_sub)
+    _add_seed(sim_sub)
+    _add_dump(sim_sub)
 
+
+def _add_serve(sim_sub: Any) -> None:
     serve = sim_sub.add_parser("serve", help="serve SOAP at /services/SjcjService until stopped")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, required=True)
@@ -26,6 +36,8 @@ def add_parser(subparsers: Any) -> None:
     serve.add_argument("--profile", default=None, help="interface profile TOML (default: packaged)")
     serve.set_defaults(func=_serve)
 
+
+def _add_seed(sim_sub: Any) -> None:
     seed = sim_sub.add_parser("seed", help="load institutions and the 对码 registry from CSV")
     seed.add_argument("--db", required=True)
     seed.add_argument(
@@ -38,6 +50,8 @@ def add_parser(subparsers: Any) -> None:
     )
     seed.set_defaults(func=_seed)
 
+
+def _add_dump(sim_sub: Any) -> None:
     dump = sim_sub.add_parser("dump", help="write the accepted rows as CSV to stdout")
     dump.add_argument("--db", required=True)
     dump.add_argument("--environment", choices=("test", "prod"), default=None, help="only this environment")
@@ -50,28 +64,13 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from cdyb_jxc.simulator.faults import FaultSpecError
-    from cdyb_jxc.simulator.server import Simulator
     from cdyb_jxc.simulator.store import SimulatorStore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     profile = load_profile(args.profile)
     store = SimulatorStore(args.db)
-    try:
-        sim = Simulator(
-            profile,
-            store,
-            environment=args.environment,
-            host=args.host,
-            port=args.port,
-            faults=args.faults,
-            seed=args.seed,
-        )
-    except FaultSpecError as err:
-        print(f"cdyb-jxc: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"cdyb-jxc: cannot bind {args.host}:{args.port}: {err}", file=sys.stderr)
+    sim = _simulator(args, profile, store)
+    if sim is None:
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
     print(f"simulator ({args.environment}) serving {sim.url} (WSDL at {sim.url}?wsdl)", flush=True)
@@ -83,6 +82,29 @@ def _serve(args: argparse.Namespace) -> int:
         sim.httpd.server_close()
         store.close()
     return 0
+
+
+def _simulator(args: argparse.Namespace, profile: Profile, store: SimulatorStore) -> Simulator | None:
+    """The simulator bound to ``--host``/``--port``; ``None`` (the reason printed) for a bad ``--faults``
+    spec or an address it cannot bind."""
+    from cdyb_jxc.simulator.faults import FaultSpecError
+    from cdyb_jxc.simulator.server import Simulator
+
+    try:
+        return Simulator(
+            profile,
+            store,
+            environment=args.environment,
+            host=args.host,
+            port=args.port,
+            faults=args.faults,
+            seed=args.seed,
+        )
+    except FaultSpecError as err:
+        print(f"cdyb-jxc: {err}", file=sys.stderr)
+    except OSError as err:
+        print(f"cdyb-jxc: cannot bind {args.host}:{args.port}: {err}", file=sys.stderr)
+    return None
 
 
 def _seed(args: argparse.Namespace) -> int:

@@ -6,22 +6,42 @@ import argparse
 import logging
 import sys
 import unicodedata
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from cdyb_jxc.exceptions import (
-    CallRejectedError,
-    CdybJxcError,
-    ConnectionConfigError,
-    InDoubtError,
-    ProfileError,
-    SourceDataError,
-    TransportError,
-    UploadBusyError,
-)
+from cdyb_jxc.exceptions import CdybJxcError
 from cdyb_jxc.ledger import ACCEPTED_STATES, STATES
 from cdyb_jxc.wire.profile import TRANSACTIONS
 
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
+    from cdyb_jxc.upload.result import UploadResult
+
 EXIT_OK, EXIT_REJECTS, EXIT_USAGE = 0, 1, 2
+
+
+def exit_status(err: CdybJxcError) -> int:
+    """SPEC §8's exit status for ``err``: 1 when running the same command again can resume (some rows are
+    not accepted yet), 2 when it cannot (usage error, refused source or connection, rejected call).
+
+    :param err: what the command raised
+    """
+    return EXIT_REJECTS if err.retryable else EXIT_USAGE
+
+
+def error_line(err: CdybJxcError) -> str:
+    """What the CLI prints for ``err`` (after ``cdyb-jxc:``).
+
+    :param err: what the command raised
+    """
+    if not err.headline:
+        return str(err)
+    if err.retryable:
+        return f"{err.headline}, run the same command again to resume: {err}"
+    return f"{err.headline}: {err}"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -51,19 +71,52 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_upload(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
+
+    with _escaped_logging():
+        hook = CdybJxcHook(args.conn_id)
+        try:
+            result = _upload(hook, args)
+        except CdybJxcError as err:
+            _error(error_line(err))
+            return exit_status(err)
+        finally:
+            hook.close()
+    not_accepted = sum(n for s, n in result.states.items() if s not in ACCEPTED_STATES)
+    # source rows that could not be sent (no 流水号, repeated, …) make it not a clean run either
+    return EXIT_OK if not_accepted == 0 and not result.source_issues else EXIT_REJECTS
+
+
+def _upload(hook: CdybJxcHook, args: argparse.Namespace) -> UploadResult:
+    """Upload ``args.file`` with a progress bar; the counts are printed even when the upload raises."""
     from cdyb_jxc.ledger import Ledger
     from cdyb_jxc.upload.source_issues import file_source
     from cdyb_jxc.upload.sources import iter_file_chunks
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    handlers = list(logging.getLogger().handlers)  # ours, or the ones Airflow's import installed
-    for handler in handlers:
-        handler.addFilter(_TERMINAL_FILTER)
-    hook = CdybJxcHook(args.conn_id)
-    progress = Progress(
+    txn = hook.profile.transaction(args.transaction)
+    ledger = Ledger(args.ledger)
+    with _progress(args) as progress:
+        task = progress.add_task(f"{txn.code} rows sent", total=None)
+        uploader = hook.uploader(
+            args.transaction,
+            ledger,
+            mapping_file=args.mapping,
+            progress=lambda n: progress.advance(task, n),
+            source=file_source(args.file, sheet=args.sheet, encoding=args.encoding),  # kept apart
+        )
+        try:
+            return uploader.run(
+                iter_file_chunks(args.file, txn, args.chunk_size, sheet=args.sheet, encoding=args.encoding)
+            )
+        finally:
+            _print_states(uploader.result.states, uploader.result.as_dict())
+
+
+def _progress(args: argparse.Namespace) -> Progress:
+    """A progress bar on a terminal's stderr; none with ``--no-progress`` or when stderr is not a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -71,51 +124,20 @@ def run_upload(args: argparse.Namespace) -> int:
         disable=args.no_progress or not sys.stderr.isatty(),
         transient=False,
     )
+
+
+@contextmanager
+def _escaped_logging() -> Iterator[None]:
+    """Log lines escaped like the rest of the output while the upload runs."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handlers = list(logging.getLogger().handlers)  # ours, or the ones Airflow's import installed
+    for handler in handlers:
+        handler.addFilter(_TERMINAL_FILTER)
     try:
-        profile = hook.profile
-        txn = profile.transaction(args.transaction)
-        ledger = Ledger(args.ledger)
-        with progress:
-            task = progress.add_task(f"{txn.code} rows sent", total=None)
-            uploader = hook.uploader(
-                args.transaction,
-                ledger,
-                mapping_file=args.mapping,
-                progress=lambda n: progress.advance(task, n),
-                source=file_source(args.file, sheet=args.sheet, encoding=args.encoding),  # kept apart
-            )
-            result = None
-            try:
-                result = uploader.run(
-                    iter_file_chunks(
-                        args.file, txn, args.chunk_size, sheet=args.sheet, encoding=args.encoding
-                    )
-                )
-            finally:
-                _print_states(uploader.result.states, uploader.result.as_dict())
-    except (ConnectionConfigError, ProfileError, SourceDataError) as err:
-        _error(str(err))
-        return EXIT_USAGE
-    except CallRejectedError as err:
-        _error(f"the centre rejected the whole call: {err}")
-        return EXIT_USAGE
-    except (TransportError, InDoubtError) as err:
-        _error(f"transport fault, run the same command again to resume: {err}")
-        return EXIT_REJECTS
-    except UploadBusyError as err:
-        _error(str(err))
-        return EXIT_REJECTS
-    except CdybJxcError as err:
-        _error(str(err))
-        return EXIT_USAGE
+        yield
     finally:
-        hook.close()
         for handler in handlers:
             handler.removeFilter(_TERMINAL_FILTER)
-    states = result.states
-    not_accepted = sum(n for s, n in states.items() if s not in ACCEPTED_STATES)
-    # source rows that could not be sent (no 流水号, repeated, …) make it not a clean run either
-    return EXIT_OK if not_accepted == 0 and not result.source_issues else EXIT_REJECTS
 
 
 def _print_states(states: Any, summary: dict[str, Any]) -> None:

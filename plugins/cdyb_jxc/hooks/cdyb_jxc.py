@@ -1,4 +1,5 @@
-"""Hook for the Chengdu insurance centre's data-collection WebService."""
+"""Hook for the Chengdu insurance centre's data-collection WebService, and the Airflow lookups
+:mod:`cdyb_jxc.config` is given: a ledger named by a connection, a centre connection's extras."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
+from cdyb_jxc.config import CENTRE_CONN_TYPE, DEFAULT_CONN_ID, resolve_ledger_url, resolve_profile
 from cdyb_jxc.exceptions import CdybJxcError
 from cdyb_jxc.wire.connection import CentreSettings, build_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import URL
+
     from cdyb_jxc.ledger import Ledger
     from cdyb_jxc.upload.engine import Uploader
     from cdyb_jxc.wire.client import CentreClient, Exchange
@@ -28,8 +33,8 @@ class CdybJxcHook(BaseHook):
     """
 
     conn_name_attr = "cdyb_jxc_conn_id"
-    default_conn_name = "cdyb_jxc_default"
-    conn_type = "cdyb_jxc"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CENTRE_CONN_TYPE
     hook_name = "成都医保进销存 (cdyb-jxc)"
 
     def __init__(self, cdyb_jxc_conn_id: str = default_conn_name, *, profile_path: str | None = None) -> None:
@@ -56,9 +61,7 @@ class CdybJxcHook(BaseHook):
 
     @cached_property
     def profile(self) -> Profile:
-        from cdyb_jxc.wire.profile import load_profile
-
-        return load_profile(self.profile_path or self.settings.profile)
+        return resolve_profile(self.profile_path, connection=self.settings.profile)
 
     @cached_property
     def client(self) -> CentreClient:
@@ -105,7 +108,7 @@ class CdybJxcHook(BaseHook):
         :param kwargs: further :class:`~cdyb_jxc.upload.engine.Uploader` arguments
         """
         from cdyb_jxc.upload.engine import Uploader
-        from cdyb_jxc.wire.registry import load_registry
+        from cdyb_jxc.upload.registry import load_registry
 
         ledger.bind_environment(self.settings.institution_code, self.settings.environment)
         return Uploader(
@@ -154,3 +157,42 @@ class CdybJxcHook(BaseHook):
                 f"connected to {self.settings.endpoint} as {client.user} for {client.institution_code}",
             )
         return False, REDACTOR.text(reply.retmsg) or f"unexpected reply retcode {reply.retcode}"
+
+
+def connection_url(conn_id: str) -> URL:
+    """The database URL of Airflow connection ``conn_id`` (a ledger), password kept.
+
+    :param conn_id: a connection whose hook speaks SQL (e.g. ``postgres``)
+    """
+    from sqlalchemy import make_url
+
+    hook = BaseHook.get_connection(conn_id).get_hook()
+    return make_url(getattr(hook, "sqlalchemy_url", None) or hook.get_uri())
+
+
+def connection_extra(conn_id: str) -> dict[str, Any] | None:
+    """The extras of Airflow connection ``conn_id``, or None when there is no such connection.
+
+    :param conn_id: the connection
+    """
+    try:
+        return BaseHook.get_connection(conn_id).extra_dejson
+    except AirflowNotFoundException:
+        return None
+
+
+def make_ledger(ledger_url: str | None = None, ledger_conn_id: str | None = None) -> Ledger:
+    """The ledger from an Airflow connection (e.g. PostgreSQL), a SQLAlchemy URL, or the default.
+
+    :param ledger_url: a SQLAlchemy URL (default: ``$CDYB_JXC_LEDGER_URL``, else SQLite in ``$AIRFLOW_HOME``)
+    :param ledger_conn_id: an Airflow connection instead of ``ledger_url``
+    """
+    from sqlalchemy import create_engine
+
+    from cdyb_jxc.ledger import Ledger
+
+    url = resolve_ledger_url(ledger_url, ledger_conn_id, get_connection=connection_url)
+    if ledger_conn_id:
+        # a connection's database is opened as the connection spells it (a SQLite path is not resolved)
+        return Ledger(engine=create_engine(url, pool_pre_ping=True))
+    return Ledger(url)

@@ -26,22 +26,21 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
+from cdyb_jxc.ledger.states import LedgerState
+
 log = logging.getLogger(__name__)
 
 metadata = MetaData()
 
 SERIAL_MAX = 255  # longer 流水号 cannot be keyed; the uploader reports such rows instead of storing them
-PENDING = "PENDING"
-IN_FLIGHT = "IN_FLIGHT"
-ACCEPTED = "ACCEPTED"
-REJECTED = "REJECTED"
-IN_DOUBT = "IN_DOUBT"
-ACCEPTED_RECONCILED = "ACCEPTED_RECONCILED"
-DUPLICATE_CONFLICT = "DUPLICATE_CONFLICT"
-
-STATES = (PENDING, IN_FLIGHT, ACCEPTED, REJECTED, IN_DOUBT, ACCEPTED_RECONCILED, DUPLICATE_CONFLICT)
-ACCEPTED_STATES = frozenset({ACCEPTED, ACCEPTED_RECONCILED})
-UNRESOLVED_STATES = frozenset({PENDING, IN_FLIGHT, IN_DOUBT})
+# the ``state`` column holds a LedgerState; the names below are kept for older imports
+PENDING = LedgerState.PENDING
+IN_FLIGHT = LedgerState.IN_FLIGHT
+ACCEPTED = LedgerState.ACCEPTED
+REJECTED = LedgerState.REJECTED
+IN_DOUBT = LedgerState.IN_DOUBT
+ACCEPTED_RECONCILED = LedgerState.ACCEPTED_RECONCILED
+DUPLICATE_CONFLICT = LedgerState.DUPLICATE_CONFLICT
 
 upload_row = Table(
     "cdyb_jxc_upload_row",

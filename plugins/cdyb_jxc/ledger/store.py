@@ -5,16 +5,15 @@ SQLAlchemy Core only; any SQLAlchemy URL works (SQLite file by default, PostgreS
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import (
+    URL,
     Engine,
     and_,
     bindparam,
@@ -29,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from cdyb_jxc import config
 from cdyb_jxc.exceptions import ConnectionConfigError
 from cdyb_jxc.ledger.issue_store import SourceIssueStore
 from cdyb_jxc.ledger.lock import is_sqlite_uri, sqlite_file
@@ -40,21 +40,17 @@ from cdyb_jxc.ledger.schema import (
     upload_batch,
     upload_row,
 )
+from cdyb_jxc.ledger.states import ACCEPTED_STATES, REVISIT_STATES, LedgerState, of
+from cdyb_jxc.ledger.transitions import RowTransitions
 from cdyb_jxc.safety.textcap import REPLY_MAX, column_caps, encoded, fit, fit_values
 
 DEFAULT_LEDGER_URL = "sqlite:///cdyb_jxc_ledger.db"
-LEDGER_ENV_VAR = "CDYB_JXC_LEDGER_URL"
 ENVIRONMENT_MILESTONE = "environment"  # milestone naming the centre environment a ledger belongs to
 
 
 def default_ledger_url() -> str:
-    """``$CDYB_JXC_LEDGER_URL``, else a SQLite file in ``$AIRFLOW_HOME`` (``~/airflow``)."""
-    url = os.environ.get(LEDGER_ENV_VAR)
-    if url:
-        return url
-    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'cdyb_jxc_ledger.db'}"
+    """``$CDYB_JXC_LEDGER_URL``, else a SQLite file in ``$AIRFLOW_HOME`` (see :mod:`cdyb_jxc.config`)."""
+    return config.default_ledger_url()
 
 
 _LOOKUP_CHUNK = 500
@@ -93,7 +89,7 @@ class LedgerEntry:
     """What the ledger knows about one 流水号."""
 
     serial_no: str
-    state: str
+    state: LedgerState
     payload_hash: str
     sent_hash: str | None
     category: str | None
@@ -103,14 +99,16 @@ class LedgerEntry:
     transaction_code: str | None = None
 
 
-class Ledger(SourceIssueStore):
+class Ledger(SourceIssueStore, RowTransitions):
     """Access to the ledger tables.
 
     :param url: SQLAlchemy URL, e.g. ``sqlite:///ledger.db`` or ``postgresql+psycopg2://…``
     :param engine: an existing engine instead of ``url``
+
+    The upload engine changes row states only through the named transitions of :class:`RowTransitions`.
     """
 
-    def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
+    def __init__(self, url: str | URL | None = None, *, engine: Engine | None = None) -> None:
         if engine is None:
             parsed = make_url(url or default_ledger_url())
             path = sqlite_file(parsed)
@@ -152,7 +150,7 @@ class Ledger(SourceIssueStore):
                 for r in conn.execute(query):
                     found[r.serial_no] = LedgerEntry(
                         r.serial_no,
-                        r.state,
+                        of(r.state),
                         r.payload_hash,
                         r.sent_hash,
                         r.category,
@@ -211,7 +209,15 @@ class Ledger(SourceIssueStore):
         with self.engine.begin() as conn:
             conn.execute(stmt, params)
 
-    def states(self, institution_code: str, serials: Iterable[str]) -> dict[str, str]:
+    def update_grouped(self, institution_code: str, rows: Sequence[dict[str, Any]]) -> None:
+        """:meth:`update_rows` for rows with different columns: one statement per set of columns."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(tuple(sorted(row)), []).append(row)
+        for group in groups.values():
+            self.update_rows(institution_code, group)
+
+    def states(self, institution_code: str, serials: Iterable[str]) -> dict[str, LedgerState]:
         return {s: e.state for s, e in self.lookup(institution_code, list(serials)).items()}
 
     def count_by_state(self, **filters: str) -> dict[str, int]:
@@ -239,7 +245,7 @@ class Ledger(SourceIssueStore):
             t.transaction_code == transaction_code,
             t.business_date >= since,
             t.business_date < before,
-            t.state.in_(("REJECTED", "PENDING", "IN_FLIGHT", "IN_DOUBT")),
+            t.state.in_(sorted(REVISIT_STATES)),
         )
         issues = select(i.business_date).where(
             i.institution_code == institution_code,
@@ -252,7 +258,7 @@ class Ledger(SourceIssueStore):
 
     def accepted_serials(self, institution_code: str | None = None) -> set[str]:
         t = upload_row.c
-        conds: list[Any] = [t.state.in_(("ACCEPTED", "ACCEPTED_RECONCILED"))]
+        conds: list[Any] = [t.state.in_(sorted(ACCEPTED_STATES))]
         if institution_code:
             conds.append(t.institution_code == institution_code)
         return {r["serial_no"] for r in self.iter_rows(*conds, columns=["serial_no"])}

@@ -11,38 +11,30 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from cdyb_jxc.exceptions import (
-    CallRejectedError,
-    ConnectionConfigError,
-    InDoubtError,
-    ProfileError,
-    SourceDataError,
-    TransportError,
-    UploadBusyError,
-)
-from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
+from cdyb_jxc.exceptions import CdybJxcError
+from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook, make_ledger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from cdyb_jxc.ledger import Ledger
+    from cdyb_jxc.upload.result import RunInfo, UploadResult
+    from cdyb_jxc.wire.profile import TransactionSpec
 
 
-def make_ledger(ledger_url: str | None = None, ledger_conn_id: str | None = None) -> Ledger:
-    """The ledger from a SQLAlchemy URL, an Airflow connection (e.g. PostgreSQL), or the default."""
-    from cdyb_jxc.ledger import Ledger
+def task_error(err: CdybJxcError) -> AirflowException:
+    """The Airflow exception a task raises for ``err``: retried when ``err`` is retryable (the rows stay in
+    the ledger for the next try), failed without retries when it is not (the same try fails again).
 
-    if ledger_conn_id:
-        hook = BaseHook.get_connection(ledger_conn_id).get_hook()
-        url = getattr(hook, "sqlalchemy_url", None) or hook.get_uri()
-        return Ledger(engine=_engine(url))
-    return Ledger(ledger_url)
-
-
-def _engine(url: Any) -> Any:
-    from sqlalchemy import create_engine
-
-    return create_engine(url, pool_pre_ping=True)
+    :param err: what the upload raised
+    """
+    if err.retryable:
+        if err.headline:
+            return AirflowException(f"{err.headline}, rows kept in the ledger for the next try: {err}")
+        return AirflowException(f"{err} (retried)")
+    if err.headline:
+        return AirflowFailException(f"{err.headline} (not retried): {err}")
+    return AirflowFailException(str(err))
 
 
 def checked_business_date(value: Any, task_id: str) -> str | None:
@@ -213,57 +205,50 @@ class CdybJxcUploadOperator(BaseOperator):
             conn.close()
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from cdyb_jxc.upload.result import RunInfo
-
         self._check_arguments()
         self.business_date = checked_business_date(self.business_date, self.task_id)
         hook = CdybJxcHook(self.cdyb_jxc_conn_id)
-        ti = context["ti"]
-        run = RunInfo(
-            token=f"{ti.dag_id}:{ti.run_id}:{ti.task_id}:{ti.map_index}:{ti.try_number}",
-            dag_id=ti.dag_id,
-            run_id=ti.run_id,
-            task_id=ti.task_id,
-        )
+        run = _run_info(context["ti"])
         try:
-            profile = hook.profile
-            txn = profile.transaction(self.transaction)
-            ledger = make_ledger(self.ledger_url, self.ledger_conn_id)
-            extra = self._recheck_dates(ledger, hook.settings.institution_code, txn.code)
-            # the SQL template selects whole business days: issues of those days not seen again are fixed
-            whole = [self.business_date, *extra] if self.sql and self.business_date else []
-            uploader = hook.uploader(
-                self.transaction,
-                ledger,
-                mapping_file=self.mapping_file,
-                business_date=self.business_date,
-                run=run,
-                resend_attempts=self.resend_attempts,
-                backoff=self.resend_backoff,
-                complete_days=whole,
-                source=self._source_identity(ti),
-            )
-            self.log.info(
-                "uploading %s %s from %s to ledger %s",
-                txn.code,
-                txn.name,
-                self.source_file or self.source_conn_id,
-                ledger.url,
-            )
-            result = uploader.run(self._chunks(txn, context, extra))
-        except (ConnectionConfigError, ProfileError, SourceDataError) as err:
-            raise AirflowFailException(str(err)) from err
-        except CallRejectedError as err:
-            raise AirflowFailException(f"the centre rejected the whole call (not retried): {err}") from err
-        except (TransportError, InDoubtError) as err:
-            raise AirflowException(
-                f"transport fault, rows kept in the ledger for the next try: {err}"
-            ) from err
-        except UploadBusyError as err:
-            raise AirflowException(f"{err} (retried)") from err
+            txn, result = self._upload(hook, context, run)
+        except CdybJxcError as err:
+            raise task_error(err) from err
         finally:
             hook.close()
         summary = result.as_dict()
+        self._log_result(txn, result, summary)
+        return summary
+
+    def _upload(
+        self, hook: CdybJxcHook, context: Context, run: RunInfo
+    ) -> tuple[TransactionSpec, UploadResult]:
+        """Resolve the transaction and the ledger, then upload every chunk of the source."""
+        txn = hook.profile.transaction(self.transaction)
+        ledger = make_ledger(self.ledger_url, self.ledger_conn_id)
+        extra = self._recheck_dates(ledger, hook.settings.institution_code, txn.code)
+        # the SQL template selects whole business days: issues of those days not seen again are fixed
+        whole = [self.business_date, *extra] if self.sql and self.business_date else []
+        uploader = hook.uploader(
+            self.transaction,
+            ledger,
+            mapping_file=self.mapping_file,
+            business_date=self.business_date,
+            run=run,
+            resend_attempts=self.resend_attempts,
+            backoff=self.resend_backoff,
+            complete_days=whole,
+            source=self._source_identity(context["ti"]),
+        )
+        self.log.info(
+            "uploading %s %s from %s to ledger %s",
+            txn.code,
+            txn.name,
+            self.source_file or self.source_conn_id,
+            ledger.url,
+        )
+        return txn, uploader.run(self._chunks(txn, context, extra))
+
+    def _log_result(self, txn: TransactionSpec, result: UploadResult, summary: dict[str, Any]) -> None:
         self.log.info(
             "%s done: %s; read %d, sent %d in %d batches, held back %d, already accepted %d, "
             "source issues %d",
@@ -278,7 +263,18 @@ class CdybJxcUploadOperator(BaseOperator):
         )
         for reject in result.rejects:
             self.log.warning("rejected %s", reject)
-        return summary
+
+
+def _run_info(ti: Any) -> RunInfo:
+    """Who this try is, for the ledger's batches: a token unique to the try, and where it runs."""
+    from cdyb_jxc.upload.result import RunInfo
+
+    return RunInfo(
+        token=f"{ti.dag_id}:{ti.run_id}:{ti.task_id}:{ti.map_index}:{ti.try_number}",
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        task_id=ti.task_id,
+    )
 
 
 class CdybJxcInitOperator(CdybJxcUploadOperator):

@@ -35,7 +35,8 @@ import traceback
 from collections.abc import Iterable
 from typing import Any
 
-from cdyb_jxc.wire.codec import REDACTED
+REDACTED = "******"  # what every secret becomes, wherever it appears
+
 
 MIN_SECRET_CHARS = 4
 ENCODINGS = ("utf-8", "gbk", "gb18030")
@@ -159,7 +160,7 @@ _Bytes = bytes  # inside Redactor, ``bytes`` names its method
 
 
 class Redactor:
-    """Replaces every known secret, in every form, with :data:`~cdyb_jxc.wire.codec.REDACTED`.
+    """Replaces every known secret, in every form, with :data:`REDACTED`.
 
     :param mark: the replacement (ASCII, so it is valid in any ASCII-compatible body encoding)
     """
@@ -336,7 +337,7 @@ _FILTERED_LOGGERS: Iterable[str] = ("cdyb_jxc", "zeep", "zeep.transports")
 
 def _redacting_factory(previous: Any) -> Any:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
+        record: logging.LogRecord = previous(*args, **kwargs)
         redact_record(record)
         return record
 

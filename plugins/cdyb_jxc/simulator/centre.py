@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from cdyb_jxc.exceptions import CodecError
 from cdyb_jxc.simulator.store import SimulatorStore
@@ -19,6 +20,7 @@ from cdyb_jxc.wire.codec import (
 )
 from cdyb_jxc.wire.profile import Profile, TransactionSpec
 from cdyb_jxc.wire.rules import (
+    MappingEntry,
     RowError,
     charset_error,
     field_error,
@@ -108,7 +110,7 @@ class Centre:
 
     def _row_values(
         self, txn: TransactionSpec, elements: list[tuple[str, str | None]]
-    ) -> tuple[dict, RowError | None]:
+    ) -> tuple[dict[str, str | None], RowError | None]:
         by_tag = txn.by_tag
         values: dict[str, str | None] = {}
         structural: RowError | None = None
@@ -128,7 +130,9 @@ class Centre:
         enc = profile.inner_encoding
         now = self.clock()
         tolerance = int(profile.service["future_tolerance_seconds"])
-        checked: list[tuple[dict, RowError | None]] = []
+        # Any: a row that passes the field rules has its required values set, which the store's set[str]
+        # look-ups below rely on and the type of _row_values cannot say.
+        checked: list[tuple[dict[str, Any], RowError | None]] = []
         for elements in parsed.rows:
             values, structural = self._row_values(txn, elements)
             if structural is None and row_is_clean(txn, values, enc):
@@ -199,7 +203,7 @@ class Centre:
         values: dict[str, str | None],
         stored: dict[str, tuple[str, str]],
         seen: set[str],
-        registry: dict,
+        registry: dict[str, MappingEntry],
         initialized: set[str],
         originals: dict[str, tuple[str, str]],
         outbound_code: str | None,

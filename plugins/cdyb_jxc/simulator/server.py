@@ -37,7 +37,8 @@ def _envelope(body_child: etree._Element, encoding: str) -> bytes:
     env = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV})
     body = etree.SubElement(env, f"{{{SOAP_ENV}}}Body")
     body.append(body_child)
-    return etree.tostring(env, encoding=encoding, xml_declaration=True)
+    envelope: bytes = etree.tostring(env, encoding=encoding, xml_declaration=True)
+    return envelope
 
 
 def soap_fault(message: str, code: str = "soap:Server") -> bytes:
@@ -90,7 +91,8 @@ def read_input_xml(profile: Profile, body: bytes, content_type: str) -> str | No
         raise SoapRequestError(f"Unknown operation: {name}")
     for child in call:
         if isinstance(child.tag, str) and etree.QName(child).localname == svc["input_part"]:
-            return child.text
+            input_xml: str | None = child.text
+            return input_xml
     return None
 
 
@@ -193,6 +195,11 @@ class _Handler(BaseHTTPRequestHandler):
         returned = app.centre.handle(input_xml)
         if fault:
             log.info("fault %s injected after processing", fault)
+        self._answer(fault, returned)
+
+    def _answer(self, fault: str | None, returned: str) -> None:
+        """Send the centre's ``returned`` text, or what ``fault`` makes of it once the rows are stored."""
+        app = self.server.app
         if fault == "drop_after_store":
             self._drop()
         elif fault == "empty_200":

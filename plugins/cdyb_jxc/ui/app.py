@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 from datetime import date
 from functools import lru_cache
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AfterValidator, BeforeValidator
-from sqlalchemy import URL, Engine, create_engine, make_url
+from sqlalchemy import URL, Engine, create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from cdyb_jxc.config import EnvironmentSettings, connection_profile, resolve_ledger_url, resolve_profile
 from cdyb_jxc.exceptions import ProfileError
 from cdyb_jxc.ui import queries
+
+if TYPE_CHECKING:
+    from cdyb_jxc.wire.profile import Profile
 
 log = logging.getLogger(__name__)
 COOKIE = "_token"
@@ -83,15 +86,21 @@ def ledger_url() -> URL:
     A URL object, not text: ``str()`` of a SQLAlchemy URL masks the password, which would lock the monitor
     out of a password-protected ledger.
     """
-    conn_id = os.environ.get("CDYB_JXC_LEDGER_CONN_ID")
-    if conn_id:
-        from airflow.sdk import BaseHook
+    from cdyb_jxc.hooks.cdyb_jxc import connection_url
 
-        hook = BaseHook.get_connection(conn_id).get_hook()
-        return make_url(getattr(hook, "sqlalchemy_url", None) or hook.get_uri())
-    from cdyb_jxc.ledger import default_ledger_url
+    env = EnvironmentSettings.from_environ()
+    return resolve_ledger_url(env.ledger_url, env.ledger_conn_id, get_connection=connection_url)
 
-    return make_url(default_ledger_url())
+
+def profile() -> Profile:
+    """The profile the uploads use, for codes, names and the centre's day: the ``profile`` extra of the
+    centre connection (``$CDYB_JXC_CONN_ID``, default ``cdyb_jxc_default``), else ``$CDYB_JXC_PROFILE``, else
+    the packaged one. Read on every request, like the ledger: an edited connection shows at once.
+    """
+    from cdyb_jxc.hooks.cdyb_jxc import connection_extra
+
+    centre = connection_extra(EnvironmentSettings.from_environ().conn_id)
+    return resolve_profile(connection=connection_profile(centre))
 
 
 @lru_cache(maxsize=4)
@@ -148,8 +157,9 @@ async def _bad_profile(request: Request, exc: ProfileError) -> JSONResponse:
 
 def _filters(day: str | None, transaction: str | None, category: str | None, item: str | None) -> dict:
     """The reject-list filters, with ``transaction`` checked against the profile's wire codes."""
-    if transaction and transaction not in queries.transaction_names():
-        known = ", ".join(sorted(queries.transaction_names()))
+    names = queries.transaction_names(profile()) if transaction else {}
+    if transaction and transaction not in names:
+        known = ", ".join(sorted(names))
         raise HTTPException(status_code=422, detail=f"transaction must be one of {known}")
     return {"day": day or None, "transaction": transaction, "category": category, "item": item}
 
@@ -173,19 +183,19 @@ def run_page(user: User) -> str:
 @app.get("/api/summary")
 def api_summary(user: User) -> dict:
     """Counts per state, T+1 compliance rate, queue sizes."""
-    return _ask(queries.summary)
+    return _ask(queries.summary, profile=profile())
 
 
 @app.get("/api/calendar")
 def api_calendar(user: User, days: Annotated[int, Query(ge=1, le=366)] = 31, today: Today = None) -> dict:
     """Business days × transaction coloured by status (complete, partial, failed, late, missing)."""
-    return _ask(queries.calendar, days, today)
+    return _ask(queries.calendar, days, today, profile=profile())
 
 
 @app.get("/api/trend")
 def api_trend(user: User, days: Annotated[int, Query(ge=1, le=366)] = 31, today: Today = None) -> dict:
     """Rows per day and reject rate per transaction."""
-    return _ask(queries.trend, days, today)
+    return _ask(queries.trend, days, today, profile=profile())
 
 
 @app.get("/api/rejects")

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, and_, case, func, inspect, select
 
 from cdyb_jxc.ledger.schema import source_issue, upload_batch, upload_row
+from cdyb_jxc.ledger.states import ACCEPTED_STATES, ATTENTION_STATES, UNRESOLVED_STATES, LedgerState
 from cdyb_jxc.wire.profile import DAILY_TRANSACTIONS
 
+if TYPE_CHECKING:
+    from cdyb_jxc.wire.profile import Profile
+
 SHORT_NAMES = {"init": "初始化", "inbound": "入库", "outbound": "出库", "stock": "库存"}
-OPEN_STATES = ("PENDING", "IN_FLIGHT", "IN_DOUBT")
+OPEN_STATES = tuple(sorted(UNRESOLVED_STATES))  # the "in doubt" queue
 STATUS_LABELS = {
     "complete": "完成",
     "partial": "部分被拒",
@@ -24,30 +28,32 @@ t = upload_row.c
 si = source_issue.c
 
 
-def transaction_names() -> dict[str, str]:
+def _chosen(profile: Profile | None) -> Profile:
+    """``profile``, else the one ``$CDYB_JXC_PROFILE`` names, else the packaged one. The monitor passes the
+    profile of the uploads' centre connection (see :func:`cdyb_jxc.ui.app.profile`)."""
+    from cdyb_jxc.wire.profile import load_profile
+
+    return profile if profile is not None else load_profile()
+
+
+def transaction_names(profile: Profile | None = None) -> dict[str, str]:
     """Wire code → short Chinese name, from the profile (a deployment may use other codes)."""
-    from cdyb_jxc.wire.profile import load_profile
-
-    profile = load_profile()
-    return {profile.transaction(key).code: name for key, name in SHORT_NAMES.items()}
+    chosen = _chosen(profile)
+    return {chosen.transaction(key).code: name for key, name in SHORT_NAMES.items()}
 
 
-def daily_codes() -> list[str]:
-    from cdyb_jxc.wire.profile import load_profile
-
-    profile = load_profile()
-    return [profile.transaction(key).code for key in DAILY_TRANSACTIONS]
+def daily_codes(profile: Profile | None = None) -> list[str]:
+    chosen = _chosen(profile)
+    return [chosen.transaction(key).code for key in DAILY_TRANSACTIONS]
 
 
 def _has_issues_table(engine: Engine) -> bool:
     return bool(inspect(engine).has_table(source_issue.name))
 
 
-def local_today() -> date:
+def local_today(profile: Profile | None = None) -> date:
     """Today in the centre's time zone (business days are Asia/Shanghai days)."""
-    from cdyb_jxc.wire.profile import load_profile
-
-    offset = int(load_profile().service["timezone_offset_hours"])
+    offset = int(_chosen(profile).service["timezone_offset_hours"])
     return (datetime.now(UTC) + timedelta(hours=offset)).date()
 
 
@@ -57,16 +63,18 @@ def ledger_ready(engine: Engine) -> bool:
 
 
 def _status(states: dict[str, int], late: int, issues: int = 0) -> str:
-    if any(states.get(s) for s in (*OPEN_STATES, "DUPLICATE_CONFLICT")) or (issues and not states):
+    if any(states.get(s) for s in (*OPEN_STATES, LedgerState.DUPLICATE_CONFLICT)) or (issues and not states):
         return "failed"
-    if states.get("REJECTED") or issues:
+    if states.get(LedgerState.REJECTED) or issues:
         return "partial"
     return "late" if late else "complete"
 
 
-def calendar(engine: Engine, days: int = 31, today: date | None = None) -> dict[str, Any]:
+def calendar(
+    engine: Engine, days: int = 31, today: date | None = None, *, profile: Profile | None = None
+) -> dict[str, Any]:
     """Business days × transaction with a status: complete, partial, failed, late or missing."""
-    today = today or local_today()
+    today = today or local_today(profile)
     end = today - timedelta(days=1)
     start = end - timedelta(days=days - 1)
     late_expr = func.sum(case((t.late_seconds > 0, 1), else_=0))
@@ -75,7 +83,7 @@ def calendar(engine: Engine, days: int = 31, today: date | None = None) -> dict[
         .where(t.business_date >= start.isoformat(), t.business_date <= end.isoformat())
         .group_by(t.business_date, t.transaction_code, t.state)
     )
-    codes, names = daily_codes(), transaction_names()
+    codes, names = daily_codes(profile), transaction_names(profile)
     cells: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"states": {}, "late": 0, "source_issues": 0}
     )
@@ -125,23 +133,23 @@ def calendar(engine: Engine, days: int = 31, today: date | None = None) -> dict[
     }
 
 
-def summary(engine: Engine, today: date | None = None) -> dict[str, Any]:
+def summary(engine: Engine, today: date | None = None, *, profile: Profile | None = None) -> dict[str, Any]:
     """Counts per state, T+1 compliance rate, rows overdue against T+1 and the size of the queues."""
-    today = today or local_today()
+    today = today or local_today(profile)
     # day D is due by the end of D+1: rows of days up to today-2 that are still not accepted are overdue
     due_by = (today - timedelta(days=2)).isoformat()
     with engine.connect() as conn:
         overdue = conn.execute(
             select(func.count()).where(
-                t.transaction_code.in_(daily_codes()),
+                t.transaction_code.in_(daily_codes(profile)),
                 t.business_date <= due_by,
-                t.state.not_in(("ACCEPTED", "ACCEPTED_RECONCILED")),
+                t.state.not_in(sorted(ACCEPTED_STATES)),
             )
         ).scalar()
         states = {s: int(n) for s, n in conn.execute(select(t.state, func.count()).group_by(t.state))}
         accepted = conn.execute(
             select(func.count(), func.sum(case((t.late_seconds > 0, 1), else_=0))).where(
-                t.state.in_(("ACCEPTED", "ACCEPTED_RECONCILED"))
+                t.state.in_(sorted(ACCEPTED_STATES))
             )
         ).one()
         last = conn.execute(select(func.max(t.business_date))).scalar()
@@ -160,17 +168,19 @@ def summary(engine: Engine, today: date | None = None) -> dict[str, Any]:
         "t1_compliance_rate": rate,
         "overdue": int(overdue or 0),
         "in_doubt": sum(states.get(s, 0) for s in OPEN_STATES),
-        "conflicts": states.get("DUPLICATE_CONFLICT", 0),
+        "conflicts": states.get(LedgerState.DUPLICATE_CONFLICT, 0),
         "source_issues": issues,
         "last_business_date": last,
     }
 
 
-def trend(engine: Engine, days: int = 31, today: date | None = None) -> dict[str, Any]:
+def trend(
+    engine: Engine, days: int = 31, today: date | None = None, *, profile: Profile | None = None
+) -> dict[str, Any]:
     """Rows per business day and reject rate, per transaction."""
-    today = today or local_today()
+    today = today or local_today(profile)
     start = (today - timedelta(days=days)).isoformat()
-    rejected = func.sum(case((t.state.in_(("REJECTED", "DUPLICATE_CONFLICT")), 1), else_=0))
+    rejected = func.sum(case((t.state.in_(sorted(ATTENTION_STATES)), 1), else_=0))
     query = (
         select(t.business_date, t.transaction_code, func.count(), rejected)
         .where(t.business_date >= start)
@@ -199,7 +209,7 @@ def rejects_query(
     category: str | None = None,
     item: str | None = None,
 ) -> Any:
-    conds: list[Any] = [t.state.in_(("REJECTED", "DUPLICATE_CONFLICT"))]
+    conds: list[Any] = [t.state.in_(sorted(ATTENTION_STATES))]
     if day:
         conds.append(t.business_date == day)
     if transaction:
@@ -280,7 +290,7 @@ def queues(engine: Engine, limit: int = 200) -> dict[str, Any]:
     ]
     out: dict[str, Any] = {}
     with engine.connect() as conn:
-        for name, states in (("in_doubt", OPEN_STATES), ("conflicts", ("DUPLICATE_CONFLICT",))):
+        for name, states in (("in_doubt", OPEN_STATES), ("conflicts", (LedgerState.DUPLICATE_CONFLICT,))):
             rows = conn.execute(
                 select(*cols).where(t.state.in_(states)).order_by(t.updated_at.desc()).limit(limit)
             ).all()
@@ -336,7 +346,7 @@ def run_view(engine: Engine, dag_id: str, run_id: str) -> dict[str, Any]:
         ).all()
         rows = conn.execute(
             select(*[getattr(t, c) for c in REJECT_COLUMNS])
-            .where(t.dag_id == dag_id, t.run_id == run_id, t.state.in_(("REJECTED", "DUPLICATE_CONFLICT")))
+            .where(t.dag_id == dag_id, t.run_id == run_id, t.state.in_(sorted(ATTENTION_STATES)))
             .order_by(t.serial_no)
             .limit(500)
         ).all()

@@ -1,36 +1,33 @@
 """The upload engine shared by the operators and the CLI (no Airflow).
 
-Source rows arrive in chunks; each chunk is checked against the ledger, rows that would certainly fail are
-held back, the rest go out in batches of at most the profile's limit. Every row ends in a ledger state:
-ACCEPTED, ACCEPTED_RECONCILED, REJECTED (with category and detail), IN_DOUBT or DUPLICATE_CONFLICT.
+Source rows arrive in chunks. Each chunk is planned (wire values; rows without a usable 流水号 or repeated
+become source issues), looked up in the ledger, and each row decided (:class:`Decision`): sent, kept (the
+ledger's answer stands) or skipped. Rows to send that would certainly fail are held back; every planned row
+is recorded, then the rest go out in batches of at most the profile's limit (:class:`BatchSender`). Every
+row ends in a ledger state (:class:`~cdyb_jxc.ledger.LedgerState`): ACCEPTED, ACCEPTED_RECONCILED, REJECTED
+(with category and detail), IN_DOUBT or DUPLICATE_CONFLICT.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from cdyb_jxc.exceptions import InDoubtError
-from cdyb_jxc.ledger import (
-    ACCEPTED,
-    ACCEPTED_RECONCILED,
-    DUPLICATE_CONFLICT,
-    IN_DOUBT,
-    PENDING,
-    REJECTED,
-    Ledger,
-    LedgerEntry,
-)
+from cdyb_jxc.ledger import ACCEPTED_STATES, Ledger, LedgerEntry, LedgerState
 from cdyb_jxc.ledger.lock import DEFAULT_WAIT_SECONDS, UploadLock
 from cdyb_jxc.ledger.schema import SERIAL_MAX
 from cdyb_jxc.ledger.store import utcnow
+from cdyb_jxc.ledger.transitions import held_back, kept_in_doubt, to_send
 from cdyb_jxc.safety.textcap import unstorable
 from cdyb_jxc.upload.result import RunInfo, UploadResult, business_date_of, payload_hash
-from cdyb_jxc.upload.sender import DOUBT_STATES, BatchSending, Planned, Sender
+from cdyb_jxc.upload.sender import BatchSender, Planned, Sender
 from cdyb_jxc.upload.source_issues import SourceIssues
 from cdyb_jxc.wire.profile import Profile
 from cdyb_jxc.wire.rules import XML_ILLEGAL_RE, MappingEntry, RowError, precheck_row
@@ -44,13 +41,31 @@ RESEND_UNCHANGED = frozenset({"unmapped", "mapping_mismatch", "original_missing"
 RESEND_INTERVAL = timedelta(hours=6)
 
 
-class Uploader(BatchSending):
+class Decision(enum.Enum):
+    """What to do with a planned row, given what the ledger knows of it."""
+
+    SEND = "send"  # record it and send it (unless held back)
+    KEEP = "keep"  # the ledger's answer stands: counted, not sent
+    SKIP = "skip"  # a source issue: neither recorded nor sent
+
+
+@dataclass
+class ChunkPlan:
+    """What one chunk writes to the ledger, and the rows it sends."""
+
+    to_send: list[Planned] = field(default_factory=list)
+    new: list[dict[str, Any]] = field(default_factory=list)  # rows new to the ledger
+    known: list[dict[str, Any]] = field(default_factory=list)  # rows the ledger knows, planned again
+    kept: list[str] = field(default_factory=list)  # 流水号 whose ledger answer stands
+
+
+class Uploader:
     """Uploads one transaction's rows for one institution through ``sender`` and records everything.
 
     :param profile: the interface profile
     :param txn_key: ``init``, ``inbound``, ``outbound`` or ``stock``
     :param institution_code: 定点机构编码
-    :param sender: object with ``send(txn_key, wire_rows)`` returning an exchange
+    :param sender: the centre: an object with ``send(txn_key, wire_rows)`` returning an exchange
         (see :mod:`cdyb_jxc.wire.client`)
     :param ledger: the ledger
     :param batch_limit: rows per request (capped at the profile's limit)
@@ -88,24 +103,29 @@ class Uploader(BatchSending):
     ) -> None:
         self.profile = profile
         self.txn = profile.transaction(txn_key)
-        self.txn_key = txn_key
         self.institution = institution_code
-        self.sender = sender
         self.ledger = ledger
-        self.batch_limit = min(batch_limit or profile.batch_limit, profile.batch_limit)
         self.registry = registry
         self.business_date = business_date
         self.run_info = run or RunInfo()
-        self.resend_attempts = resend_attempts
-        self.backoff = backoff
-        self.sleep = sleep
-        self.progress = progress
         self.resend_rejected_after = resend_rejected_after
         self.lock_wait = lock_wait
-        self.left_in_doubt = 0
-        self.lock: UploadLock | None = None
         self.offset = int(profile.service["timezone_offset_hours"])
         self.result = UploadResult(transaction=txn_key)
+        self.sending = BatchSender(
+            ledger=ledger,
+            profile=profile,
+            txn_key=txn_key,
+            institution_code=institution_code,
+            centre=sender,
+            result=self.result,
+            run=self.run_info,
+            batch_limit=min(batch_limit or profile.batch_limit, profile.batch_limit),
+            resend_attempts=resend_attempts,
+            backoff=backoff,
+            sleep=sleep,
+            progress=progress,
+        )
         self.issues = SourceIssues(
             ledger=ledger,
             institution_code=institution_code,
@@ -117,7 +137,7 @@ class Uploader(BatchSending):
             source=source,
         )
 
-    # -- public -----------------------------------------------------------------------------------------
+    # -- public ----------------------------------------------------------------------------------------------
     def run(self, chunks: Iterable[Sequence[Mapping[str, Any]]]) -> UploadResult:
         """Upload every chunk, holding the ledger's lock for this institution and transaction.
 
@@ -127,16 +147,8 @@ class Uploader(BatchSending):
         run: they are recorded as source issues and counted."""
         started = time.perf_counter()
         with UploadLock(self.ledger, self.institution, self.txn.code, wait_seconds=self.lock_wait) as lock:
-            self.lock = lock
-            # under the lock, a batch still open belongs to a run that died before recording its reply
-            abandoned = self.ledger.abandon_open_batches(self.institution, self.txn.code, self.run_info.token)
-            if abandoned:
-                log.warning(
-                    "%s: %d request(s) of an earlier run never recorded a reply; their rows are resent and "
-                    "reconciled",
-                    self.txn.code,
-                    abandoned,
-                )
+            self.sending.lock = lock
+            self._close_abandoned_batches()
             try:
                 for chunk in chunks:
                     self._chunk(chunk)
@@ -144,9 +156,24 @@ class Uploader(BatchSending):
             finally:
                 self.issues.flush()
                 self.result.seconds = time.perf_counter() - started
-        if self.left_in_doubt:
+        return self._finish()
+
+    def _close_abandoned_batches(self) -> None:
+        # under the lock, a batch still open belongs to a run that died before recording its reply
+        abandoned = self.ledger.abandon_open_batches(self.institution, self.txn.code, self.run_info.token)
+        if abandoned:
+            log.warning(
+                "%s: %d request(s) of an earlier run never recorded a reply; their rows are resent and "
+                "reconciled",
+                self.txn.code,
+                abandoned,
+            )
+
+    def _finish(self) -> UploadResult:
+        left = self.sending.left_in_doubt
+        if left:
             raise InDoubtError(
-                f"{self.txn.code}: {self.left_in_doubt} rows are still IN_DOUBT after replies that contradict"
+                f"{self.txn.code}: {left} rows are still IN_DOUBT after replies that contradict"
                 " themselves (every other row was recorded); they go out again on the next try"
             )
         if self.result.source_issues:
@@ -157,8 +184,22 @@ class Uploader(BatchSending):
             )
         return self.result
 
-    # -- planning ---------------------------------------------------------------------------------------
+    # -- one chunk: plan → look up → decide → hold back → record → send --------------------------------------
     def _chunk(self, chunk: Sequence[Mapping[str, Any]]) -> None:
+        planned = self._plan(chunk)
+        self.issues.flush()
+        if not planned:
+            return
+        known = self.ledger.lookup(self.institution, list(planned))
+        decided = self._decide_chunk(planned, known)
+        self.issues.resolved(list(planned))
+        self.issues.flush()
+        self._record(decided, planned)
+        self.sending.send_all(decided.to_send)
+
+    def _plan(self, chunk: Sequence[Mapping[str, Any]]) -> dict[str, Planned]:
+        """The chunk's rows by 流水号, as wire values; a row that cannot be keyed, or repeats a 流水号 of
+        the chunk, is a source issue."""
         res = self.result
         planned: dict[str, Planned] = {}
         for row in chunk:
@@ -166,182 +207,118 @@ class Uploader(BatchSending):
             wire = row_to_wire(self.txn, row, self.offset)
             serial = wire.get("serial_no")
             if not serial or len(serial) > SERIAL_MAX or unstorable(serial):
-                res.missing_serial += 1
-                spec = self.txn.by_name["serial_no"]
-                self.issues.add(
-                    wire=wire,
-                    source_row=res.rows_read,
-                    serial=serial[:40] + "…" if serial and len(serial) > 40 else (serial or None),
-                    unique_key=False,
-                    category=self.profile.category("field_invalid"),
-                    field="serial_no",
-                    detail=f"源数据第{res.rows_read}行: {_unkeyable(spec.display, serial)}",
-                )
-                continue
-            if serial in planned:
+                self._unkeyable(wire)
+            elif serial in planned:
                 self._duplicate_in_source(serial, wire, res.rows_read)
-                continue
-            planned[serial] = Planned(
-                serial,
-                wire,
-                payload_hash(wire),
-                business_date_of(self.txn, wire, self.business_date),
-                None,
-                res.rows_read,
-            )
-        self.issues.flush()
-        if not planned:
-            return
-        known = self.ledger.lookup(self.institution, list(planned))
-        to_send: list[Planned] = []
-        inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
+            else:
+                day = business_date_of(self.txn, wire, self.business_date)
+                planned[serial] = Planned(serial, wire, payload_hash(wire), day, None, res.rows_read)
+        return planned
+
+    def _decide_chunk(self, planned: Mapping[str, Planned], known: Mapping[str, LedgerEntry]) -> ChunkPlan:
+        """Decide each row from what the ledger knows of it (``known``) and collect the chunk's writes."""
+        decided = ChunkPlan()
         now = utcnow()
-        kept: list[dict[str, Any]] = []
         for serial, plan in planned.items():
             plan.prior = known.get(serial)
             decision = self._decide(plan)
-            if decision == "skip":
-                continue
-            if decision == "keep":
+            if decision is Decision.KEEP:
                 # stamped with this run, so a repeat in a later chunk is seen as repeated in the source
-                kept.append({"serial_no": serial, "run_token": self.run_info.token})
-                continue
-            error = precheck_row(self.profile, self.txn, plan.wire, self.registry)
-            base = {
-                "payload_hash": plan.hash,
-                "business_date": plan.business_date,
-                "mapping_serial_no": plan.wire.get("mapping_serial_no"),
-                "item_name": plan.wire.get("hospital_item_name"),
-                "run_token": self.run_info.token,
-                "dag_id": self.run_info.dag_id,
-                "run_id": self.run_info.run_id,
-                "updated_at": now,
-            }
-            values, send = self._planned_values(plan, error, base)
-            if send:
-                to_send.append(plan)
-            if plan.prior is None:
-                inserts.append(
-                    {
-                        "institution_code": self.institution,
-                        "serial_no": serial,
-                        "transaction_code": self.txn.code,
-                        "first_seen_at": now,
-                        "attempts": 0,
-                        **values,
-                    }
-                )
-            else:
-                updates.append({"serial_no": serial, **values})
-        self.issues.resolved(list(planned))
-        self.issues.flush()
-        self._insert_new(inserts, planned, to_send)
-        self._update_grouped(updates)
-        self.ledger.update_rows(self.institution, kept)
-        for start in range(0, len(to_send), self.batch_limit):
-            self._send_batch(to_send[start : start + self.batch_limit])
+                decided.kept.append(serial)
+            elif decision is Decision.SEND:
+                self._hold_back_or_send(plan, decided, now)
+        return decided
 
-    def _planned_values(
-        self, plan: Planned, error: RowError | None, base: dict[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
-        """The ledger values of a row to send or hold back, and whether it goes out."""
-        in_doubt = plan.prior is not None and plan.prior.state in DOUBT_STATES
-        if error is None or (in_doubt and _writable(plan.wire)):
+    def _decide(self, plan: Planned) -> Decision:
+        """Send a row new to the ledger, or one whose earlier answer can change; keep the ledger's answer
+        for the others; skip a 流水号 another transaction uses or this run saw already (source issues)."""
+        prior = plan.prior
+        if prior is None:
+            return Decision.SEND
+        if prior.transaction_code and prior.transaction_code != self.txn.code:
+            self._used_elsewhere(plan, prior)
+            return Decision.SKIP
+        if prior.run_token == self.run_info.token:
+            self._duplicate_in_source(plan.serial, plan.wire, plan.row)
+            return Decision.SKIP
+        if prior.state in ACCEPTED_STATES:
+            self._already_accepted(plan, prior)
+            return Decision.KEEP
+        if prior.state == LedgerState.DUPLICATE_CONFLICT or (
+            prior.state == LedgerState.REJECTED and self._rejection_stands(plan, prior)
+        ):
+            self.result.states[prior.state] += 1
+            return Decision.KEEP
+        return Decision.SEND
+
+    def _rejection_stands(self, plan: Planned, prior: LedgerEntry) -> bool:
+        """An unchanged row the centre refused is not sent again, unless its reason can clear (未对码…)
+        and it was last sent more than :attr:`resend_rejected_after` ago."""
+        if prior.payload_hash != plan.hash or prior.held_back:
+            return False
+        key = next((k for k, v in self.profile.categories.items() if v == prior.category), None)
+        recent = prior.last_sent_at is not None and utcnow() - prior.last_sent_at < self.resend_rejected_after
+        return key not in RESEND_UNCHANGED or recent
+
+    def _hold_back_or_send(self, plan: Planned, chunk: ChunkPlan, now: datetime) -> None:
+        """Check the row (R1-R6, the local 对码 registry) and add its ledger values to ``chunk``."""
+        error = precheck_row(self.profile, self.txn, plan.wire, self.registry)
+        values, send = self._state_values(plan, error)
+        values = {**self._row_values(plan, now), **values}
+        if send:
+            chunk.to_send.append(plan)
+        if plan.prior is None:
+            chunk.new.append(
+                {
+                    "institution_code": self.institution,
+                    "serial_no": plan.serial,
+                    "transaction_code": self.txn.code,
+                    "first_seen_at": now,
+                    "attempts": 0,
+                    **values,
+                }
+            )
+        else:
+            chunk.known.append({"serial_no": plan.serial, **values})
+
+    def _row_values(self, plan: Planned, now: datetime) -> dict[str, Any]:
+        """What the source says of a row and who saw it, as the ledger keeps it."""
+        return {
+            "payload_hash": plan.hash,
+            "business_date": plan.business_date,
+            "mapping_serial_no": plan.wire.get("mapping_serial_no"),
+            "item_name": plan.wire.get("hospital_item_name"),
+            "run_token": self.run_info.token,
+            "dag_id": self.run_info.dag_id,
+            "run_id": self.run_info.run_id,
+            "updated_at": now,
+        }
+
+    def _state_values(self, plan: Planned, error: RowError | None) -> tuple[dict[str, Any], bool]:
+        """The ledger state of a row to send or hold back (its values), and whether it goes out."""
+        prior = plan.prior.state if plan.prior else None
+        if error is None or (plan.sent_before and _writable(plan.wire)):
             # a row sent before in doubt goes again despite its error: a duplicate answer then reconciles it
-            state = plan.prior.state if in_doubt and plan.prior else PENDING
-            return {
-                **base,
-                "state": state,
-                "category": None,
-                "field": None,
-                "detail": None,
-                "held_back": 0,
-            }, True
+            return to_send(prior), True
         category = self.profile.category(error.category_key)
-        if in_doubt:
-            # it can no longer be written as XML, yet the centre may hold the version sent before: REJECTED
-            # would turn that version's later duplicate answer into a false conflict
-            self.result.states[IN_DOUBT] += 1
+        if plan.sent_before:
+            self.result.states[LedgerState.IN_DOUBT] += 1
             detail = (
                 f"在途记录的源数据现已无法发送({error.detail})；"
                 "中心可能已保存此前发送的版本，请修正源数据后重传"
             )
-            return {
-                **base,
-                "state": IN_DOUBT,
-                "category": category,
-                "field": error.field,
-                "detail": detail,
-                "held_back": 0,
-            }, False
+            return kept_in_doubt(category, error.field, detail), False
         self.result.held_back += 1
-        self._count_reject(plan.serial, plan, category, error.field, error.detail)
-        return {
-            **base,
-            "state": REJECTED,
-            "category": category,
-            "field": error.field,
-            "detail": error.detail,
-            "held_back": 1,
-        }, False
-
-    def _decide(self, plan: Planned) -> str:
-        """``send``; ``keep`` (the ledger's answer stands: counted, not sent); ``skip`` (a source issue)."""
-        prior, res = plan.prior, self.result
-        if prior is None:
-            return "send"
-        if prior.transaction_code and prior.transaction_code != self.txn.code:
-            self._used_elsewhere(plan, prior)
-            return "skip"
-        if prior.run_token == self.run_info.token:
-            self._duplicate_in_source(plan.serial, plan.wire, plan.row)
-            return "skip"
-        if prior.state in (ACCEPTED, ACCEPTED_RECONCILED):
-            res.already_accepted += 1
-            res.states[prior.state] += 1
-            if prior.payload_hash != plan.hash:
-                res.changed_after_accept += 1
-                log.warning(
-                    "%s 流水号 %s changed at the source after it was accepted; the centre keeps the "
-                    "accepted version (send a correction under a new 流水号)",
-                    self.txn.code,
-                    plan.serial,
-                )
-                self.issues.add(
-                    wire=plan.wire,
-                    source_row=plan.row,
-                    serial=plan.serial,
-                    category="接收后源数据变更",
-                    field=None,
-                    detail="该流水号已被医保中心接收，源数据随后被修改；中心保留已接收的版本，"
-                    "更正请以新流水号上传(盘盈、盘损、退药等)",
-                )
-            return "keep"
-        if prior.state == DUPLICATE_CONFLICT:
-            res.states[DUPLICATE_CONFLICT] += 1
-            return "keep"
-        if prior.state == REJECTED and prior.payload_hash == plan.hash and not prior.held_back:
-            key = next((k for k, v in self.profile.categories.items() if v == prior.category), None)
-            recent = (
-                prior.last_sent_at is not None and utcnow() - prior.last_sent_at < self.resend_rejected_after
-            )
-            if key not in RESEND_UNCHANGED or recent:
-                res.states[REJECTED] += 1
-                return "keep"
-        return "send"
-
-    def _used_elsewhere(self, plan: Planned, prior: LedgerEntry) -> None:
-        # SPEC: a 流水号 is unique per institution across all four transactions
-        self.issues.add(
-            wire=plan.wire,
-            source_row=plan.row,
-            serial=plan.serial,
-            category=self.profile.category("duplicate"),
-            field="serial_no",
-            detail=f"流水号已用于{prior.transaction_code}的记录(状态{prior.state})，本条未上传；"
-            "请为本条使用新的流水号",
+        self.result.count_reject(
+            LedgerState.REJECTED, plan.serial, plan.wire, category, error.field, error.detail
         )
+        return held_back(category, error.field, error.detail), False
+
+    def _record(self, decided: ChunkPlan, planned: Mapping[str, Planned]) -> None:
+        """Write the chunk's rows to the ledger before any of them is sent."""
+        self._insert_new(decided.new, planned, decided.to_send)
+        self.ledger.replan(self.institution, decided.known)
+        self.ledger.mark_seen(self.institution, decided.kept, self.run_info.token)
 
     def _insert_new(
         self, inserts: list[dict[str, Any]], planned: Mapping[str, Planned], to_send: list[Planned]
@@ -349,23 +326,51 @@ class Uploader(BatchSending):
         """Insert the rows new to the ledger. One whose 流水号 another upload (of another transaction: the
         lock keeps uploads of one apart) inserted since this chunk's lookup is a source issue, as if the
         lookup had seen it; the chunk's other rows go on."""
-        taken = self.ledger.insert_rows(inserts)
+        taken = self.ledger.add_planned(inserts)
         if not taken:
             return
         to_send[:] = [p for p in to_send if p.serial not in taken]
-        res = self.result
         for row in inserts:
             serial = row["serial_no"]
             if serial not in taken:
                 continue
             if row["held_back"]:  # counted as held back and rejected while planning: it is neither
-                res.held_back -= 1
-                res.states[REJECTED] -= 1
-                res.states += Counter()  # drops a count that fell to zero
-                res.rejects[:] = [r for r in res.rejects if r.get("serial_no") != serial]
+                self._uncount_held_back(serial)
             log.warning("%s 流水号 %s was inserted by another upload meanwhile", self.txn.code, serial)
             self._used_elsewhere(planned[serial], taken[serial])
         self.issues.flush()
+
+    def _uncount_held_back(self, serial: str) -> None:
+        res = self.result
+        res.held_back -= 1
+        res.states[LedgerState.REJECTED] -= 1
+        res.states += Counter()  # drops a count that fell to zero
+        res.rejects[:] = [r for r in res.rejects if r.get("serial_no") != serial]
+
+    # -- source issues ------------------------------------------------------------------------------------
+    def _unkeyable(self, wire: Mapping[str, str | None]) -> None:
+        self.result.missing_serial += 1
+        self.issues.unkeyable(wire, self.result.rows_read, self.profile.category("field_invalid"))
+
+    def _already_accepted(self, plan: Planned, prior: LedgerEntry) -> None:
+        res = self.result
+        res.already_accepted += 1
+        res.states[prior.state] += 1
+        if prior.payload_hash == plan.hash:
+            return
+        res.changed_after_accept += 1
+        log.warning(
+            "%s 流水号 %s changed at the source after it was accepted; the centre keeps the "
+            "accepted version (send a correction under a new 流水号)",
+            self.txn.code,
+            plan.serial,
+        )
+        self.issues.changed_after_accept(plan.wire, plan.row, plan.serial)
+
+    def _used_elsewhere(self, plan: Planned, prior: LedgerEntry) -> None:
+        self.issues.used_elsewhere(
+            plan.wire, plan.row, plan.serial, self.profile.category("duplicate"), prior
+        )
 
     def _duplicate_in_source(self, serial: str, wire: Mapping[str, str | None], row: int) -> None:
         self.result.duplicate_in_source += 1
@@ -374,26 +379,7 @@ class Uploader(BatchSending):
             self.txn.code,
             serial,
         )
-        self.issues.add(
-            wire=wire,
-            source_row=row,
-            serial=serial,
-            unique_key=False,
-            category=self.profile.category("duplicate"),
-            field="serial_no",
-            detail=f"流水号在数据源中重复(源数据第{row}行)，仅上传第一条",
-        )
-
-
-def _unkeyable(display: str, serial: str | None) -> str:
-    """Why ``serial`` cannot key a ledger row (empty, too long, or holding a character no ledger database
-    can store: NUL, a lone surrogate)."""
-    if not serial:
-        return f"{display}不能为空"
-    if len(serial) > SERIAL_MAX:
-        return f"{display}长度{len(serial)}，无法记录"
-    bad = unstorable(serial) or "\x00"
-    return f"{display}含数据库无法存储的字符U+{ord(bad):04X}，无法记录"
+        self.issues.repeated(wire, row, serial, self.profile.category("duplicate"))
 
 
 def _writable(wire: Mapping[str, str | None]) -> bool:

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cdyb_jxc.ledger import DUPLICATE_CONFLICT, REJECTED, Ledger
+from cdyb_jxc.ledger import ATTENTION_STATES, Ledger
 from cdyb_jxc.ledger.schema import source_issue, upload_row
 from cdyb_jxc.safety.spreadsheet import write_csv, write_xlsx
 
 SHEET_NAME = "rejects"
-# State shown for source rows that were never sent (see :mod:`cdyb_jxc.upload.source_issues`).
+# State shown for source rows that were never sent (see :mod:`cdyb_jxc.upload.source_issues`): not a
+# ledger state, no ledger row has it.
 SOURCE_ISSUE = "SOURCE_ISSUE"
 
 COLUMNS = {
@@ -56,7 +57,7 @@ def write_reject_report(
         ledger.iter_rows(
             t.institution_code == institution_code,
             t.business_date.in_(business_dates),
-            t.state.in_((REJECTED, DUPLICATE_CONFLICT)),
+            t.state.in_(sorted(ATTENTION_STATES)),
             columns=list(COLUMNS),
         )
     )

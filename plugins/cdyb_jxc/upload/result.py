@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from cdyb_jxc.ledger import DUPLICATE_CONFLICT, REJECTED
+from cdyb_jxc.ledger.states import ATTENTION_STATES, LedgerState
 from cdyb_jxc.safety.textcap import TEXT_MAX, fit
 from cdyb_jxc.wire.profile import TransactionSpec
 
@@ -33,7 +33,7 @@ class UploadResult:
     """What one run did; JSON-serialisable through :meth:`as_dict` (for XCom)."""
 
     transaction: str
-    states: Counter = field(default_factory=Counter)
+    states: Counter[LedgerState] = field(default_factory=Counter)  # rows per final state
     rows_read: int = 0
     rows_sent: int = 0
     batches: int = 0
@@ -54,10 +54,34 @@ class UploadResult:
         if len(self.rejects) < REJECT_SAMPLE:
             self.rejects.append({k: fit(v, TEXT_MAX) if isinstance(v, str) else v for k, v in info.items()})
 
+    def count_reject(
+        self,
+        state: LedgerState,
+        serial: str,
+        wire: Mapping[str, str | None],
+        category: str | None,
+        field: str | None,
+        detail: str,
+    ) -> None:
+        """Count one row refused (REJECTED, held back or by the centre, or DUPLICATE_CONFLICT) and keep it
+        for the sample.
+
+        :param wire: the row's wire values (item shown in the sample)
+        """
+        self.states[state] += 1
+        self.reject(
+            serial_no=serial,
+            item=wire.get("mapping_serial_no"),
+            item_name=wire.get("hospital_item_name"),
+            category=category,
+            field=field,
+            detail=detail,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "transaction": self.transaction,
-            "states": dict(self.states),
+            "states": {str(state): n for state, n in self.states.items()},  # plain text keys for XCom
             "rows_read": self.rows_read,
             "rows_sent": self.rows_sent,
             "batches": self.batches,
@@ -75,7 +99,7 @@ class UploadResult:
 
     @property
     def rejected(self) -> int:
-        return self.states.get(REJECTED, 0) + self.states.get(DUPLICATE_CONFLICT, 0)
+        return sum(self.states.get(state, 0) for state in ATTENTION_STATES)
 
 
 def payload_hash(wire: Mapping[str, str | None]) -> str:

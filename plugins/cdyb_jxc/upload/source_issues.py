@@ -20,8 +20,10 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from cdyb_jxc.ledger import Ledger
+from cdyb_jxc.ledger import Ledger, LedgerEntry
+from cdyb_jxc.ledger.schema import SERIAL_MAX
 from cdyb_jxc.ledger.store import utcnow
+from cdyb_jxc.safety.textcap import unstorable
 from cdyb_jxc.upload.result import RunInfo, UploadResult, business_date_of
 from cdyb_jxc.wire.profile import TransactionSpec
 
@@ -179,6 +181,59 @@ class SourceIssues:
             detail=detail,
         )
 
+    # -- the kinds of issue -------------------------------------------------------------------------------
+    def unkeyable(self, wire: Mapping[str, str | None], row: int, category: str) -> None:
+        """A row whose 流水号 is empty, too long, or holds a character no ledger database can store."""
+        serial = wire.get("serial_no")
+        self.add(
+            wire=wire,
+            source_row=row,
+            serial=serial[:40] + "…" if serial and len(serial) > 40 else (serial or None),
+            unique_key=False,
+            category=category,
+            field="serial_no",
+            detail=f"源数据第{row}行: {_unkeyable(self.txn.by_name['serial_no'].display, serial)}",
+        )
+
+    def repeated(self, wire: Mapping[str, str | None], row: int, serial: str, category: str) -> None:
+        """A 流水号 repeated in the source: only its first row goes out."""
+        self.add(
+            wire=wire,
+            source_row=row,
+            serial=serial,
+            unique_key=False,
+            category=category,
+            field="serial_no",
+            detail=f"流水号在数据源中重复(源数据第{row}行)，仅上传第一条",
+        )
+
+    def used_elsewhere(
+        self, wire: Mapping[str, str | None], row: int, serial: str, category: str, other: LedgerEntry
+    ) -> None:
+        """A 流水号 the ledger holds for another transaction's row (``other``): SPEC makes a 流水号 unique per
+        institution across all four transactions."""
+        self.add(
+            wire=wire,
+            source_row=row,
+            serial=serial,
+            category=category,
+            field="serial_no",
+            detail=f"流水号已用于{other.transaction_code}的记录(状态{other.state})，本条未上传；"
+            "请为本条使用新的流水号",
+        )
+
+    def changed_after_accept(self, wire: Mapping[str, str | None], row: int, serial: str) -> None:
+        """A row changed at the source after the centre accepted it: the centre keeps the accepted one."""
+        self.add(
+            wire=wire,
+            source_row=row,
+            serial=serial,
+            category="接收后源数据变更",
+            field=None,
+            detail="该流水号已被医保中心接收，源数据随后被修改；中心保留已接收的版本，"
+            "更正请以新流水号上传(盘盈、盘损、退药等)",
+        )
+
     def resolved(self, serials: Iterable[str]) -> None:
         """These 流水号 were seen by this run; drop earlier issues of them (keyed by the 流水号, or a repeat
         of it keyed by row and source) that this run did not raise again (the row was restored, the
@@ -207,3 +262,14 @@ class SourceIssues:
         )
         if dropped:
             log.info("%s: %d source issue(s) of earlier runs are fixed at the source", self.txn.code, dropped)
+
+
+def _unkeyable(display: str, serial: str | None) -> str:
+    """Why ``serial`` cannot key a ledger row (empty, too long, or holding a character no ledger database
+    can store: NUL, a lone surrogate)."""
+    if not serial:
+        return f"{display}不能为空"
+    if len(serial) > SERIAL_MAX:
+        return f"{display}长度{len(serial)}，无法记录"
+    bad = unstorable(serial) or "\x00"
+    return f"{display}含数据库无法存储的字符U+{ord(bad):04X}，无法记录"

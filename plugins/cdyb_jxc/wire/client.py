@@ -18,6 +18,7 @@ from urllib3.exceptions import NewConnectionError
 
 from cdyb_jxc.exceptions import CallRejectedError, CodecError, InDoubtError, TransportError
 from cdyb_jxc.safety.redaction import REDACTOR, register_secret
+from cdyb_jxc.safety.textcap import REPLY_MAX, cap
 from cdyb_jxc.wire.codec import BatchReply, RowFailure, build_request, parse_reply, redact_request
 from cdyb_jxc.wire.profile import Profile
 from cdyb_jxc.wire.transport import KEEP_BYTES, MAX_REPLY_BYTES, BoundedTransport
@@ -162,12 +163,11 @@ class CentreClient:
 
     def _doubt(self, message: str) -> InDoubtError:
         """An in-doubt error (message redacted) carrying the reply's head, redacted, for the audit."""
-        err = InDoubtError(REDACTOR.text(message))
         body = self.transport.last_body if "transport" in self.__dict__ else None
-        if body:
-            cut = f"{len(body)} bytes, first {KEEP_BYTES} kept" if len(body) > KEEP_BYTES else None
-            err.reply_text = self.transport.kept_text(body, cut)  # type: ignore[attr-defined]
-        return err
+        if not body:
+            return InDoubtError(REDACTOR.text(message))
+        cut = f"{len(body)} bytes, first {KEEP_BYTES} kept" if len(body) > KEEP_BYTES else None
+        return InDoubtError(REDACTOR.text(message), reply_text=self.transport.kept_text(body, cut))
 
     def call(self, input_xml: str) -> str | None:
         """Send one ``inputXml`` and return the ``return`` string (redacted). Raises the transport
@@ -227,8 +227,9 @@ class CentreClient:
         try:
             reply = redacted_reply(parse_reply(self.profile, text))
         except CodecError as err:
-            doubt = InDoubtError(REDACTOR.text(f"unreadable reply from {self.endpoint}: {err}"))
-            doubt.reply_text = text  # type: ignore[attr-defined]
-            raise doubt from err
+            # text was redacted by call(); capped as the batch's audit keeps it
+            kept = None if text is None else cap(text, REPLY_MAX)
+            message = REDACTOR.text(f"unreadable reply from {self.endpoint}: {err}")
+            raise InDoubtError(message, reply_text=kept) from err
         audit = REDACTOR.text(redact_request(self.profile, input_xml))
         return Exchange(audit, text or "", reply, seconds)

@@ -15,13 +15,13 @@ from typing import Any
 from lxml import etree
 
 from cdyb_jxc.exceptions import CodecError
+from cdyb_jxc.safety.redaction import REDACTED
 from cdyb_jxc.wire.profile import Profile, TransactionSpec
 from cdyb_jxc.wire.rules import XML_ILLEGAL_RE
 from cdyb_jxc.wire.values import row_to_wire
 from cdyb_jxc.wire.xmlsafe import child_text, parse_text, split_declaration
 
 CATEGORY_RE = re.compile(r"^\s*【([^】]*)】(.*)$", re.DOTALL)
-REDACTED = "******"
 
 SUCCESS, PARTIAL, FAILURE = "success", "partial", "failure"
 
@@ -352,22 +352,29 @@ def build_reply(
     return _declared(root, profile.inner_encoding)
 
 
-def parse_request(profile: Profile, text: str | None) -> ParsedRequest:
-    """Server side: parse an ``inputXml`` string. Raises :class:`CodecError` for anything W1 covers:
-    missing/empty, no GBK declaration, a DOCTYPE, malformed XML or the wrong structure."""
+def _request_root(profile: Profile, text: str | None) -> etree._Element:
+    """The root element of an ``inputXml`` that is there, declares an accepted encoding, parses and is the
+    profile's request root; :class:`CodecError` (the centre's words) otherwise."""
     if text is None or not text.strip():
         raise CodecError("inputXml为空")
     encoding, _ = split_declaration(text)
     accepted = {e.upper() for e in profile.service["accepted_inner_encodings"]}
     if encoding is None or encoding.upper() not in accepted:
         raise CodecError(f'缺少XML声明encoding="{profile.inner_encoding}"')
-    req = profile.request
     try:
         root = parse_text(text, "inputXml")
     except CodecError as err:
         raise CodecError(f"XML格式错误: {err}") from err
-    if root.tag != req["root"]:
-        raise CodecError(f"根节点应为<{req['root']}>")
+    if root.tag != profile.request["root"]:
+        raise CodecError(f"根节点应为<{profile.request['root']}>")
+    return root
+
+
+def parse_request(profile: Profile, text: str | None) -> ParsedRequest:
+    """Server side: parse an ``inputXml`` string. Raises :class:`CodecError` for anything W1 covers:
+    missing/empty, no GBK declaration, a DOCTYPE, malformed XML or the wrong structure."""
+    req = profile.request
+    root = _request_root(profile, text)
     control = root.find(req["control"])
     data = root.find(req["data"])
     if control is None:

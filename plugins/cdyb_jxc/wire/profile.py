@@ -17,11 +17,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cdyb_jxc.config import PROFILE_VAR, EnvironmentSettings
 from cdyb_jxc.exceptions import ProfileError
 from cdyb_jxc.wire import profile_checks as check
 from cdyb_jxc.wire.profile_checks import require as _require
 
-PROFILE_ENV_VAR = "CDYB_JXC_PROFILE"
+PROFILE_ENV_VAR = PROFILE_VAR  # read by cdyb_jxc.config, like every setting
 PROFILE_VERSION = 1  # the only layout this code reads; absent means 1
 TOP_KEYS: tuple[str, ...] = ("profile_version", "name", "service", "request", "reply", "return_codes")
 TOP_KEYS += ("categories", "fields", "transactions")
@@ -405,5 +406,5 @@ def load_profile(path: str | os.PathLike[str] | None = None) -> Profile:
 
     :param path: a TOML profile file
     """
-    chosen = path if path is not None else os.environ.get(PROFILE_ENV_VAR) or None
+    chosen = path if path is not None else EnvironmentSettings.from_environ().profile
     return _load_cached(None if chosen is None else str(chosen))

@@ -298,24 +298,22 @@ class BoundedTransport(Transport):
         seconds = f"{self.deadline_seconds:g}s"
         if not sent:
             return TransportError(f"could not reach {address} within the {seconds} deadline")
-        err = InDoubtError(
+        return InDoubtError(
             f"no complete reply from {address} within the {seconds} deadline"
-            " (connection cut; the rows may have been stored)"
+            " (connection cut; the rows may have been stored)",
+            reply_text=self.kept_text(head, f"deadline passed after {len(head)} bytes"),
         )
-        err.reply_text = self.kept_text(head, f"deadline passed after {len(head)} bytes")  # type: ignore[attr-defined]
-        return err
 
     def _too_big_error(self, address: str, head: bytearray, declared: int) -> InDoubtError:
         limit, read = self.max_reply_bytes, len(head)
         said = f"; it announced {declared} bytes" if declared > read else ""
-        err = InDoubtError(
-            f"unreadable reply from {address}: reply larger than the {limit}-byte limit{said};"
-            f" refused after reading {read} bytes"
-        )
         kept = min(read, KEEP_BYTES)
         marker = f"reply refused over the {limit}-byte limit; {read} bytes read, first {kept} kept"
-        err.reply_text = self.kept_text(head, marker)  # type: ignore[attr-defined]
-        return err
+        return InDoubtError(
+            f"unreadable reply from {address}: reply larger than the {limit}-byte limit{said};"
+            f" refused after reading {read} bytes",
+            reply_text=self.kept_text(head, marker),
+        )
 
     def _redirect_error(self, address: str, response: requests.Response) -> InDoubtError:
         location = response.headers.get("Location", "")

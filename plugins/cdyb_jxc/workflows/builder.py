@@ -12,10 +12,7 @@ stalling the daily run; each call to the centre is bounded by the connection's `
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
@@ -33,90 +30,16 @@ from cdyb_jxc.operators.upload import (
     CdybJxcStockOperator,
 )
 from cdyb_jxc.workflows import tasks as dag_tasks
+from cdyb_jxc.workflows.settings import DagSettings
 
 INIT_DAG_ID = "cdyb_jxc_init"
 DAILY_DAG_ID = "cdyb_jxc_daily"
 TIMEZONE = "Asia/Shanghai"
 INIT_ASSET = Asset("cdyb_jxc://initialization", group="cdyb_jxc")
 TAGS = ["cdyb-jxc", "医保", "进销存"]
-DEFAULT_TASK_TIMEOUT_MINUTES = 120
 # Day D is the business day the run covers: the start of its data interval in Asia/Shanghai, or the
 # ``business_date`` given when triggering (checked: it goes into the source SQL).
 BUSINESS_DATE = "{{ cdyb_business_date(dag_run, data_interval_start) }}"
-
-
-@dataclass(frozen=True)
-class DagSettings:
-    """Deployment settings of the packaged DAGs."""
-
-    sql_dir: str
-    conn_id: str = "cdyb_jxc_default"
-    source_conn_id: str = "cdyb_jxc_his"
-    ledger_url: str | None = None
-    ledger_conn_id: str | None = None
-    report_dir: str = ""
-    notify: str = "log"
-    start_date: str = "2026-01-01"
-    recheck_days: int = 7
-    mapping_file: str | None = None
-    retries: int = 3
-    retry_delay: timedelta = field(default=timedelta(minutes=2))
-    task_timeout: timedelta = field(default=timedelta(minutes=DEFAULT_TASK_TIMEOUT_MINUTES))
-
-    @classmethod
-    def from_env(cls, sql_dir: str | Path) -> DagSettings:
-        env = os.environ.get
-        home = env("AIRFLOW_HOME") or str(Path.home() / "airflow")
-        return cls(
-            sql_dir=str(sql_dir),
-            conn_id=env("CDYB_JXC_CONN_ID") or "cdyb_jxc_default",
-            source_conn_id=env("CDYB_JXC_SOURCE_CONN_ID") or "cdyb_jxc_his",
-            ledger_url=env("CDYB_JXC_LEDGER_URL") or None,
-            ledger_conn_id=env("CDYB_JXC_LEDGER_CONN_ID") or None,
-            report_dir=env("CDYB_JXC_REPORT_DIR") or str(Path(home) / "cdyb_jxc_reports"),
-            notify=env("CDYB_JXC_NOTIFY") or "log",
-            start_date=env("CDYB_JXC_START_DATE") or "2026-01-01",
-            recheck_days=int(env("CDYB_JXC_RECHECK_DAYS") or 7),
-            mapping_file=env("CDYB_JXC_MAPPING_FILE") or None,
-            retry_delay=timedelta(seconds=float(env("CDYB_JXC_RETRY_DELAY_SECONDS") or 120)),
-            task_timeout=task_timeout_from_env(env("CDYB_JXC_TASK_TIMEOUT_MINUTES")),
-        )
-
-    @property
-    def ledger_kwargs(self) -> dict[str, str | None]:
-        return {"conn_id": self.conn_id, "ledger_url": self.ledger_url, "ledger_conn_id": self.ledger_conn_id}
-
-    def default_args(self) -> dict:
-        return {
-            "owner": "cdyb-jxc",
-            "retries": self.retries,
-            "retry_delay": self.retry_delay,
-            "retry_exponential_backoff": 2.0,
-            "max_retry_delay": timedelta(minutes=30),
-        }
-
-    def upload_kwargs(self) -> dict:
-        return {
-            "execution_timeout": self.task_timeout,
-            "cdyb_jxc_conn_id": self.conn_id,
-            "source_conn_id": self.source_conn_id,
-            "ledger_url": self.ledger_url,
-            "ledger_conn_id": self.ledger_conn_id,
-            "mapping_file": self.mapping_file,
-        }
-
-
-def task_timeout_from_env(raw: str | None) -> timedelta:
-    """``CDYB_JXC_TASK_TIMEOUT_MINUTES`` read and checked (a positive number of minutes, at most a day)."""
-    if raw is None or not raw.strip():
-        return timedelta(minutes=DEFAULT_TASK_TIMEOUT_MINUTES)
-    try:
-        minutes = float(raw)
-    except ValueError as err:
-        raise ValueError(f"CDYB_JXC_TASK_TIMEOUT_MINUTES must be a number of minutes, not {raw!r}") from err
-    if not 0 < minutes <= 24 * 60:
-        raise ValueError(f"CDYB_JXC_TASK_TIMEOUT_MINUTES must be between 0 and 1440 minutes, not {raw!r}")
-    return timedelta(minutes=minutes)
 
 
 def _start(day: str) -> pendulum.DateTime:

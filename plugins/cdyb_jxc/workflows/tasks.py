@@ -51,7 +51,7 @@ def check_not_initialized(
     """Refuse a second initialization unless the ``force`` param is set."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from cdyb_jxc.operators.upload import make_ledger
+    from cdyb_jxc.hooks.cdyb_jxc import make_ledger
 
     institution = _institution(conn_id)
     done = make_ledger(ledger_url, ledger_conn_id).milestone(institution, INIT_MILESTONE)
@@ -70,7 +70,7 @@ def record_initialization(
     *, conn_id: str, ledger_url: str | None, ledger_conn_id: str | None, ti: Any
 ) -> dict:
     """Record completion in the ledger (the task's outlet emits the Asset event)."""
-    from cdyb_jxc.operators.upload import make_ledger
+    from cdyb_jxc.hooks.cdyb_jxc import make_ledger
 
     summary = ti.xcom_pull(task_ids="upload_init") or {}
     institution = _institution(conn_id)
@@ -83,7 +83,7 @@ def record_initialization(
 
 def initialization_done(*, conn_id: str, ledger_url: str | None, ledger_conn_id: str | None) -> bool:
     """Gate of the daily DAG: False (skip everything) until the initialization has completed."""
-    from cdyb_jxc.operators.upload import make_ledger
+    from cdyb_jxc.hooks.cdyb_jxc import make_ledger
 
     institution = _institution(conn_id)
     done = make_ledger(ledger_url, ledger_conn_id).milestone(institution, INIT_MILESTONE) is not None
@@ -95,11 +95,14 @@ def initialization_done(*, conn_id: str, ledger_url: str | None, ledger_conn_id:
 
 
 def count_rejected(results: Sequence[dict | None]) -> int:
+    from cdyb_jxc.ledger.states import ATTENTION_STATES, LedgerState
+
+    # IN_DOUBT here: rows a finished run could not resend (their source can no longer be written)
+    counted = (*ATTENTION_STATES, LedgerState.IN_DOUBT)
     total = 0
     for result in results:
         states = (result or {}).get("states", {})
-        # IN_DOUBT here: rows a finished run could not resend (their source can no longer be written)
-        total += sum(int(states.get(s, 0)) for s in ("REJECTED", "DUPLICATE_CONFLICT", "IN_DOUBT"))
+        total += sum(int(states.get(s, 0)) for s in counted)
         total += int((result or {}).get("source_issues", 0))
     return total
 
@@ -127,9 +130,8 @@ def report_rejects(
     """Write the reject report (CSV and Excel) and send the notification."""
     from airflow.sdk import get_current_context
 
-    from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
+    from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook, make_ledger
     from cdyb_jxc.notifications.reject import RejectNotifier
-    from cdyb_jxc.operators.upload import make_ledger
     from cdyb_jxc.upload.reports import write_reject_report
 
     hook = CdybJxcHook(conn_id)

@@ -39,7 +39,7 @@ from cdyb_jxc.wire.transport import MAX_REPLY_BYTES
 from cdyb_jxc.wire.wsdl import render_wsdl
 from tests.conftest import INSTITUTION, SECRET, USER, make_uploader, outbound_row, write_csv
 from tests.hostile_centre import FORMS, PLACES, HostileCentre
-from tests.unit.test_redaction import SPECIAL, text_forms
+from tests.unit.safety.test_redaction import SPECIAL, text_forms
 
 ECHO = "收到的请求"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
 import pandas as pd
 from sqlalchemy import select
@@ -13,6 +14,7 @@ from cdyb_jxc.ledger.schema import upload_batch, upload_row
 from cdyb_jxc.ui import queries
 from cdyb_jxc.upload.reports import write_reject_report
 from tests.conftest import AIRFLOW_HOME, INSTITUTION, SECRET, USER, outbound_row
+from tests.dag_factory import upload_task
 from tests.integration.operators.conftest import write_csv
 
 WRONG = "Wr0ng-Verification-Code"
@@ -43,16 +45,21 @@ def test_verification_code_is_nowhere(
     )
     other = write_csv(tmp_path / "other.csv", [outbound_row("ZZ1")])
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    dr = run_dag(f"""
-from datetime import datetime, timedelta
-from airflow.sdk import DAG
-from cdyb_jxc.operators.upload import CdybJxcOutboundOperator
-with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-    CdybJxcOutboundOperator(task_id="good", source_file="{good}", ledger_url="{ledger_url}",
-                            resend_attempts=1, resend_backoff=0, retries=1, retry_delay=timedelta(0))
-    CdybJxcOutboundOperator(task_id="wrong", cdyb_jxc_conn_id="wrong", source_file="{other}",
-                            ledger_url="{ledger_url}")
-""")
+    dr = run_dag(
+        upload_task(
+            "outbound",
+            task_id="good",
+            source_file=good,
+            ledger_url=ledger_url,
+            resend_attempts=1,
+            resend_backoff=0,
+            retries=1,
+            retry_delay=timedelta(0),
+        ),
+        upload_task(
+            "outbound", task_id="wrong", cdyb_jxc_conn_id="wrong", source_file=other, ledger_url=ledger_url
+        ),
+    )
     tis = {ti.task_id: ti for ti in dr.get_task_instances()}
     assert tis["good"].state == "success"
     assert tis["wrong"].state == "failed"

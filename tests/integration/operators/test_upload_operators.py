@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import timedelta
 
 import pytest
 
 from cdyb_jxc.ledger import ACCEPTED, ACCEPTED_RECONCILED, REJECTED, Ledger
 from tests.conftest import inbound_row, init_row, outbound_row, stock_row
+from tests.dag_factory import upload_task
 from tests.integration.operators.conftest import write_csv
 
-DAG_HEAD = """
-from datetime import datetime, timedelta
-from airflow.sdk import DAG
-from cdyb_jxc.operators.upload import (
-    CdybJxcInboundOperator, CdybJxcInitOperator, CdybJxcOutboundOperator, CdybJxcStockOperator,
-)
-"""
+NO_DELAY = timedelta(seconds=0)
 
 
 def _states(ti) -> dict:
@@ -35,16 +31,11 @@ def test_each_operator_uploads_its_transaction_from_csv(run_dag, centre_conn, tm
     }
     ledger = tmp_path / "ledger.db"
     dr = run_dag(
-        DAG_HEAD
-        + f"""
-with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-    i = CdybJxcInitOperator(task_id="init", source_file="{files["init"]}", ledger_url="sqlite:///{ledger}")
-    a = CdybJxcInboundOperator(task_id="inbound", source_file="{files["inbound"]}", ledger_url="sqlite:///{ledger}")
-    b = CdybJxcOutboundOperator(task_id="outbound", source_file="{files["outbound"]}",
-                                ledger_url="sqlite:///{ledger}")
-    c = CdybJxcStockOperator(task_id="stock", source_file="{files["stock"]}", ledger_url="sqlite:///{ledger}")
-    i >> a >> b >> c
-"""
+        *(
+            upload_task(txn, task_id=txn, source_file=files[txn], ledger_url=f"sqlite:///{ledger}")
+            for txn in ("init", "inbound", "outbound", "stock")
+        ),
+        chain=True,
     )
     assert dr.state == "success"
     tis = {ti.task_id: ti for ti in dr.get_task_instances()}
@@ -92,13 +83,16 @@ FROM dispense WHERE day = '{{ params.day }}'
     )
     ledger = tmp_path / "ledger.db"
     dr = run_dag(
-        DAG_HEAD
-        + f"""
-with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1), template_searchpath=["{sql_dir}"],
-         params={{"day": "2026-11-20"}}) as dag:
-    CdybJxcOutboundOperator(task_id="outbound", sql="outbound.sql", source_conn_id="his_db", chunk_size=3,
-                            ledger_url="sqlite:///{ledger}")
-"""
+        upload_task(
+            "outbound",
+            task_id="outbound",
+            sql="outbound.sql",
+            source_conn_id="his_db",
+            chunk_size=3,
+            ledger_url=f"sqlite:///{ledger}",
+        ),
+        template_searchpath=[str(sql_dir)],
+        params={"day": "2026-11-20"},
     )
     assert dr.state == "success"
     (ti,) = dr.get_task_instances()
@@ -113,12 +107,14 @@ def test_missing_columns_stop_the_task_before_anything_is_sent(run_dag, centre_c
     rows = [{k: v for k, v in outbound_row("CK1").items() if k not in ("unit", "event_time")}]
     src = write_csv(tmp_path / "out.csv", rows)
     dr = run_dag(
-        DAG_HEAD
-        + f"""
-with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-    CdybJxcOutboundOperator(task_id="outbound", source_file="{src}", ledger_url="sqlite:///{tmp_path}/l.db",
-                            retries=3, retry_delay=timedelta(seconds=0))
-"""
+        upload_task(
+            "outbound",
+            task_id="outbound",
+            source_file=src,
+            ledger_url=f"sqlite:///{tmp_path}/l.db",
+            retries=3,
+            retry_delay=NO_DELAY,
+        )
     )
     (ti,) = dr.get_task_instances()
     assert ti.state == "failed"
@@ -143,12 +139,14 @@ def test_rejected_call_fails_without_retries(run_dag, simulator, tmp_path, monke
     )
     src = write_csv(tmp_path / "out.csv", [outbound_row("CK1")])
     dr = run_dag(
-        DAG_HEAD
-        + f"""
-with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-    CdybJxcOutboundOperator(task_id="outbound", source_file="{src}", ledger_url="sqlite:///{tmp_path}/l.db",
-                            retries=3, retry_delay=timedelta(seconds=0))
-"""
+        upload_task(
+            "outbound",
+            task_id="outbound",
+            source_file=src,
+            ledger_url=f"sqlite:///{tmp_path}/l.db",
+            retries=3,
+            retry_delay=NO_DELAY,
+        )
     )
     (ti,) = dr.get_task_instances()
     assert ti.state == "failed"
@@ -163,12 +161,15 @@ def test_transport_fault_is_retried_and_the_retry_reconciles(
     simulator.set_faults("drop_after_store=1x1")
     src = write_csv(tmp_path / "out.csv", [outbound_row(f"CK{i}") for i in range(3)])
     dr = run_dag(
-        DAG_HEAD
-        + f"""
-with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-    CdybJxcOutboundOperator(task_id="outbound", source_file="{src}", ledger_url="sqlite:///{tmp_path}/l.db",
-                            resend_attempts=0, retries=2, retry_delay=timedelta(seconds=0))
-"""
+        upload_task(
+            "outbound",
+            task_id="outbound",
+            source_file=src,
+            ledger_url=f"sqlite:///{tmp_path}/l.db",
+            resend_attempts=0,
+            retries=2,
+            retry_delay=NO_DELAY,
+        )
     )
     (ti,) = dr.get_task_instances()
     assert ti.state == "success"
@@ -216,14 +217,18 @@ def test_business_date_rendering_to_sql_fails_before_anything_is_queried(
     )
     ledger = tmp_path / "ledger.db"
     dr = run_dag(
-        DAG_HEAD
-        + f"""
-with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1), template_searchpath=["{sql_dir}"],
-         params={{"day": {INJECTION!r}}}) as dag:
-    CdybJxcOutboundOperator(task_id="outbound", sql="outbound.sql", source_conn_id="his_pg",
-                            business_date="{{{{ params.day }}}}", ledger_url="sqlite:///{ledger}",
-                            retries=3, retry_delay=timedelta(seconds=0))
-"""
+        upload_task(
+            "outbound",
+            task_id="outbound",
+            sql="outbound.sql",
+            source_conn_id="his_pg",
+            business_date="{{ params.day }}",
+            ledger_url=f"sqlite:///{ledger}",
+            retries=3,
+            retry_delay=NO_DELAY,
+        ),
+        template_searchpath=[str(sql_dir)],
+        params={"day": INJECTION},
     )
     assert inspect(engine).has_table("victim")  # nothing was queried
     (ti,) = dr.get_task_instances()

@@ -12,12 +12,12 @@ import pytest
 
 from cdyb_jxc.safety.redaction import (
     MIN_SECRET_CHARS,
+    REDACTED,
     RedactingFilter,
     Redactor,
     install_log_redaction,
     register_secret,
 )
-from cdyb_jxc.wire.codec import REDACTED
 from cdyb_jxc.wire.codec import escape as codec_escape
 from tests.conftest import SECRET
 

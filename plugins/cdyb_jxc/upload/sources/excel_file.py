@@ -52,7 +52,7 @@ class _Uncalculated:
 UNCALCULATED = _Uncalculated()
 
 
-class _Parser(WorkSheetParser):
+class _Parser(WorkSheetParser):  # type: ignore[misc]  # openpyxl ships no type hints
     """openpyxl's sheet parser, keeping sub-second times, telling uncalculated formulas from empty cells."""
 
     zero_widths: dict[int, int]  # set by _rows before parsing

@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from cdyb_jxc.exceptions import SourceDataError
+from cdyb_jxc.upload.registry import load_registry
 from cdyb_jxc.upload.source_issues import file_source
 from cdyb_jxc.upload.sources import iter_file_chunks
 from cdyb_jxc.wire.profile import Profile, TransactionSpec
-from cdyb_jxc.wire.registry import load_registry
 from cdyb_jxc.wire.rules import MappingEntry
 from tests.conftest import outbound_row
 

@@ -1,0 +1,213 @@
+"""Where a run's settings, ledger and profile come from: the one module that reads the environment.
+
+Every variable the product reads is named in :class:`EnvironmentSettings` and read by its
+:meth:`~EnvironmentSettings.from_environ`. The DAGs, operators, CLI and monitor resolve their ledger and
+profile here, in one order: what the caller names (an operator argument, a CLI option), then the connection
+(a ledger connection; the centre connection's ``profile`` extra), then the environment, then the default.
+
+No Airflow here: the glue passes in how to look a connection up (``get_connection``). What one institution's
+uploads run with is an :class:`InstitutionSettings`; today the environment gives one, a deployment file will
+give one per institution.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy import URL
+
+    from cdyb_jxc.wire.profile import Profile
+
+CENTRE_CONN_TYPE = "cdyb_jxc"
+DEFAULT_CONN_ID = "cdyb_jxc_default"
+DEFAULT_SOURCE_CONN_ID = "cdyb_jxc_his"
+DEFAULT_NOTIFY = "log"
+DEFAULT_START_DATE = "2026-01-01"
+DEFAULT_RECHECK_DAYS = 7
+DEFAULT_RETRY_DELAY_SECONDS = 120.0
+DEFAULT_TASK_TIMEOUT_MINUTES = 120
+MAX_TASK_TIMEOUT_MINUTES = 24 * 60
+LEDGER_FILE = "cdyb_jxc_ledger.db"  # the default SQLite ledger, in $AIRFLOW_HOME
+REPORT_FOLDER = "cdyb_jxc_reports"  # the default reject-report folder, in $AIRFLOW_HOME
+
+PROFILE_VAR = "CDYB_JXC_PROFILE"
+LEDGER_URL_VAR = "CDYB_JXC_LEDGER_URL"
+TASK_TIMEOUT_VAR = "CDYB_JXC_TASK_TIMEOUT_MINUTES"
+
+
+def _variable(name: str, default: str | None = None) -> Any:
+    """A setting read from environment variable ``name``; ``default`` when it is unset or empty."""
+    return field(default=default, metadata={"variable": name})
+
+
+@dataclass(frozen=True)
+class EnvironmentSettings:
+    """The environment's settings, as text. Numbers are read by :meth:`institution` only, so a bad DAG
+    setting fails the DAGs (naming the variable) and never the monitor, the CLI or a ledger."""
+
+    conn_id: str = _variable("CDYB_JXC_CONN_ID", DEFAULT_CONN_ID)
+    source_conn_id: str = _variable("CDYB_JXC_SOURCE_CONN_ID", DEFAULT_SOURCE_CONN_ID)
+    ledger_url: str | None = _variable(LEDGER_URL_VAR)
+    ledger_conn_id: str | None = _variable("CDYB_JXC_LEDGER_CONN_ID")
+    profile: str | None = _variable(PROFILE_VAR)
+    report_dir: str | None = _variable("CDYB_JXC_REPORT_DIR")
+    notify: str = _variable("CDYB_JXC_NOTIFY", DEFAULT_NOTIFY)
+    start_date: str = _variable("CDYB_JXC_START_DATE", DEFAULT_START_DATE)
+    recheck_days: str | None = _variable("CDYB_JXC_RECHECK_DAYS")
+    mapping_file: str | None = _variable("CDYB_JXC_MAPPING_FILE")
+    retry_delay_seconds: str | None = _variable("CDYB_JXC_RETRY_DELAY_SECONDS")
+    task_timeout_minutes: str | None = _variable(TASK_TIMEOUT_VAR)
+    airflow_home: str | None = _variable("AIRFLOW_HOME")
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> EnvironmentSettings:
+        """Read every variable (an empty one counts as unset).
+
+        :param environ: the environment (default: this process's)
+        """
+        given = {f.name: environ.get(f.metadata["variable"]) for f in fields(cls)}
+        return cls(**{name: value for name, value in given.items() if value})
+
+    @property
+    def home(self) -> Path:
+        """``$AIRFLOW_HOME``, else ``~/airflow``."""
+        return Path(self.airflow_home or Path.home() / "airflow")
+
+    def institution(self) -> InstitutionSettings:
+        """The one institution the environment describes.
+
+        :raises ValueError: ``CDYB_JXC_RECHECK_DAYS``, ``CDYB_JXC_RETRY_DELAY_SECONDS`` or
+            ``CDYB_JXC_TASK_TIMEOUT_MINUTES`` is not a number (the last one says so by name)
+        """
+        return InstitutionSettings(
+            conn_id=self.conn_id,
+            source_conn_id=self.source_conn_id,
+            ledger_url=self.ledger_url,
+            ledger_conn_id=self.ledger_conn_id,
+            report_dir=self.report_dir or str(self.home / REPORT_FOLDER),
+            notify=self.notify,
+            start_date=self.start_date,
+            recheck_days=int(self.recheck_days or DEFAULT_RECHECK_DAYS),
+            mapping_file=self.mapping_file,
+            retry_delay=timedelta(seconds=float(self.retry_delay_seconds or DEFAULT_RETRY_DELAY_SECONDS)),
+            task_timeout=task_timeout_from_env(self.task_timeout_minutes),
+        )
+
+
+ENVIRONMENT_VARIABLES = tuple(f.metadata["variable"] for f in fields(EnvironmentSettings))
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstitutionSettings:
+    """What one institution's uploads run with.
+
+    :param conn_id: the centre connection (credentials, 定点机构编码, optional ``profile``)
+    :param source_conn_id: the connection the SQL templates run on (the HIS)
+    :param ledger_url: SQLAlchemy URL of the ledger (default: a SQLite file in ``$AIRFLOW_HOME``)
+    :param ledger_conn_id: an Airflow connection for the ledger instead of ``ledger_url``
+    :param report_dir: where reject reports are written
+    :param notify: ``log``, ``webhook:URL`` or ``email:ADDRESS``
+    :param start_date: first business day of the DAGs (``YYYY-MM-DD``)
+    :param recheck_days: previous business days re-read while they have rows not accepted
+    :param mapping_file: local CSV copy of the 对码 registry (optional)
+    :param retry_delay: first delay before a failed task is retried
+    :param task_timeout: an upload task running longer fails (and is retried)
+    """
+
+    conn_id: str = DEFAULT_CONN_ID
+    source_conn_id: str = DEFAULT_SOURCE_CONN_ID
+    ledger_url: str | None = None
+    ledger_conn_id: str | None = None
+    report_dir: str = ""
+    notify: str = DEFAULT_NOTIFY
+    start_date: str = DEFAULT_START_DATE
+    recheck_days: int = DEFAULT_RECHECK_DAYS
+    mapping_file: str | None = None
+    retry_delay: timedelta = timedelta(seconds=DEFAULT_RETRY_DELAY_SECONDS)
+    task_timeout: timedelta = timedelta(minutes=DEFAULT_TASK_TIMEOUT_MINUTES)
+
+
+def task_timeout_from_env(raw: str | None) -> timedelta:
+    """``CDYB_JXC_TASK_TIMEOUT_MINUTES`` read and checked (a positive number of minutes, at most a day).
+
+    :param raw: the variable's text; unset or blank: the default (120 minutes)
+    :raises ValueError: anything else, naming the variable and the value
+    """
+    if raw is None or not raw.strip():
+        return timedelta(minutes=DEFAULT_TASK_TIMEOUT_MINUTES)
+    try:
+        minutes = float(raw)
+    except ValueError as err:
+        raise ValueError(f"{TASK_TIMEOUT_VAR} must be a number of minutes, not {raw!r}") from err
+    if not 0 < minutes <= MAX_TASK_TIMEOUT_MINUTES:
+        raise ValueError(
+            f"{TASK_TIMEOUT_VAR} must be between 0 and {MAX_TASK_TIMEOUT_MINUTES} minutes, not {raw!r}"
+        )
+    return timedelta(minutes=minutes)
+
+
+def default_ledger_url(environ: Mapping[str, str] = os.environ) -> str:
+    """``$CDYB_JXC_LEDGER_URL``, else a SQLite file in ``$AIRFLOW_HOME`` (``~/airflow``, created if missing).
+
+    :param environ: the environment (default: this process's)
+    """
+    env = EnvironmentSettings.from_environ(environ)
+    if env.ledger_url:
+        return env.ledger_url
+    env.home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{env.home / LEDGER_FILE}"
+
+
+def resolve_ledger_url(
+    ledger_url: str | None = None,
+    ledger_conn_id: str | None = None,
+    *,
+    get_connection: Callable[[str], URL],
+) -> URL:
+    """The ledger's database: connection ``ledger_conn_id``, else ``ledger_url``, else the default.
+
+    A URL object, not text: ``str()`` of a SQLAlchemy URL masks the password, which would lock a reader out of
+    a password-protected ledger.
+
+    :param ledger_url: a SQLAlchemy URL
+    :param ledger_conn_id: an Airflow connection naming a database (e.g. PostgreSQL)
+    :param get_connection: the database URL of a connection, password kept (the glue's lookup)
+    """
+    from sqlalchemy import make_url
+
+    if ledger_conn_id:
+        return get_connection(ledger_conn_id)
+    return make_url(ledger_url or default_ledger_url())
+
+
+def connection_profile(extra: Mapping[str, Any] | None) -> str | None:
+    """The ``profile`` extra of a centre connection (plain or as the UI's form writes it), if it has one.
+
+    :param extra: the connection's extras (``extra_dejson``); None: no such connection
+    """
+    from cdyb_jxc.wire.connection import read_extra
+
+    value = read_extra(extra or {}, CENTRE_CONN_TYPE).get("profile")
+    return None if value is None else str(value)
+
+
+def resolve_profile(
+    override: str | os.PathLike[str] | None = None, *, connection: str | None = None
+) -> Profile:
+    """The interface profile of a run: ``override``, else the centre connection's ``profile`` extra, else
+    ``$CDYB_JXC_PROFILE``, else the packaged default.
+
+    :param override: a TOML profile file chosen by the caller (the hook's ``profile_path``)
+    :param connection: the centre connection's ``profile`` extra (see :func:`connection_profile`)
+    :raises ProfileError: the chosen profile cannot be read or is not valid
+    """
+    # imported here: the profile module reads $CDYB_JXC_PROFILE through this module
+    from cdyb_jxc.wire.profile import load_profile
+
+    return load_profile(override or connection)

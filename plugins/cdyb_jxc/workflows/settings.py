@@ -1,0 +1,65 @@
+"""Deployment settings of the packaged DAGs: an institution's settings (:mod:`cdyb_jxc.config`), the folder
+of its SQL templates and the task arguments built from them. Nothing here touches the network or a database.
+The variables and their defaults are listed in :mod:`cdyb_jxc.workflows.builder` (the DAGs' documentation).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from pathlib import Path
+
+from cdyb_jxc.config import EnvironmentSettings, InstitutionSettings
+
+
+@dataclass(frozen=True, kw_only=True)
+class DagSettings(InstitutionSettings):
+    """An institution's settings as its DAGs use them.
+
+    :param sql_dir: the folder of the SQL templates (``init.sql``, ``inbound.sql``, …)
+    :param retries: retries of each task (with exponential back-off from ``retry_delay``)
+    """
+
+    sql_dir: str
+    retries: int = 3
+
+    @classmethod
+    def from_env(cls, sql_dir: str | Path, environ: Mapping[str, str] = os.environ) -> DagSettings:
+        """The settings the ``CDYB_JXC_*`` environment variables give.
+
+        :param sql_dir: the folder of the SQL templates
+        :param environ: the environment (default: this process's)
+        :raises ValueError: a number setting that is not one
+        """
+        return cls.for_institution(EnvironmentSettings.from_environ(environ).institution(), sql_dir)
+
+    @classmethod
+    def for_institution(cls, institution: InstitutionSettings, sql_dir: str | Path) -> DagSettings:
+        """The DAG settings of ``institution``, its SQL templates in ``sql_dir``."""
+        given = {f.name: getattr(institution, f.name) for f in fields(InstitutionSettings)}
+        return cls(sql_dir=str(sql_dir), **given)
+
+    @property
+    def ledger_kwargs(self) -> dict[str, str | None]:
+        return {"conn_id": self.conn_id, "ledger_url": self.ledger_url, "ledger_conn_id": self.ledger_conn_id}
+
+    def default_args(self) -> dict:
+        return {
+            "owner": "cdyb-jxc",
+            "retries": self.retries,
+            "retry_delay": self.retry_delay,
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": timedelta(minutes=30),
+        }
+
+    def upload_kwargs(self) -> dict:
+        return {
+            "execution_timeout": self.task_timeout,
+            "cdyb_jxc_conn_id": self.conn_id,
+            "source_conn_id": self.source_conn_id,
+            "ledger_url": self.ledger_url,
+            "ledger_conn_id": self.ledger_conn_id,
+            "mapping_file": self.mapping_file,
+        }
