@@ -14,9 +14,6 @@ from cdyb_jxc.ledger.lock import UploadLock
 from cdyb_jxc.wire.rules import MappingEntry
 from tests.conftest import INSTITUTION, inbound_row, make_uploader, outbound_row
 
-_uploader = make_uploader
-
-
 # -- bad rows of two sources at the same row number ---------------------------------------------------------
 ROW_NUMBERED = [
     pytest.param("", None, "源数据第2行: 流水号(yka105)不能为空", id="no-serial"),
@@ -34,7 +31,7 @@ def test_bad_rows_of_two_sources_at_one_row_number_are_two_issues(
     for tag, quantity in (("a", "1"), ("b", "2")):  # e.g. a morning and an evening file of one day
         head = serial if serial == "DUP" else f"OK-{tag}"
         rows = [outbound_row(head), outbound_row(serial, quantity=quantity)]
-        result = _uploader(profile, client, ledger, source=f"file:sha256:{tag * 64}").run([rows])
+        result = make_uploader(profile, client, ledger, source=f"file:sha256:{tag * 64}").run([rows])
         assert result.source_issues == 1
     issues = list(ledger.iter_source_issues())
     assert [(i["serial_no"], i["source_row"], i["detail"]) for i in issues] == [(shown, 2, detail)] * 2
@@ -66,10 +63,10 @@ def test_serial_claimed_meanwhile_by_another_transaction(
     profile, client, ledger_url, store, competing_row, state
 ):
     racing, other = _Racing(ledger_url), Ledger(ledger_url)
-    racing.competitor = lambda: _uploader(profile, client, other, "inbound").run([[competing_row]])
+    racing.competitor = lambda: make_uploader(profile, client, other, "inbound").run([[competing_row]])
     registry = {"M0001": MappingEntry("XA000001")}
     rows = [outbound_row("TK-1"), outbound_row("TK-2"), outbound_row("TK-3", 2)]
-    result = _uploader(profile, client, racing, registry=registry).run([rows])
+    result = make_uploader(profile, client, racing, registry=registry).run([rows])
     assert result.states == {ACCEPTED: 1, REJECTED: 1}  # TK-2 sent, TK-3 held back (未对码)
     (issue,) = racing.iter_source_issues()
     assert (issue["row_key"], issue["transaction_code"], issue["category"]) == (
@@ -103,7 +100,7 @@ def test_ledger_under_another_name_is_the_same_ledger_and_lock(
     other = Ledger(url)
     assert other.database_file == plain.database_file == str(real / "ledger.db")
     with UploadLock(plain, INSTITUTION, "JXC003"), pytest.raises(UploadBusyError) as info:
-        _uploader(profile, client, other, lock_wait=0.1).run([[outbound_row("AL1")]])
+        make_uploader(profile, client, other, lock_wait=0.1).run([[outbound_row("AL1")]])
     assert str(info.value) == (
         f"another upload of JXC003 of {INSTITUTION} is running on ledger sqlite:///{real / 'ledger.db'}; "
         "waited 0 s, try again later"

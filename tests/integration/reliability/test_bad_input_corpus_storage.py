@@ -1,15 +1,14 @@
 """Bad-input corpus, storage: source values a ledger database cannot store, and centre texts too large to
 store, on SQLite and on PostgreSQL (the production ledger, where NUL and over-long values raise).
 
-Same rules as ``test_bad_input_corpus.py``: the exact text a user sees is asserted, and no source row is
-lost (every 流水号 ends in the ledger in a visible state, or as a source issue, with its reason). One bad
-value refuses its own row only: the other rows of the chunk are recorded and accepted by the simulator.
+Same rules as the rest of the corpus (``conftest.py``): the exact text a user sees is asserted, and no
+source row is lost (every 流水号 ends in the ledger in a visible state, or as a source issue, with its
+reason). One bad value refuses its own row only: the other rows of the chunk are recorded and accepted by
+the simulator.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,27 +17,13 @@ from cdyb_jxc.cli import main as cli_main
 from cdyb_jxc.ledger import ACCEPTED, REJECTED, Ledger
 from cdyb_jxc.safety.textcap import storable
 from tests.conftest import (
-    INSTITUTION,
-    SECRET,
-    USER,
-    inbound_row,
-    init_row,
     make_uploader,
     outbound_row,
-    stock_row,
     write_csv,
 )
+from tests.integration.reliability.conftest import BUILDERS, conn_env
 
-BUILDERS: dict[str, Callable[..., dict[str, str]]] = {
-    "init": init_row,
-    "inbound": inbound_row,
-    "outbound": outbound_row,
-    "stock": stock_row,
-}
 NUL, HIGH, LOW = "\x00", "\ud83d", "\udc8a"  # NUL; the two halves of 💊, each alone
-
-
-_uploader = make_uploader
 
 
 def case(case_id: str, txn: str, overrides: dict[str, str], category: str, field: str, detail: str) -> Any:
@@ -84,7 +69,7 @@ def test_unstorable_value_rejects_its_row_only(
 ):
     build = BUILDERS[txn]
     rows = [build("OK1", 1), build("BAD1", 1, **overrides), build("OK2", 2)]
-    result = _uploader(profile, client, ledger, txn).run([rows])
+    result = make_uploader(profile, client, ledger, txn).run([rows])
 
     state = {r["serial_no"]: r for r in ledger.iter_rows()}
     assert {s: r["state"] for s, r in state.items()} == {"OK1": ACCEPTED, "BAD1": REJECTED, "OK2": ACCEPTED}
@@ -124,7 +109,7 @@ def test_unstorable_serial_is_a_source_issue_naming_the_row(
     profile, simulator, store, client, ledger, serial, shown, reason
 ):
     rows = [outbound_row("CK1"), outbound_row(serial), outbound_row("CK3")]
-    result = _uploader(profile, client, ledger, "outbound").run([rows])
+    result = make_uploader(profile, client, ledger, "outbound").run([rows])
     assert {r["serial_no"]: r["state"] for r in ledger.iter_rows()} == {"CK1": ACCEPTED, "CK3": ACCEPTED}
     detail = f"源数据第2行: {reason}"
     assert result.rejects == [
@@ -153,14 +138,7 @@ def test_cli_file_with_a_nul_row_records_the_others(
     profile, simulator, store, ledger_url, tmp_path, monkeypatch, capsys
 ):
     """The whole path a hospital uses: a CSV export with a NUL byte in one row, ledger on both dialects."""
-    conn = {
-        "conn_type": "cdyb_jxc",
-        "host": simulator.url,
-        "login": USER,
-        "password": SECRET,
-        "extra": {"institution_code": INSTITUTION, "environment": "test", "timeout": 5},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_CDYB_JXC_DEFAULT", json.dumps(conn))
+    conn_env(monkeypatch, simulator.url, timeout=5)
     src = write_csv(
         tmp_path / "out.csv",
         [outbound_row("CK1"), outbound_row("CK2", hospital_item_name=f"坏{NUL}名"), outbound_row("CK3")],

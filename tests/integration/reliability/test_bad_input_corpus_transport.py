@@ -1,11 +1,11 @@
 """Bad-input corpus, transport: servers that redirect, trickle, never read, answer too much; bad deadline
-settings. Same style as test_bad_input_corpus.py: the exact message the user reads, no row lost (every row
+settings. The rules of the corpus (conftest.py): the exact message the user reads, no row lost (every row
 IN_DOUBT with the reason, retryable), nothing counted accepted.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -17,8 +17,9 @@ from cdyb_jxc.exceptions import InDoubtError, TransportError
 from cdyb_jxc.ledger import IN_DOUBT, Ledger
 from cdyb_jxc.wire.client import CentreClient
 from cdyb_jxc.wire.profile import Profile
-from tests.conftest import INSTITUTION, SECRET, USER, make_uploader, outbound_row, write_csv
+from tests.conftest import SECRET, make_uploader, outbound_row, write_csv
 from tests.hostile_centre import HostileCentre
+from tests.integration.reliability.conftest import centre_client, conn_env
 
 LIMIT = 4096  # a small reply limit keeps these cases fast; the 200 MB case is in tests/integration/client
 
@@ -29,16 +30,8 @@ def hostile(profile: Profile) -> Iterator[HostileCentre]:
         yield centre
 
 
-def _client(profile: Profile, url: str, timeout: float = 2, **kw: Any) -> CentreClient:
-    return CentreClient(
-        profile,
-        endpoint=url,
-        user=USER,
-        verification_code=SECRET,
-        institution_code=INSTITUTION,
-        timeout=timeout,
-        **kw,
-    )
+# a short deadline keeps the slow servers of these cases fast
+_client = functools.partial(centre_client, timeout=2)
 
 
 def _upload(profile: Profile, client: CentreClient, ledger: Ledger, n: int = 2) -> BaseException:
@@ -206,14 +199,7 @@ def test_connect_that_times_out_is_not_sent(profile, ledger, monkeypatch):
 
 
 def test_cli_refused_redirect_exits_1_and_says_to_resume(profile, hostile, tmp_path, monkeypatch, capsys):
-    conn = {
-        "conn_type": "cdyb_jxc",
-        "host": hostile.url,
-        "login": USER,
-        "password": SECRET,
-        "extra": {"institution_code": INSTITUTION, "environment": "test", "timeout": 3},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_CDYB_JXC_DEFAULT", json.dumps(conn))
+    conn_env(monkeypatch, hostile.url)
     hostile.set_mode("redirect", status=302)
     src = write_csv(tmp_path / "out.csv", [outbound_row("CK1")])
     ledger_url = f"sqlite:///{tmp_path / 'cli.db'}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 
@@ -25,6 +26,7 @@ from cdyb_jxc.ledger import (
 )
 from cdyb_jxc.simulator.faults import FAULTS
 from tests.conftest import INSTITUTION, outbound_row, write_csv
+from tests.dag_factory import upload_task
 
 ROWS = 20_000
 BATCH = 100
@@ -46,24 +48,6 @@ FAULT_SPEC = ",".join(
     ]
 )
 MAX_TRIES = 60
-
-DAG_BODY = """
-from datetime import datetime, timedelta
-from airflow.sdk import DAG
-from cdyb_jxc.operators.upload import CdybJxcOutboundOperator
-
-with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-    CdybJxcOutboundOperator(
-        task_id="outbound",
-        source_file="{src}",
-        ledger_url="{ledger}",
-        chunk_size=2000,
-        resend_attempts=1,
-        resend_backoff=0.0,
-        retries={retries},
-        retry_delay=timedelta(seconds=0),
-    )
-"""
 
 
 def _source_rows() -> tuple[list[dict[str, str]], set[str], set[str]]:
@@ -96,7 +80,19 @@ def test_soak_every_fault_through_the_operator_with_retries(
 
     started = time.perf_counter()
     # dag.test() runs the task's Airflow retries itself (retry_delay 0): one call absorbs every failed try.
-    dr = run_dag(DAG_BODY.format(src=src, ledger=ledger_url, retries=MAX_TRIES - 1))
+    dr = run_dag(
+        upload_task(
+            "outbound",
+            task_id="outbound",
+            source_file=src,
+            ledger_url=ledger_url,
+            chunk_size=2000,
+            resend_attempts=1,
+            resend_backoff=0.0,
+            retries=MAX_TRIES - 1,
+            retry_delay=timedelta(seconds=0),
+        )
+    )
     seconds = time.perf_counter() - started
     (ti,) = dr.get_task_instances()
     assert dr.state == "success", f"task {ti.state} after {ti.try_number} tries"

