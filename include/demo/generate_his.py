@@ -102,6 +102,32 @@ def _items(rng: random.Random, count: int) -> list[tuple]:
     return items
 
 
+def _write_mapping(mapping_csv: Path, drugs: list[tuple], unmapped: set[int]) -> None:
+    """The 对码 CSV: every item except the ``unmapped`` ones."""
+    with mapping_csv.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["institution_code", "mapping_serial_no", "insurance_item_code", "off_hospital_delivery"])
+        w.writerows([INSTITUTION, d[7], d[8], d[9]] for d in drugs if d[0] not in unmapped)
+
+
+def _opening_stock(rng: random.Random, drugs: list[tuple], start: date) -> tuple[dict[int, int], list[tuple]]:
+    """Stock counted the evening before ``start``: quantity per item, and the opening rows."""
+    counted_at = datetime.combine(start - timedelta(days=1), datetime.min.time()) + timedelta(hours=18)
+    stock = {}
+    opening = []
+    for d in drugs:
+        qty = rng.randrange(20, 400)
+        stock[d[0]] = qty
+        lot = f"L{rng.randrange(100000, 999999)}"
+        expiry = (start + timedelta(days=rng.randrange(200, 900))).isoformat()
+        opening.append((d[0], lot, expiry, qty, d[12], counted_at.strftime("%Y-%m-%d %H:%M:%S"), 0))
+        if rng.random() < 0.1:  # 科室备用药品: counted in the wards, excluded from the upload
+            opening.append(
+                (d[0], lot, expiry, rng.randrange(1, 10), d[12], counted_at.strftime("%Y-%m-%d %H:%M:%S"), 1)
+            )
+    return stock, opening
+
+
 def generate(
     db: Path,
     mapping_csv: Path,
@@ -122,23 +148,8 @@ def generate(
     drugs = _items(rng, items)
     conn.executemany("INSERT INTO drug VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", drugs)
     unmapped = {d[0] for d in drugs if d[0] % 300 == 7}  # a few items whose 对码 is not done yet
-    with mapping_csv.open("w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["institution_code", "mapping_serial_no", "insurance_item_code", "off_hospital_delivery"])
-        w.writerows([INSTITUTION, d[7], d[8], d[9]] for d in drugs if d[0] not in unmapped)
-    counted_at = datetime.combine(start - timedelta(days=1), datetime.min.time()) + timedelta(hours=18)
-    stock = {}
-    opening = []
-    for d in drugs:
-        qty = rng.randrange(20, 400)
-        stock[d[0]] = qty
-        lot = f"L{rng.randrange(100000, 999999)}"
-        expiry = (start + timedelta(days=rng.randrange(200, 900))).isoformat()
-        opening.append((d[0], lot, expiry, qty, d[12], counted_at.strftime("%Y-%m-%d %H:%M:%S"), 0))
-        if rng.random() < 0.1:  # 科室备用药品: counted in the wards, excluded from the upload
-            opening.append(
-                (d[0], lot, expiry, rng.randrange(1, 10), d[12], counted_at.strftime("%Y-%m-%d %H:%M:%S"), 1)
-            )
+    _write_mapping(mapping_csv, drugs, unmapped)
+    stock, opening = _opening_stock(rng, drugs, start)
     conn.executemany("INSERT INTO opening_stock VALUES (?,?,?,?,?,?,?)", opening)
     inbound, outbound, snapshots = [], [], []
     dispensed: list[tuple[str, int]] = []
