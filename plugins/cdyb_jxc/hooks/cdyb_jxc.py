@@ -11,7 +11,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from cdyb_jxc.config import CENTRE_CONN_TYPE, DEFAULT_CONN_ID, resolve_ledger_url, resolve_profile
-from cdyb_jxc.exceptions import CdybJxcError
+from cdyb_jxc.exceptions import CdybJxcError, ConnectionConfigError
 from cdyb_jxc.wire.connection import CentreSettings, build_settings
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class CdybJxcHook(BaseHook):
     def settings(self) -> CentreSettings:
         from cdyb_jxc.safety.redaction import register_secret
 
-        conn = self.get_connection(self.cdyb_jxc_conn_id)
+        conn = defined_connection(self.cdyb_jxc_conn_id)
         settings = build_settings(
             conn_id=self.cdyb_jxc_conn_id,
             host=conn.host,
@@ -159,6 +159,22 @@ class CdybJxcHook(BaseHook):
         return False, REDACTOR.text(reply.retmsg) or f"unexpected reply retcode {reply.retcode}"
 
 
+def defined_connection(conn_id: str) -> Any:
+    """Airflow connection ``conn_id``; a missing one is a configuration error (not retried; CLI exit 2).
+
+    :param conn_id: the connection
+    :raises ConnectionConfigError: no connection of that id in any of Airflow's connection sources
+    """
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException as err:
+        env = "AIRFLOW_CONN_" + conn_id.upper()
+        raise ConnectionConfigError(
+            f"connection {conn_id!r} is not defined: add it in Airflow (UI, `airflow connections add`, "
+            f"a secrets backend) or as the environment variable {env}"
+        ) from err
+
+
 def connection_url(conn_id: str) -> URL:
     """The database URL of Airflow connection ``conn_id`` (a ledger), password kept.
 
@@ -166,7 +182,7 @@ def connection_url(conn_id: str) -> URL:
     """
     from sqlalchemy import make_url
 
-    hook = BaseHook.get_connection(conn_id).get_hook()
+    hook = defined_connection(conn_id).get_hook()
     return make_url(getattr(hook, "sqlalchemy_url", None) or hook.get_uri())
 
 

@@ -137,3 +137,9 @@ def test_a_ledger_belongs_to_one_centre_environment(centre_conn, monkeypatch, tm
         " (ledger_url / --ledger / CDYB_JXC_LEDGER_URL)"
     )
     hook.close()
+
+
+def test_test_connection_reports_an_undefined_connection():
+    ok, message = CdybJxcHook("nosuch_centre").test_connection()
+    assert not ok
+    assert message.startswith("connection 'nosuch_centre' is not defined")

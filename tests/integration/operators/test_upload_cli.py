@@ -96,3 +96,13 @@ def test_usage_errors_exit_2(cli, tmp_path):
     out = cli("--transaction", "outbound", "--file", str(tmp_path / "missing.csv"))
     assert out.returncode == 2
     assert "does not exist" in out.stderr
+
+
+def test_undefined_connection_exits_2_naming_it_without_a_traceback(cli, tmp_path, simulator):
+    src = write_csv(tmp_path / "out.csv", [outbound_row("CK1")])
+    out = cli("--transaction", "outbound", "--file", str(src), "--conn-id", "nosuch_conn")
+    assert out.returncode == 2
+    assert "connection 'nosuch_conn' is not defined" in out.stderr
+    assert "AIRFLOW_CONN_NOSUCH_CONN" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert simulator.requests == 0

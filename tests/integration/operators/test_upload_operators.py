@@ -122,6 +122,27 @@ def test_missing_columns_stop_the_task_before_anything_is_sent(run_dag, centre_c
     assert simulator.requests == 0
 
 
+def test_undefined_connection_fails_without_retries_naming_it(run_dag, tmp_path, simulator, capfd):
+    src = write_csv(tmp_path / "out.csv", [outbound_row("CK1")])
+    dr = run_dag(
+        upload_task(
+            "outbound",
+            task_id="outbound",
+            source_file=src,
+            cdyb_jxc_conn_id="nosuch_centre",
+            ledger_url=f"sqlite:///{tmp_path}/l.db",
+            retries=3,
+            retry_delay=NO_DELAY,
+        )
+    )
+    (ti,) = dr.get_task_instances()
+    assert ti.state == "failed"
+    assert ti.try_number == 1  # a missing connection stays missing: not retried
+    assert simulator.requests == 0
+    out, err = capfd.readouterr()
+    assert "AirflowFailException: connection 'nosuch_centre' is not defined" in out + err
+
+
 def test_rejected_call_fails_without_retries(run_dag, simulator, tmp_path, monkeypatch, store):
     import json
 
