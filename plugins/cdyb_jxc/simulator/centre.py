@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +42,22 @@ class WholeCallRejected(Exception):
         super().__init__(category_key, detail)
         self.category_key = category_key
         self.detail = detail
+
+
+# Any: a row that passes the field rules has its required values set, which the store's set[str] look-ups
+# rely on and the type of _row_values cannot say.
+_Checked = tuple[dict[str, Any], RowError | None]
+
+
+@dataclass
+class _Lookups:
+    """What the store rules compare one call's rows with, read inside its transaction."""
+
+    stored: dict[str, tuple[str, str]]
+    registry: dict[str, MappingEntry]
+    initialized: set[str]
+    originals: dict[str, tuple[str, str]]
+    outbound_code: str | None
 
 
 class Centre:
@@ -127,60 +145,10 @@ class Centre:
     def _handle(self, input_xml: str | None, after_store: Callable[[], None] | None) -> str:
         profile = self.profile
         parsed, txn, institution = self._parse(input_xml)
-        enc = profile.inner_encoding
-        now = self.clock()
-        tolerance = int(profile.service["future_tolerance_seconds"])
-        # Any: a row that passes the field rules has its required values set, which the store's set[str]
-        # look-ups below rely on and the type of _row_values cannot say.
-        checked: list[tuple[dict[str, Any], RowError | None]] = []
-        for elements in parsed.rows:
-            values, structural = self._row_values(txn, elements)
-            if structural is None and row_is_clean(txn, values, enc):
-                error = future_error(txn, values, now, tolerance)
-            else:
-                error = (
-                    charset_error(txn, values, enc)
-                    or structural
-                    or field_error(txn, values, enc)
-                    or future_error(txn, values, now, tolerance)
-                )
-            checked.append((values, error))
-        reversal = txn.reversal_field
-        outbound_code = (
-            profile.transactions[reversal.reverses].code if reversal and reversal.reverses else None
-        )
+        checked = self._check_rows(txn, parsed)
         with self.store.transaction() as conn:
-            valid = [v for v, e in checked if e is None]
-            serials = {v["serial_no"] for v in valid}
-            stored = self.store.stored_serials(conn, self.environment, institution, serials)
-            registry = self.store.mapping_for(conn, institution, {v["mapping_serial_no"] for v in valid})
-            initialized: set[str] = set()
-            if txn.once_per_item:
-                items = {v["mapping_serial_no"] for v in valid}
-                initialized = self.store.initialized_items(
-                    conn, self.environment, institution, txn.code, items
-                )
-            originals: dict[str, tuple[str, str]] = {}
-            if reversal is not None:
-                wanted = {v[reversal.name] for v in valid if v.get(reversal.name)}
-                originals = self.store.stored_serials(conn, self.environment, institution, wanted)
-            seen: set[str] = set()
-            accepted: list[dict[str, str]] = []
-            failures: list[RowFailure] = []
-            for values, error in checked:
-                serial = values.get("serial_no") or ""
-                if error is None:
-                    error = self._store_rules(
-                        txn, values, stored, seen, registry, initialized, originals, outbound_code
-                    )
-                if serial:
-                    seen.add(serial)
-                if error is None:
-                    accepted.append({k: v for k, v in values.items() if v})
-                    if txn.once_per_item:
-                        initialized.add(values["mapping_serial_no"] or "")
-                else:
-                    failures.append(RowFailure(serial, error.message(profile)))
+            lookups = self._lookups(conn, txn, institution, [v for v, e in checked if e is None])
+            accepted, failures = self._apply_store_rules(txn, checked, lookups)
             if accepted:
                 self.store.insert_rows(conn, self.environment, institution, txn.code, accepted)
             if after_store is not None:
@@ -197,28 +165,83 @@ class Centre:
             failures=failures,
         )
 
+    def _check_rows(self, txn: TransactionSpec, parsed: ParsedRequest) -> list[_Checked]:
+        """Apply the field rules (R6, R1, R7) to every row, in request order."""
+        enc = self.profile.inner_encoding
+        now = self.clock()
+        tolerance = int(self.profile.service["future_tolerance_seconds"])
+        checked: list[_Checked] = []
+        for elements in parsed.rows:
+            values, structural = self._row_values(txn, elements)
+            if structural is None and row_is_clean(txn, values, enc):
+                error = future_error(txn, values, now, tolerance)
+            else:
+                error = (
+                    charset_error(txn, values, enc)
+                    or structural
+                    or field_error(txn, values, enc)
+                    or future_error(txn, values, now, tolerance)
+                )
+            checked.append((values, error))
+        return checked
+
+    def _lookups(
+        self, conn: sqlite3.Connection, txn: TransactionSpec, institution: str, valid: list[dict[str, Any]]
+    ) -> _Lookups:
+        """Read, inside the call's transaction, what the store rules compare the valid rows with."""
+        env = self.environment
+        reversal = txn.reversal_field
+        outbound_code = (
+            self.profile.transactions[reversal.reverses].code if reversal and reversal.reverses else None
+        )
+        serials = {v["serial_no"] for v in valid}
+        stored = self.store.stored_serials(conn, env, institution, serials)
+        registry = self.store.mapping_for(conn, institution, {v["mapping_serial_no"] for v in valid})
+        initialized: set[str] = set()
+        if txn.once_per_item:
+            items = {v["mapping_serial_no"] for v in valid}
+            initialized = self.store.initialized_items(conn, env, institution, txn.code, items)
+        originals: dict[str, tuple[str, str]] = {}
+        if reversal is not None:
+            wanted = {v[reversal.name] for v in valid if v.get(reversal.name)}
+            originals = self.store.stored_serials(conn, env, institution, wanted)
+        return _Lookups(stored, registry, initialized, originals, outbound_code)
+
+    def _apply_store_rules(
+        self, txn: TransactionSpec, checked: list[_Checked], lookups: _Lookups
+    ) -> tuple[list[dict[str, str]], list[RowFailure]]:
+        """Apply the store rules (R2–R5) row by row; return the accepted rows and the failures."""
+        seen: set[str] = set()
+        accepted: list[dict[str, str]] = []
+        failures: list[RowFailure] = []
+        for values, error in checked:
+            serial = values.get("serial_no") or ""
+            if error is None:
+                error = self._store_rules(txn, values, seen, lookups)
+            if serial:
+                seen.add(serial)
+            if error is None:
+                accepted.append({k: v for k, v in values.items() if v})
+                if txn.once_per_item:
+                    lookups.initialized.add(values["mapping_serial_no"] or "")
+            else:
+                failures.append(RowFailure(serial, error.message(self.profile)))
+        return accepted, failures
+
     def _store_rules(
-        self,
-        txn: TransactionSpec,
-        values: dict[str, str | None],
-        stored: dict[str, tuple[str, str]],
-        seen: set[str],
-        registry: dict[str, MappingEntry],
-        initialized: set[str],
-        originals: dict[str, tuple[str, str]],
-        outbound_code: str | None,
+        self, txn: TransactionSpec, values: dict[str, str | None], seen: set[str], lookups: _Lookups
     ) -> RowError | None:
         serial = values.get("serial_no") or ""
         serial_spec = txn.by_name["serial_no"]
-        if serial in stored:
+        if serial in lookups.stored:
             return RowError("duplicate", f"{serial_spec.display}'{serial}'已上传", "serial_no")
         if serial in seen:
             return RowError("duplicate", f"{serial_spec.display}'{serial}'在本次上传中重复", "serial_no")
-        error = mapping_error(txn, values, registry)
+        error = mapping_error(txn, values, lookups.registry)
         if error is not None:
             return error
         item = values.get("mapping_serial_no") or ""
-        if txn.once_per_item and item in initialized:
+        if txn.once_per_item and item in lookups.initialized:
             spec = txn.by_name["mapping_serial_no"]
             return RowError("duplicate_init", f"{spec.display}'{item}'已完成初始化", spec.name)
         reversal = txn.reversal_field
@@ -228,7 +251,7 @@ class Centre:
             and all(values.get(k) == v for k, v in reversal.when.items())
         ):
             original = values.get(reversal.name) or ""
-            if originals.get(original) != (outbound_code, item):
+            if lookups.originals.get(original) != (lookups.outbound_code, item):
                 return RowError(
                     "original_missing", f"{reversal.display}'{original}'不存在或不属于同一项目", reversal.name
                 )

@@ -8,24 +8,23 @@ a deployment overrides them by pointing at its own file (connection extra ``prof
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property, lru_cache
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from cdyb_jxc.config import PROFILE_VAR, EnvironmentSettings
 from cdyb_jxc.exceptions import ProfileError
 from cdyb_jxc.wire import profile_checks as check
 from cdyb_jxc.wire.profile_checks import require as _require
+from cdyb_jxc.wire.profile_load import parse_toml, read_default, read_file
 
 PROFILE_ENV_VAR = PROFILE_VAR  # read by cdyb_jxc.config, like every setting
 PROFILE_VERSION = 1  # the only layout this code reads; absent means 1
 TOP_KEYS: tuple[str, ...] = ("profile_version", "name", "service", "request", "reply", "return_codes")
 TOP_KEYS += ("categories", "fields", "transactions")
+REPLY_KEYS = ("root", "retcode", "retmsg", "succnum", "failnum", "dataset", "row", "serial_no", "errmsg")
 CONTROL_KEYS = ("transaction_code", "user", "verification_code", "institution_code", "row_count")
 FIELD_TYPES = ("C", "N", "D", "DT", "code")
 REQUIRED_LEVELS = ("Y", "N", "C")
@@ -174,6 +173,9 @@ def _string_table(
     return {n: checker(_require(table, n, key), f"{key}.{n}") for n in names}
 
 
+_FIELD_SETTINGS = ("tag", "label", "type", "length", "precision", "scale", "min", "min_exclusive", "codes")
+
+
 def _field_base(name: str, raw: dict[str, Any]) -> dict[str, Any]:
     where = f"fields.{name}"
     ftype = _require(raw, "type", where)
@@ -186,41 +188,45 @@ def _field_base(name: str, raw: dict[str, Any]) -> dict[str, Any]:
         "type": ftype,
     }
     if ftype == "C":
-        length = _require(raw, "length", where, int)
-        if length <= 0:
-            raise ProfileError(f"profile key {where}.length must be positive")
-        base["length"] = check.int_range(length, f"{where}.length", 1, MAX_TEXT_LENGTH)
+        base["length"] = _text_length(raw, where)
     elif ftype == "N":
-        base["precision"] = check.int_range(
-            _require(raw, "precision", where, int), f"{where}.precision", 1, 38
-        )
-        base["scale"] = _require(raw, "scale", where, int)
-        if not 0 <= base["scale"] < base["precision"]:
-            raise ProfileError(f"profile key {where}.scale must be between 0 and precision-1")
-        base["min"] = check.decimal(raw.get("min"), f"{where}.min")
-        base["min_exclusive"] = check.decimal(raw.get("min_exclusive"), f"{where}.min_exclusive")
+        base.update(_number_bounds(raw, where))
     elif ftype == "code":
-        codes = _require(raw, "codes", where, dict)
-        if not codes or not all(isinstance(k, str) and isinstance(v, str) for k, v in codes.items()):
-            raise ProfileError(f"profile key {where}.codes must map code strings to names")
-        for code, label in codes.items():
-            check.code_text(code, f"{where}.codes key {check.shown(code)}")
-            check.label(label, f"{where}.codes.{code}")
-        base["codes"] = dict(codes)
-    unknown = set(raw) - {
-        "tag",
-        "label",
-        "type",
-        "length",
-        "precision",
-        "scale",
-        "min",
-        "min_exclusive",
-        "codes",
-    }
+        base["codes"] = _code_set(raw, where)
+    unknown = set(raw) - set(_FIELD_SETTINGS)
     if unknown:
         raise ProfileError(f"profile key {where}.{sorted(unknown)[0]} is not a known field setting")
     return base
+
+
+def _text_length(raw: dict[str, Any], where: str) -> int:
+    length = _require(raw, "length", where, int)
+    if length <= 0:
+        raise ProfileError(f"profile key {where}.length must be positive")
+    return check.int_range(length, f"{where}.length", 1, MAX_TEXT_LENGTH)
+
+
+def _number_bounds(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    precision = check.int_range(_require(raw, "precision", where, int), f"{where}.precision", 1, 38)
+    scale = _require(raw, "scale", where, int)
+    if not 0 <= scale < precision:
+        raise ProfileError(f"profile key {where}.scale must be between 0 and precision-1")
+    return {
+        "precision": precision,
+        "scale": scale,
+        "min": check.decimal(raw.get("min"), f"{where}.min"),
+        "min_exclusive": check.decimal(raw.get("min_exclusive"), f"{where}.min_exclusive"),
+    }
+
+
+def _code_set(raw: dict[str, Any], where: str) -> dict[str, str]:
+    codes = _require(raw, "codes", where, dict)
+    if not codes or not all(isinstance(k, str) and isinstance(v, str) for k, v in codes.items()):
+        raise ProfileError(f"profile key {where}.codes must map code strings to names")
+    for code, label in codes.items():
+        check.code_text(code, f"{where}.codes key {check.shown(code)}")
+        check.label(label, f"{where}.codes.{code}")
+    return dict(codes)
 
 
 def _field_spec(entry: Any, ewhere: str, bases: dict[str, dict[str, Any]]) -> FieldSpec:
@@ -310,41 +316,13 @@ def parse_profile(raw: dict[str, Any], source: str = "<memory>") -> Profile:
             f"profile key profile_version must be {PROFILE_VERSION}, not {check.shown(version)}"
         )
     service = check.service_table(raw)
-    request = _require(raw, "request", "profile", dict)
-    check.known_keys(request, "request", ("root", "control", "data", "row", "control_tags"))
-    control_tags = _require(request, "control_tags", "request", dict)
-    check.known_keys(control_tags, "request.control_tags", CONTROL_KEYS)
-    req = check.tag_table(request, "request", ("root", "control", "data", "row"))
-    ctl = check.tag_table(control_tags, "request.control_tags", CONTROL_KEYS)
-    reply = _string_table(
-        raw,
-        "reply",
-        ("root", "retcode", "retmsg", "succnum", "failnum", "dataset", "row", "serial_no", "errmsg"),
-        check.xml_name,
-    )
+    req, ctl = _request_tags(raw)
+    reply = _string_table(raw, "reply", REPLY_KEYS, check.xml_name)
     codes = _string_table(raw, "return_codes", ("success", "partial", "failure"), check.code_text)
     if twice := check.first_repeat(list(codes.values())):
         raise ProfileError(f"profile key return_codes uses {twice!r} for two outcomes")
     categories = _string_table(raw, "categories", CATEGORY_KEYS, check.category_text)
-    raw_fields = _require(raw, "fields", "profile", dict)
-    bases = {}
-    for name, fraw in raw_fields.items():
-        if not isinstance(fraw, dict):
-            raise ProfileError(f"profile key fields.{name} must be a table")
-        bases[name] = _field_base(name, fraw)
-    raw_txns = _require(raw, "transactions", "profile", dict)
-    transactions = {}
-    for key in TRANSACTIONS:
-        if key not in raw_txns:
-            raise ProfileError(f"profile key transactions.{key} is missing")
-        transactions[key] = _transaction(key, raw_txns[key], bases)
-    extra = set(raw_txns) - set(TRANSACTIONS)
-    if extra:
-        raise ProfileError(f"profile key transactions.{sorted(extra)[0]} is not a known transaction")
-    txn_codes = [t.code for t in transactions.values()]
-    if twice := check.first_repeat(txn_codes):
-        both = " and ".join(k for k, t in transactions.items() if t.code == twice)
-        raise ProfileError(f"profile key transactions.*.code: {both} share the code {twice!r}")
+    transactions = _transactions(raw, _field_bases(raw))
     name = raw.get("name", "unnamed")
     if not isinstance(name, str):
         raise ProfileError(f"profile key name must be text, not {check.shown(name)}")
@@ -361,44 +339,49 @@ def parse_profile(raw: dict[str, Any], source: str = "<memory>") -> Profile:
     )
 
 
-def _read_default() -> tuple[str, str]:
-    ref = resources.files("cdyb_jxc").joinpath("data/default_profile.toml")
-    return ref.read_text(encoding="utf-8"), "default_profile.toml"
+def _request_tags(raw: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """The ``[request]`` tags and its ``control_tags``."""
+    request = _require(raw, "request", "profile", dict)
+    check.known_keys(request, "request", ("root", "control", "data", "row", "control_tags"))
+    control_tags = _require(request, "control_tags", "request", dict)
+    check.known_keys(control_tags, "request.control_tags", CONTROL_KEYS)
+    req = check.tag_table(request, "request", ("root", "control", "data", "row"))
+    return req, check.tag_table(control_tags, "request.control_tags", CONTROL_KEYS)
 
 
-def _read_file(path: str) -> tuple[str, str]:
-    file = Path(path)
-    if not file.is_file():
-        raise ProfileError(f"profile file {path} does not exist")
-    try:
-        with file.open("rb") as fh:
-            data = fh.read(check.MAX_FILE_BYTES + 1)
-        if len(data) > check.MAX_FILE_BYTES:
-            raise ProfileError(f"profile file {path} is larger than {check.MAX_FILE_BYTES} bytes")
-        return data.decode("utf-8"), str(file)
-    except (OSError, UnicodeDecodeError) as err:
-        raise ProfileError(f"profile file {path} cannot be read as UTF-8: {err}") from err
+def _field_bases(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every ``[fields.*]`` definition, checked, as :class:`FieldSpec` keyword arguments."""
+    raw_fields = _require(raw, "fields", "profile", dict)
+    bases = {}
+    for name, fraw in raw_fields.items():
+        if not isinstance(fraw, dict):
+            raise ProfileError(f"profile key fields.{name} must be a table")
+        bases[name] = _field_base(name, fraw)
+    return bases
 
 
-def _parse_toml(text: str, source: str) -> dict[str, Any]:
-    depth, line = check.nesting_depth(text)
-    if depth > check.MAX_NESTING:
-        raise ProfileError(
-            f"profile file {source} nests lists or tables {depth} deep at line {line} "
-            f"(at most {check.MAX_NESTING})"
-        )
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ProfileError(f"profile file {source} is not valid TOML: {err}") from err
-    except RecursionError as err:  # the depth scan should have caught it; never a traceback
-        raise ProfileError(f"profile file {source} nests lists or tables too deep") from err
+def _transactions(raw: dict[str, Any], bases: dict[str, dict[str, Any]]) -> dict[str, TransactionSpec]:
+    """The four transactions, in :data:`TRANSACTIONS` order, no two with the same code."""
+    raw_txns = _require(raw, "transactions", "profile", dict)
+    transactions = {}
+    for key in TRANSACTIONS:
+        if key not in raw_txns:
+            raise ProfileError(f"profile key transactions.{key} is missing")
+        transactions[key] = _transaction(key, raw_txns[key], bases)
+    extra = set(raw_txns) - set(TRANSACTIONS)
+    if extra:
+        raise ProfileError(f"profile key transactions.{sorted(extra)[0]} is not a known transaction")
+    txn_codes = [t.code for t in transactions.values()]
+    if twice := check.first_repeat(txn_codes):
+        both = " and ".join(k for k, t in transactions.items() if t.code == twice)
+        raise ProfileError(f"profile key transactions.*.code: {both} share the code {twice!r}")
+    return transactions
 
 
 @lru_cache(maxsize=16)
 def _load_cached(path: str | None) -> Profile:
-    text, source = _read_default() if path is None else _read_file(path)
-    return parse_profile(_parse_toml(text, source), source)
+    text, source = read_default() if path is None else read_file(path)
+    return parse_profile(parse_toml(text, source), source)
 
 
 def load_profile(path: str | os.PathLike[str] | None = None) -> Profile:

@@ -15,9 +15,7 @@ from typing import Any
 
 from cdyb_jxc.exceptions import ProfileError
 
-MAX_FILE_BYTES = 1024 * 1024  # the packaged profile is ~12 KB; a profile of megabytes is a mistake
 MAX_BATCH_LIMIT = 10000  # rows per request; the SPEC's centre takes 100
-MAX_NESTING = 32  # brackets deep; the packaged profile needs 3
 NAME_MAX = 64  # XML names: tags, operation, WSDL names
 LABEL_MAX = 100  # labels, transaction and code names, the profile's name
 TEXT_MAX = 200  # categories, namespace, path, SOAPAction
@@ -289,50 +287,3 @@ def encoding(value: str, where: str, *, inner: bool) -> str:
             f"not {shown(value)}"
         )
     return value
-
-
-def nesting_depth(source: str) -> tuple[int, int]:
-    """The deepest bracket nesting of a TOML text and the line where it is reached, ignoring strings and
-    comments. Run before parsing: ``tomllib`` recurses once per level.
-
-    :param source: the TOML text
-    """
-    depth = deepest = deepest_line = 0
-    line, i, n = 1, 0, len(source)
-    while i < n:
-        char = source[i]
-        if char == "\n":
-            line += 1
-        elif char == "#":
-            end = source.find("\n", i)
-            i = n if end < 0 else end
-            continue
-        elif char in "\"'":
-            quote = source[i : i + 3] if source[i : i + 3] in ('"""', "'''") else char
-            end = _string_end(source, i + len(quote), quote)
-            line += source.count("\n", i, end)
-            i = end
-            continue
-        elif char in "[{":
-            depth += 1
-            if depth > deepest:
-                deepest, deepest_line = depth, line
-        elif char in "]}":
-            depth -= 1
-        i += 1
-    return deepest, deepest_line
-
-
-def _string_end(source: str, start: int, quote: str) -> int:
-    """Index just past the string that opened before ``start`` (escapes only in ``"`` strings)."""
-    i, n = start, len(source)
-    while i < n:
-        if quote[0] == '"' and source[i] == "\\":
-            i += 2
-            continue
-        if source.startswith(quote, i):
-            return i + len(quote)
-        if len(quote) == 1 and source[i] == "\n":
-            return i  # an unterminated one-line string: tomllib reports it
-        i += 1
-    return n
