@@ -159,6 +159,7 @@ def _summarise(ledger_url: str, dump: str, reports: Path, days: list[date], log:
     import pandas as pd
 
     from cdyb_jxc.ledger import Ledger
+    from cdyb_jxc.ledger.states import ACCEPTED_STATES, ATTENTION_STATES, UNRESOLVED_STATES, LedgerState
 
     ledger = Ledger(ledger_url)
     rows = pd.DataFrame(
@@ -178,11 +179,11 @@ def _summarise(ledger_url: str, dump: str, reports: Path, days: list[date], log:
     table = rows.groupby(["business_date", "transaction_code"]).agg(
         rows=("serial_no", "size"),
         sent=("sent", "sum"),
-        accepted=("state", lambda s: int((s == "ACCEPTED").sum())),
-        reconciled=("state", lambda s: int((s == "ACCEPTED_RECONCILED").sum())),
-        rejected=("state", lambda s: int(s.isin(["REJECTED", "DUPLICATE_CONFLICT"]).sum())),
+        accepted=("state", lambda s: int((s == LedgerState.ACCEPTED).sum())),
+        reconciled=("state", lambda s: int((s == LedgerState.ACCEPTED_RECONCILED).sum())),
+        rejected=("state", lambda s: int(s.isin(sorted(ATTENTION_STATES)).sum())),
         held_back=("held_back", "sum"),
-        in_doubt=("state", lambda s: int(s.isin(["IN_DOUBT", "IN_FLIGHT", "PENDING"]).sum())),
+        in_doubt=("state", lambda s: int(s.isin(sorted(UNRESOLVED_STATES)).sum())),
     )
     print("\nper business day × transaction (ledger):")
     print(table.to_string())
@@ -197,7 +198,7 @@ def _summarise(ledger_url: str, dump: str, reports: Path, days: list[date], log:
         for rec in sample.itertuples(index=False):
             print(f"    {rec[0]}  【{rec[6]}】{rec[7]}")
     stored = {(r["transaction_code"], r["serial_no"]) for r in csv.DictReader(io.StringIO(dump))}
-    accepted = rows[rows["state"].isin(["ACCEPTED", "ACCEPTED_RECONCILED"])]
+    accepted = rows[rows["state"].isin(sorted(ACCEPTED_STATES))]
     ledger_set = set(zip(accepted["transaction_code"], accepted["serial_no"], strict=True))
     print()
     if stored == ledger_set:

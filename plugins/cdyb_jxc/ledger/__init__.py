@@ -20,14 +20,13 @@ from cdyb_jxc.ledger.states import (
     UNRESOLVED_STATES,
     LedgerState,
 )
-from cdyb_jxc.ledger.store import DEFAULT_LEDGER_URL, Ledger, LedgerEntry, default_ledger_url
+from cdyb_jxc.ledger.store import Ledger, LedgerEntry, default_ledger_url
 
 __all__ = [
     "ACCEPTED",
     "ACCEPTED_RECONCILED",
     "ACCEPTED_STATES",
     "ATTENTION_STATES",
-    "DEFAULT_LEDGER_URL",
     "DOUBT_STATES",
     "DUPLICATE_CONFLICT",
     "FINAL_STATES",

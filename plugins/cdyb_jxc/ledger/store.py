@@ -44,7 +44,6 @@ from cdyb_jxc.ledger.states import ACCEPTED_STATES, REVISIT_STATES, LedgerState,
 from cdyb_jxc.ledger.transitions import RowTransitions
 from cdyb_jxc.safety.textcap import REPLY_MAX, column_caps, encoded, fit, fit_values
 
-DEFAULT_LEDGER_URL = "sqlite:///cdyb_jxc_ledger.db"
 ENVIRONMENT_MILESTONE = "environment"  # milestone naming the centre environment a ledger belongs to
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
-from cdyb_jxc.exceptions import CallRejectedError, InDoubtError, TransportError
+from cdyb_jxc.exceptions import CallRejectedError, CdybJxcError, InDoubtError, TransportError
 from cdyb_jxc.ledger import DOUBT_STATES, Ledger, LedgerEntry, LedgerState
 from cdyb_jxc.ledger.lock import UploadLock
 from cdyb_jxc.ledger.store import compress, utcnow
@@ -130,8 +130,9 @@ class BatchSender:
         while True:
             try:
                 doubtful = self._send_once(batch)
-            except (TransportError, InDoubtError) as err:
-                if attempt >= self.resend_attempts:
+            except CdybJxcError as err:
+                # asked again only when the error says so: the request never arrived, or its fate is unknown
+                if not err.retryable or attempt >= self.resend_attempts:
                     raise
                 self._before_resend(batch, str(err), attempt, in_doubt=isinstance(err, InDoubtError))
                 attempt += 1

@@ -5,7 +5,6 @@ The variables and their defaults are listed in :mod:`cdyb_jxc.workflows.builder`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import timedelta
@@ -26,14 +25,19 @@ class DagSettings(InstitutionSettings):
     retries: int = 3
 
     @classmethod
-    def from_env(cls, sql_dir: str | Path, environ: Mapping[str, str] = os.environ) -> DagSettings:
+    def from_env(cls, sql_dir: str | Path, environ: Mapping[str, str] | None = None) -> DagSettings:
         """The settings the ``CDYB_JXC_*`` environment variables give.
 
         :param sql_dir: the folder of the SQL templates
         :param environ: the environment (default: this process's)
         :raises ValueError: a number setting that is not one
         """
-        return cls.for_institution(EnvironmentSettings.from_environ(environ).institution(), sql_dir)
+        env = (
+            EnvironmentSettings.from_environ()
+            if environ is None
+            else EnvironmentSettings.from_environ(environ)
+        )
+        return cls.for_institution(env.institution(), sql_dir)
 
     @classmethod
     def for_institution(cls, institution: InstitutionSettings, sql_dir: str | Path) -> DagSettings:
