@@ -77,13 +77,35 @@ def calendar(
     today = today or local_today(profile)
     end = today - timedelta(days=1)
     start = end - timedelta(days=days - 1)
+    codes, names = daily_codes(profile), transaction_names(profile)
+    cells, first = _calendar_cells(engine, start, end, codes)
+    rows = []
+    for n in range(days):
+        day = (start + timedelta(days=n)).isoformat()
+        if not first or day < first:
+            continue  # before the first daily upload there is nothing to report
+        rows.append({"business_date": day, "transactions": _calendar_day(day, codes, cells, first)})
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "columns": [{"code": code, "label": names.get(code, code)} for code in codes],
+        "names": names,
+        "days": rows,
+        "labels": STATUS_LABELS,
+    }
+
+
+def _calendar_cells(
+    engine: Engine, start: date, end: date, codes: list[str]
+) -> tuple[dict[tuple[str, str], dict[str, Any]], str | None]:
+    """Row counts per (day, code, state), late rows and source issues of ``[start, end]``; and the first
+    business day with a daily upload."""
     late_expr = func.sum(case((t.late_seconds > 0, 1), else_=0))
     query = (
         select(t.business_date, t.transaction_code, t.state, func.count(), late_expr)
         .where(t.business_date >= start.isoformat(), t.business_date <= end.isoformat())
         .group_by(t.business_date, t.transaction_code, t.state)
     )
-    codes, names = daily_codes(profile), transaction_names(profile)
     cells: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"states": {}, "late": 0, "source_issues": 0}
     )
@@ -101,36 +123,30 @@ def calendar(
             for day, code, count in conn.execute(issues):
                 cells[(day, code)]["source_issues"] = int(count)
         first = conn.execute(select(func.min(t.business_date)).where(t.transaction_code.in_(codes))).scalar()
-    rows = []
-    for n in range(days):
-        day = (start + timedelta(days=n)).isoformat()
-        if not first or day < first:
-            continue  # before the first daily upload there is nothing to report
-        entry: dict[str, Any] = {"business_date": day, "transactions": {}}
-        for code in codes:
-            cell: dict[str, Any] | None = cells.get((day, code))
-            if cell is None:
-                status = "missing" if first and day >= first else "none"
-                entry["transactions"][code] = {"status": status, "rows": 0, "states": {}, "source_issues": 0}
-            else:
-                status = _status(cell["states"], cell["late"], cell["source_issues"])
-                total = sum(cell["states"].values())
-                entry["transactions"][code] = {
-                    "status": status,
-                    "rows": total,
-                    "states": cell["states"],
-                    "late": cell["late"],
-                    "source_issues": cell["source_issues"],
-                }
-        rows.append(entry)
-    return {
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "columns": [{"code": code, "label": names.get(code, code)} for code in codes],
-        "names": names,
-        "days": rows,
-        "labels": STATUS_LABELS,
-    }
+    return cells, first
+
+
+def _calendar_day(
+    day: str, codes: list[str], cells: dict[tuple[str, str], dict[str, Any]], first: str | None
+) -> dict[str, Any]:
+    """One calendar row: each transaction's status and counts on ``day``."""
+    transactions: dict[str, Any] = {}
+    for code in codes:
+        cell: dict[str, Any] | None = cells.get((day, code))
+        if cell is None:
+            status = "missing" if first and day >= first else "none"
+            transactions[code] = {"status": status, "rows": 0, "states": {}, "source_issues": 0}
+        else:
+            status = _status(cell["states"], cell["late"], cell["source_issues"])
+            total = sum(cell["states"].values())
+            transactions[code] = {
+                "status": status,
+                "rows": total,
+                "states": cell["states"],
+                "late": cell["late"],
+                "source_issues": cell["source_issues"],
+            }
+    return transactions
 
 
 def summary(engine: Engine, today: date | None = None, *, profile: Profile | None = None) -> dict[str, Any]:
@@ -315,6 +331,22 @@ def queues(engine: Engine, limit: int = 200) -> dict[str, Any]:
     return out
 
 
+BATCH_COLUMNS = (
+    "id",
+    "transaction_code",
+    "task_id",
+    "row_count",
+    "outcome",
+    "retcode",
+    "retmsg",
+    "succnum",
+    "failnum",
+    "started_at",
+    "duration_ms",
+    "error",
+)
+
+
 def run_view(engine: Engine, dag_id: str, run_id: str) -> dict[str, Any]:
     """What one DAG run uploaded: states per transaction, its requests, its rejects."""
     b = upload_batch.c
@@ -327,22 +359,10 @@ def run_view(engine: Engine, dag_id: str, run_id: str) -> dict[str, Any]:
         )
         for code, state, count in conn.execute(query):
             per_txn[code][state] = int(count)
-        batch_cols = [
-            b.id,
-            b.transaction_code,
-            b.task_id,
-            b.row_count,
-            b.outcome,
-            b.retcode,
-            b.retmsg,
-            b.succnum,
-            b.failnum,
-            b.started_at,
-            b.duration_ms,
-            b.error,
-        ]
         batches = conn.execute(
-            select(*batch_cols).where(b.dag_id == dag_id, b.run_id == run_id).order_by(b.id)
+            select(*[getattr(b, c) for c in BATCH_COLUMNS])
+            .where(b.dag_id == dag_id, b.run_id == run_id)
+            .order_by(b.id)
         ).all()
         rows = conn.execute(
             select(*[getattr(t, c) for c in REJECT_COLUMNS])

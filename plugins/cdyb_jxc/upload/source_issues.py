@@ -49,9 +49,8 @@ def file_source(
     if sheet is not None or codec is not None:  # the default reading keeps the identity of earlier runs
         # how the bytes are read is part of what the rows are; repr() keeps ("a", None) from (None, "a")
         digest.update(f"sheet={sheet!r}\0encoding={codec!r}\0".encode())
-    if not os.path.isfile(
-        path
-    ):  # a pipe (/dev/stdin) must not be read twice; a missing file is reported later
+    # a pipe (/dev/stdin) must not be read twice; a missing file is reported later
+    if not os.path.isfile(path):
         return f"file:{os.path.realpath(path)}"
     try:
         with open(path, "rb") as fh:
@@ -152,25 +151,7 @@ class SourceIssues:
         key = (serial or "")[:ROW_KEY_MAX]
         if not serial or not unique_key:
             key = f"{key}#{source_row}{self.source_tag}"
-        self._pending.append(
-            {
-                "institution_code": self.institution,
-                "transaction_code": self.txn.code,
-                "business_date": business_date_of(self.txn, wire, self.fallback_date),
-                "row_key": key,
-                "serial_no": serial,
-                "source_row": source_row,
-                "mapping_serial_no": wire.get("mapping_serial_no"),
-                "item_name": wire.get("hospital_item_name"),
-                "category": category,
-                "field": field,
-                "detail": detail,
-                "run_token": self.run.token,
-                "dag_id": self.run.dag_id,
-                "run_id": self.run.run_id,
-                "seen_at": utcnow(),
-            }
-        )
+        self._pending.append(self._record(wire, source_row, key, serial, category, field, detail))
         self.result.reject(
             serial_no=serial,
             row=source_row,
@@ -180,6 +161,35 @@ class SourceIssues:
             field=field,
             detail=detail,
         )
+
+    def _record(
+        self,
+        wire: Mapping[str, str | None],
+        source_row: int,
+        key: str,
+        serial: str | None,
+        category: str,
+        field: str | None,
+        detail: str,
+    ) -> dict[str, Any]:
+        """One ``source_issue`` row of this run."""
+        return {
+            "institution_code": self.institution,
+            "transaction_code": self.txn.code,
+            "business_date": business_date_of(self.txn, wire, self.fallback_date),
+            "row_key": key,
+            "serial_no": serial,
+            "source_row": source_row,
+            "mapping_serial_no": wire.get("mapping_serial_no"),
+            "item_name": wire.get("hospital_item_name"),
+            "category": category,
+            "field": field,
+            "detail": detail,
+            "run_token": self.run.token,
+            "dag_id": self.run.dag_id,
+            "run_id": self.run.run_id,
+            "seen_at": utcnow(),
+        }
 
     # -- the kinds of issue -------------------------------------------------------------------------------
     def unkeyable(self, wire: Mapping[str, str | None], row: int, category: str) -> None:

@@ -52,6 +52,48 @@ def _bool(value: Any, name: str, where: str) -> bool:
     raise ConnectionConfigError(f"{where}: extra {name!r} must be true or false, not {value!r}")
 
 
+def _endpoint(host: str | None, where: str) -> str:
+    endpoint = (host or "").strip()
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConnectionConfigError(
+            f"{where}: host must be the endpoint URL (http:// or https://), got {endpoint!r}"
+        )
+    return endpoint
+
+
+def _environment(values: dict[str, Any], where: str) -> str:
+    environment = str(values.get("environment", "test")).strip().lower()
+    if environment not in ENVIRONMENTS:
+        raise ConnectionConfigError(f"{where}: extra 'environment' must be test or prod, not {environment!r}")
+    return environment
+
+
+def _timeout(values: dict[str, Any], where: str) -> float:
+    try:
+        timeout = float(values.get("timeout", DEFAULT_TIMEOUT))
+    except (TypeError, ValueError) as err:
+        raise ConnectionConfigError(f"{where}: extra 'timeout' must be a number of seconds") from err
+    if not 0 < timeout <= 3600:
+        raise ConnectionConfigError(
+            f"{where}: extra 'timeout' must be between 0 and 3600 seconds, not {timeout}"
+        )
+    return timeout
+
+
+def _batch_limit(values: dict[str, Any], where: str) -> int | None:
+    if "batch_limit" not in values:
+        return None
+    raw_limit = values["batch_limit"]
+    text = str(raw_limit).strip()
+    if isinstance(raw_limit, bool) or not text.lstrip("-").isdigit():
+        raise ConnectionConfigError(f"{where}: extra 'batch_limit' must be a whole number, not {raw_limit!r}")
+    batch_limit = int(text)
+    if batch_limit <= 0:
+        raise ConnectionConfigError(f"{where}: extra 'batch_limit' must be positive, not {batch_limit}")
+    return batch_limit
+
+
 def build_settings(
     *,
     conn_id: str,
@@ -63,12 +105,7 @@ def build_settings(
 ) -> CentreSettings:
     """Check a connection's fields; every error names the connection and the field."""
     where = f"connection {conn_id!r}"
-    endpoint = (host or "").strip()
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConnectionConfigError(
-            f"{where}: host must be the endpoint URL (http:// or https://), got {endpoint!r}"
-        )
+    endpoint = _endpoint(host, where)
     if not login:
         raise ConnectionConfigError(f"{where}: login (交易访问用户) is empty")
     if not password:
@@ -77,28 +114,9 @@ def build_settings(
     institution = str(values.get("institution_code", "")).strip()
     if not institution:
         raise ConnectionConfigError(f"{where}: extra 'institution_code' (定点机构编码) is required")
-    environment = str(values.get("environment", "test")).strip().lower()
-    if environment not in ENVIRONMENTS:
-        raise ConnectionConfigError(f"{where}: extra 'environment' must be test or prod, not {environment!r}")
-    try:
-        timeout = float(values.get("timeout", DEFAULT_TIMEOUT))
-    except (TypeError, ValueError) as err:
-        raise ConnectionConfigError(f"{where}: extra 'timeout' must be a number of seconds") from err
-    if not 0 < timeout <= 3600:
-        raise ConnectionConfigError(
-            f"{where}: extra 'timeout' must be between 0 and 3600 seconds, not {timeout}"
-        )
-    batch_limit = None
-    if "batch_limit" in values:
-        raw_limit = values["batch_limit"]
-        text = str(raw_limit).strip()
-        if isinstance(raw_limit, bool) or not text.lstrip("-").isdigit():
-            raise ConnectionConfigError(
-                f"{where}: extra 'batch_limit' must be a whole number, not {raw_limit!r}"
-            )
-        batch_limit = int(text)
-        if batch_limit <= 0:
-            raise ConnectionConfigError(f"{where}: extra 'batch_limit' must be positive, not {batch_limit}")
+    environment = _environment(values, where)
+    timeout = _timeout(values, where)
+    batch_limit = _batch_limit(values, where)
     return CentreSettings(
         endpoint=endpoint,
         user=login,

@@ -97,15 +97,7 @@ def build_daily_dag(settings: DagSettings) -> DAG:
         tags=TAGS,
         template_searchpath=[settings.sql_dir],
         user_defined_macros={"cdyb_business_date": dag_tasks.business_date},
-        params={
-            "business_date": Param(
-                None,
-                type=["null", "string"],
-                format="date",
-                title="业务日期 business date",
-                description="留空 = 本次运行的数据区间 (昨天); 补传某一天时填 YYYY-MM-DD",
-            )
-        },
+        params={"business_date": _business_date_param()},
         default_args=settings.default_args(),
         doc_md=__doc__,
     ) as dag:
@@ -115,30 +107,54 @@ def build_daily_dag(settings: DagSettings) -> DAG:
             op_kwargs=settings.ledger_kwargs,
             ignore_downstream_trigger_rules=True,
         )
-        common = {
-            **settings.upload_kwargs(),
-            "business_date": BUSINESS_DATE,
-            "recheck_days": settings.recheck_days,
-        }
-        upload_inbound = CdybJxcInboundOperator(task_id="upload_inbound", sql="inbound.sql", **common)
-        upload_outbound = CdybJxcOutboundOperator(task_id="upload_outbound", sql="outbound.sql", **common)
-        upload_stock = CdybJxcStockOperator(task_id="upload_stock", sql="stock.sql", **common)
+        upload_inbound, upload_outbound, upload_stock = _daily_uploads(settings)
         check_partial_success = BranchPythonOperator(
             task_id="check_partial_success", python_callable=dag_tasks.choose_branch
         )
-        report_rejects = PythonOperator(
-            task_id="report_rejects",
-            python_callable=dag_tasks.report_rejects,
-            op_kwargs={
-                **settings.ledger_kwargs,
-                "report_dir": settings.report_dir,
-                "notify": settings.notify,
-                "business_date": BUSINESS_DATE,
-                "recheck_days": settings.recheck_days,
-            },
-        )
+        report_rejects = _report_rejects(settings)
         all_accepted = EmptyOperator(task_id="all_accepted")
         done = EmptyOperator(task_id="done", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
         wait_for_initialization >> upload_inbound >> upload_outbound >> upload_stock >> check_partial_success
         check_partial_success >> [report_rejects, all_accepted] >> done
     return dag
+
+
+def _business_date_param() -> Param:
+    return Param(
+        None,
+        type=["null", "string"],
+        format="date",
+        title="业务日期 business date",
+        description="留空 = 本次运行的数据区间 (昨天); 补传某一天时填 YYYY-MM-DD",
+    )
+
+
+def _daily_uploads(
+    settings: DagSettings,
+) -> tuple[CdybJxcInboundOperator, CdybJxcOutboundOperator, CdybJxcStockOperator]:
+    """The three upload tasks of day D, in the order they run (created inside the DAG's context)."""
+    common = {
+        **settings.upload_kwargs(),
+        "business_date": BUSINESS_DATE,
+        "recheck_days": settings.recheck_days,
+    }
+    return (
+        CdybJxcInboundOperator(task_id="upload_inbound", sql="inbound.sql", **common),
+        CdybJxcOutboundOperator(task_id="upload_outbound", sql="outbound.sql", **common),
+        CdybJxcStockOperator(task_id="upload_stock", sql="stock.sql", **common),
+    )
+
+
+def _report_rejects(settings: DagSettings) -> PythonOperator:
+    """The task writing the reject report (day D and the open days before it) and sending the notification."""
+    return PythonOperator(
+        task_id="report_rejects",
+        python_callable=dag_tasks.report_rejects,
+        op_kwargs={
+            **settings.ledger_kwargs,
+            "report_dir": settings.report_dir,
+            "notify": settings.notify,
+            "business_date": BUSINESS_DATE,
+            "recheck_days": settings.recheck_days,
+        },
+    )

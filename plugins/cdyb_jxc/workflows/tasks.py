@@ -6,9 +6,13 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdyb_jxc.wire.profile import DAILY_TRANSACTIONS
+
+if TYPE_CHECKING:
+    from cdyb_jxc.ledger.store import Ledger
+    from cdyb_jxc.upload.reports import RejectReport
 
 log = logging.getLogger(__name__)
 INIT_MILESTONE = "initialization"
@@ -138,26 +142,11 @@ def report_rejects(
     institution = hook.settings.institution_code
     codes = [hook.profile.transaction(key).code for key in DAILY_TRANSACTIONS]
     ledger = make_ledger(ledger_url, ledger_conn_id)
-    day = date.fromisoformat(business_date)
-    days = sorted(
-        {
-            business_date,
-            *(
-                d
-                for code in codes
-                for d in ledger.open_dates(
-                    institution, code, (day - timedelta(days=recheck_days)).isoformat(), business_date
-                )
-            ),
-        }
-    )
+    days = _report_days(ledger, institution, codes, business_date, recheck_days)
     report = write_reject_report(
         ledger, institution, days, report_dir, f"rejects_{institution}_{business_date}"
     )
-    message = (
-        f"医保进销存上传 {institution} 业务日期 {business_date}: {report.rows} 条记录被拒或冲突。"
-        f" 报告 report: {report.csv_path} / {report.excel_path}"
-    )
+    message = _reject_message(institution, business_date, report)
     RejectNotifier.from_spec(notify, message).notify(context or get_current_context())
     return {
         "rows": report.rows,
@@ -165,3 +154,19 @@ def report_rejects(
         "excel": str(report.excel_path) if report.excel_path else None,
         "business_dates": days,
     }
+
+
+def _report_days(
+    ledger: Ledger, institution: str, codes: list[str], business_date: str, recheck_days: int
+) -> list[str]:
+    """Day D and every day of the ``recheck_days`` before it that still has rows open, sorted."""
+    since = (date.fromisoformat(business_date) - timedelta(days=recheck_days)).isoformat()
+    open_days = (d for code in codes for d in ledger.open_dates(institution, code, since, business_date))
+    return sorted({business_date, *open_days})
+
+
+def _reject_message(institution: str, business_date: str, report: RejectReport) -> str:
+    return (
+        f"医保进销存上传 {institution} 业务日期 {business_date}: {report.rows} 条记录被拒或冲突。"
+        f" 报告 report: {report.csv_path} / {report.excel_path}"
+    )

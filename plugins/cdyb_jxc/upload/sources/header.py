@@ -88,30 +88,9 @@ def check_columns(txn: TransactionSpec, columns: Sequence[str], where: str) -> H
     :param where: the source, for messages (file path, ``source query``)
     """
     columns = tuple(columns)
-    repeated = _duplicates(columns)
-    if repeated:
-        places = "; ".join(
-            f"{name!r} at positions {', '.join(str(i + 1) for i, c in enumerate(columns) if c == name)}"
-            for name in repeated
-        )
-        raise SourceDataError(
-            f"{where}: column(s) appear more than once in the header: {places}"
-            " (which one holds the data is ambiguous)"
-        )
-    wanted = {normalised(f.name): f.name for f in txn.fields}
-    near = [(c, wanted[normalised(c)]) for c in columns if c not in txn.by_name and normalised(c) in wanted]
-    if near:
-        raise SourceDataError(
-            f"{where}: column(s) match the profile's logical names only after trimming spaces or ignoring"
-            f" case: {', '.join(f'{c!r} (for {name})' for c, name in near)}; rename them exactly"
-        )
-    present = set(columns)
-    missing = [name for name in txn.required_names if name not in present]
-    if missing:
-        raise SourceDataError(
-            f"{where} lacks required column(s) for {txn.code} {txn.name}: {', '.join(missing)}"
-            f" (columns are the profile's logical names; found: {', '.join(columns) or 'none'})"
-        )
+    _refuse_repeats(columns, where)
+    _refuse_near_names(txn, columns, where)
+    _refuse_missing(txn, columns, where)
     fields = tuple((c, i) for i, c in enumerate(columns) if c in txn.by_name)
     unknown = tuple(c for c in columns if c and c not in txn.by_name)
     if unknown:
@@ -123,6 +102,39 @@ def check_columns(txn: TransactionSpec, columns: Sequence[str], where: str) -> H
             _quoted(unknown),
         )
     return Header(columns, fields, unknown)
+
+
+def _refuse_repeats(columns: tuple[str, ...], where: str) -> None:
+    repeated = _duplicates(columns)
+    if repeated:
+        places = "; ".join(
+            f"{name!r} at positions {', '.join(str(i + 1) for i, c in enumerate(columns) if c == name)}"
+            for name in repeated
+        )
+        raise SourceDataError(
+            f"{where}: column(s) appear more than once in the header: {places}"
+            " (which one holds the data is ambiguous)"
+        )
+
+
+def _refuse_near_names(txn: TransactionSpec, columns: tuple[str, ...], where: str) -> None:
+    wanted = {normalised(f.name): f.name for f in txn.fields}
+    near = [(c, wanted[normalised(c)]) for c in columns if c not in txn.by_name and normalised(c) in wanted]
+    if near:
+        raise SourceDataError(
+            f"{where}: column(s) match the profile's logical names only after trimming spaces or ignoring"
+            f" case: {', '.join(f'{c!r} (for {name})' for c, name in near)}; rename them exactly"
+        )
+
+
+def _refuse_missing(txn: TransactionSpec, columns: tuple[str, ...], where: str) -> None:
+    present = set(columns)
+    missing = [name for name in txn.required_names if name not in present]
+    if missing:
+        raise SourceDataError(
+            f"{where} lacks required column(s) for {txn.code} {txn.name}: {', '.join(missing)}"
+            f" (columns are the profile's logical names; found: {', '.join(columns) or 'none'})"
+        )
 
 
 def warn_unnamed(where: str, columns: Sequence[str]) -> None:
