@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from importlib import resources
 from string import Template
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape
 
 from cdyb_jxc.wire.profile import Profile
 
@@ -22,11 +22,16 @@ def render_wsdl(profile: Profile, address: str) -> str:
     template = Template(resources.files("cdyb_jxc").joinpath(TEMPLATE).read_text(encoding="utf-8"))
     service = profile.service
     keys = ("service_name", "namespace", "operation", "input_part", "output_part", "soap_action", "port_name")
-    values = {k: quoteattr(str(service[k]))[1:-1] for k in keys}
-    values["address"] = quoteattr(address)[1:-1]
+    values = {k: _attribute(str(service[k])) for k in keys}
+    values["address"] = _attribute(address)
     return template.substitute(values)
 
 
 def wsdl_document(profile: Profile, address: str = DEFAULT_ADDRESS) -> io.BytesIO:
     """The rendered WSDL as an in-memory document for ``zeep.Client`` (which reads file-like objects)."""
     return io.BytesIO(render_wsdl(profile, address).encode("utf-8"))
+
+
+def _attribute(value: str) -> str:
+    """``value`` escaped for an XML attribute in either quotes (quoteattr picks its own quotes instead)."""
+    return escape(value, {'"': "&quot;", "'": "&apos;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})

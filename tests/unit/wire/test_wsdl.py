@@ -47,3 +47,10 @@ def test_zeep_reads_the_document_from_memory_and_finds_the_operation(profile):
     operation = port.binding.get(profile.service["operation"])
     assert operation.soapaction == profile.service["soap_action"]
     assert [name for name, _ in operation.input.body.type.elements] == [profile.service["input_part"]]
+
+
+def test_an_address_with_either_quote_reads_back_unchanged(profile):
+    for address in ('http://centre.example/s?a="1"', "http://centre.example/s?a='1'", "http://c/s?a=\"'&<>"):
+        root = etree.fromstring(render_wsdl(profile, address).encode())
+        location = root.find(f"{WSDL}service/{WSDL}port/{SOAP}address").get("location")
+        assert location == address
