@@ -29,7 +29,13 @@ if ! have_uv; then
     have_uv || { echo "bootstrap: could not install uv $UV_VERSION (needs python3 with venv or pip)" >&2; exit 1; }
 fi
 
-PYTHON="$(command -v python3.11 || command -v python3)"
-(cd "$ROOT" && uv sync --frozen --python "$PYTHON" --quiet)
+# The interpreter itself, not a launcher such as a pyenv shim: uv checks a path request against the
+# environment's interpreter and would build .venv anew at every run for a shim.
+PYTHON="$("$(command -v python3.11 || command -v python3)" -c 'import sys; print(sys.executable)')"
+# --compile-bytecode: the .pyc of every installed module is written now, once, so no start of the CLI, the
+# tests or Airflow compiles them (a process cannot keep them where PYTHONDONTWRITEBYTECODE is set).
+(cd "$ROOT" && uv sync --frozen --python "$PYTHON" --compile-bytecode --quiet)
+# the project's own modules too: installed editable, uv leaves them out (only changed files are compiled again)
+"$ROOT/.venv/bin/python" -m compileall -q "$ROOT/plugins" >/dev/null || true  # a syntax error: ruff names it
 export VIRTUAL_ENV="$ROOT/.venv"
 export PATH="$ROOT/.venv/bin:$PATH"

@@ -8,16 +8,23 @@ profile here, in one order: what the caller names (an operator argument, a CLI o
 No Airflow here: the glue passes in how to look a connection up (``get_connection``). What one institution's
 uploads run with is an :class:`InstitutionSettings`; today the environment gives one, a deployment file will
 give one per institution.
+
+Airflow's own variables are read the way Airflow reads them, by :func:`env_connection`: a connection in
+``AIRFLOW_CONN_<ID>`` (JSON or URI form), so that the CLI can use one without importing Airflow, and whether
+a secrets backend is configured (Airflow asks it first, so then only Airflow can say which connection wins).
 """
 
 from __future__ import annotations
 
+import configparser
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 if TYPE_CHECKING:
     from sqlalchemy import URL
@@ -211,3 +218,163 @@ def resolve_profile(
     from cdyb_jxc.wire.profile import load_profile
 
     return load_profile(override or connection)
+
+
+# -- a connection in AIRFLOW_CONN_<ID>, read as Airflow's environment-variables backend reads it ------------
+
+CONN_ENV_PREFIX = "AIRFLOW_CONN_"
+# [secrets] backend in each form Airflow's configuration accepts from the environment (value, _CMD, _SECRET)
+SECRETS_BACKEND_VARS = (
+    "AIRFLOW__SECRETS__BACKEND",
+    "AIRFLOW__SECRETS__BACKEND_CMD",
+    "AIRFLOW__SECRETS__BACKEND_SECRET",
+)
+_JSON_FIELDS = frozenset({"conn_type", "description", "host", "schema", "login", "password", "port", "extra"})
+_EXTRA_KEY = "__extra__"  # the URI query parameter that holds all extras as JSON text
+_TEAM_SEP = "___"  # multi-team names (AIRFLOW_CONN__<TEAM>___<ID>) are Airflow's to resolve
+
+
+@dataclass(frozen=True)
+class ConnectionFields:
+    """The fields of an Airflow connection, with the values Airflow's ``Connection`` gives them.
+
+    :param conn_type: connection type, normalised as Airflow does (``-`` → ``_``, ``postgresql`` →
+        ``postgres``)
+    :param host: host (for the centre: the endpoint URL)
+    :param schema: schema (a URI's path)
+    :param login: login
+    :param password: password; never in ``repr``
+    :param port: port
+    :param extra: the extras, parsed (Airflow's ``extra_dejson``); never in ``repr``
+    """
+
+    conn_type: str | None = None
+    host: str | None = None
+    schema: str | None = None
+    login: str | None = None
+    password: str | None = field(default=None, repr=False)
+    port: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+def env_connection(conn_id: str, environ: Mapping[str, str] = os.environ) -> ConnectionFields | None:
+    """Connection ``conn_id`` from ``AIRFLOW_CONN_<ID>`` without Airflow; None when only Airflow can answer.
+
+    None when the variable is unset or blank (Airflow tries its other sources then), when a secrets backend
+    is configured (Airflow asks it before the environment), for a multi-team name, and for a value Airflow
+    would refuse or read differently (see :func:`parse_connection`): asked then, Airflow answers as it
+    always did.
+
+    :param conn_id: the connection id
+    :param environ: the environment (default: this process's)
+    """
+    value = environ.get(CONN_ENV_PREFIX + conn_id.upper(), "")
+    if not value.strip() or _TEAM_SEP in conn_id or secrets_backend_configured(environ):
+        return None
+    try:
+        return parse_connection(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def secrets_backend_configured(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether Airflow's configuration names a ``[secrets] backend`` (environment or ``airflow.cfg``).
+
+    An ``airflow.cfg`` that cannot be read counts as naming one: Airflow is asked then.
+
+    :param environ: the environment (default: this process's)
+    """
+    if any(environ.get(name, "").strip() for name in SECRETS_BACKEND_VARS):
+        return True
+    home = EnvironmentSettings.from_environ(environ).home
+    path = Path(environ.get("AIRFLOW_CONFIG") or home / "airflow.cfg")
+    if not path.exists():
+        return False
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (OSError, UnicodeError, configparser.Error):
+        return True
+    keys = ("backend", "backend_cmd", "backend_secret")
+    return any(parser.get("secrets", key, fallback="").strip() for key in keys)
+
+
+def parse_connection(value: str) -> ConnectionFields:
+    """A serialised connection as Airflow's secrets backends read it: JSON if it starts with ``{``, else a URI
+    (``cdyb-jxc://login:password@host:port/schema?extra=value``, percent-encoded; ``__extra__`` holds all
+    extras as JSON).
+
+    :param value: the text, e.g. the value of ``AIRFLOW_CONN_<ID>``
+    :raises ValueError: text Airflow refuses (bad JSON, unknown field, bad port, three ``://``), or extras
+        that are not a JSON object (Airflow logs and drops those)
+    :raises TypeError: a JSON field of a type Airflow cannot take (e.g. a list as ``port``)
+    """
+    text = value.strip()
+    return _from_json(text) if text.startswith("{") else _from_uri(text)
+
+
+def _from_json(text: str) -> ConnectionFields:
+    """``Connection.from_json``: the fields as given, falsy ``extra``/``port``/``conn_type`` dropped."""
+    given = json.loads(text)
+    if not isinstance(given, dict) or not set(given) <= _JSON_FIELDS:
+        raise ValueError("not the fields of a connection")  # Airflow's Connection(**fields) refuses it
+    conn_type, port, extra = given.get("conn_type"), given.get("port"), given.get("extra")
+    if conn_type and not isinstance(conn_type, str):
+        raise TypeError("conn_type is not text")
+    return ConnectionFields(
+        conn_type=_conn_type(conn_type) if conn_type else None,
+        host=given.get("host"),
+        schema=given.get("schema"),
+        login=given.get("login"),
+        password=given.get("password"),
+        port=int(port) if port else None,
+        extra=_extra(extra) if extra else {},
+    )
+
+
+def _from_uri(uri: str) -> ConnectionFields:
+    """``Connection.from_uri``, step by step: a host may carry its own protocol (``type://http://host``)."""
+    schemes = uri.count("://")
+    if schemes > 2:
+        raise ValueError("invalid connection URI")
+    conn_type = urlsplit(uri).scheme
+    rest = uri.replace(f"{conn_type}://", "" if schemes == 2 else "//")
+    if schemes == 2 and any(ch in rest.split("://", 1)[0] for ch in "@:"):
+        raise ValueError("invalid connection URI")
+    parts = urlsplit(rest)
+    host = _uri_hostname(parts.hostname, parts.netloc)
+    protocol = parts.scheme if schemes == 2 else None
+    schema = parts.path[1:]
+    query = dict(parse_qsl(parts.query, keep_blank_values=True)) if parts.query else {}
+    return ConnectionFields(
+        conn_type=_conn_type(conn_type),
+        host=f"{protocol}://{host}" if host and protocol else host,
+        schema=unquote(schema) if schema else schema,
+        login=unquote(parts.username) if parts.username else parts.username,
+        password=unquote(parts.password) if parts.password else parts.password,
+        port=parts.port,
+        extra=_extra(query[_EXTRA_KEY]) if _EXTRA_KEY in query else query,
+    )
+
+
+def _uri_hostname(hostname: str | None, netloc: str) -> str:
+    """The host of a URI, percent-decoded; a host holding a ``/`` (an encoded URL) keeps its case."""
+    host = unquote(hostname or "")
+    if "/" in host:
+        host = netloc.rsplit("@", 1)[1] if "@" in netloc else netloc
+        host = unquote(host.split(":", 1)[0])
+    return host
+
+
+def _conn_type(conn_type: str) -> str:
+    return "postgres" if conn_type == "postgresql" else conn_type.replace("-", "_")
+
+
+def _extra(extra: Any) -> Mapping[str, Any]:
+    """Airflow's ``extra_dejson`` of a connection's ``extra`` (JSON text, or a JSON value)."""
+    if not extra:
+        return {}
+    parsed = json.loads(extra) if isinstance(extra, str) else extra
+    if not isinstance(parsed, dict):
+        raise ValueError("extras are not a JSON object")
+    return parsed

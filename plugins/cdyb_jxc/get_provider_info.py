@@ -67,6 +67,11 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Verify TLS certificate",
                         "schema": {"type": ["boolean", "null"], "default": True},
                     },
+                    "max_in_flight": {
+                        "label": "Requests in flight",
+                        "schema": {"type": ["integer", "null"], "default": 2, "minimum": 1, "maximum": 8},
+                        "description": "Batches of one transaction sent at once, 1 to 8 (default 2)",
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "extra"],

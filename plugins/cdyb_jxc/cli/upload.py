@@ -1,4 +1,9 @@
-"""``cdyb-jxc upload``: a CSV through the same hook, ledger and batching as the operators (SPEC §8)."""
+"""``cdyb-jxc upload``: a CSV through the same hook, ledger and batching as the operators (SPEC §8).
+
+A connection in ``AIRFLOW_CONN_<ID>`` is read without importing Airflow (the hook's own path, the
+:class:`~cdyb_jxc.upload.session.CentreSession`, minus Airflow's lookup); any other connection source is
+searched through the hook, which loads Airflow.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from cdyb_jxc.exceptions import CdybJxcError
-from cdyb_jxc.ledger import ACCEPTED_STATES, STATES
 from cdyb_jxc.wire.profile import TRANSACTIONS
 
 if TYPE_CHECKING:
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
 
     from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
     from cdyb_jxc.upload.result import UploadResult
+    from cdyb_jxc.upload.session import CentreSession
 
 EXIT_OK, EXIT_REJECTS, EXIT_USAGE = 0, 1, 2
 
@@ -66,41 +71,86 @@ def add_parser(subparsers: Any) -> None:
         "--mapping", default=None, help="CSV copy of the 对码 registry for holding back unmapped rows"
     )
     up.add_argument("--chunk-size", type=int, default=5000)
+    up.add_argument(
+        "--max-in-flight",
+        type=in_flight,
+        default=None,
+        metavar="K",
+        help="batches out at once, 1 to 8 (default: the connection's max_in_flight extra, else 2)",
+    )
     up.add_argument("--no-progress", action="store_true", help="no progress bar")
     up.set_defaults(func=run_upload)
 
 
+def in_flight(text: str) -> int:
+    """``--max-in-flight``'s value: a whole number from 1 to 8 (else argparse's usage error, exit 2).
+
+    :param text: as typed
+    """
+    from cdyb_jxc.exceptions import ConnectionConfigError
+    from cdyb_jxc.wire.connection import MAX_IN_FLIGHT, check_max_in_flight
+
+    try:
+        return check_max_in_flight(int(text), "--max-in-flight", "K")
+    except (ValueError, ConnectionConfigError) as err:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MAX_IN_FLIGHT}, not {text!r}"
+        ) from err
+
+
 def run_upload(args: argparse.Namespace) -> int:
-    from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
+    from cdyb_jxc.ledger import ACCEPTED_STATES
 
     with _escaped_logging():
-        hook = CdybJxcHook(args.conn_id)
+        centre = None
         try:
-            result = _upload(hook, args)
+            centre = open_centre(args.conn_id)
+            result = _upload(centre, args)
         except CdybJxcError as err:
             _error(error_line(err))
             return exit_status(err)
         finally:
-            hook.close()
+            if centre is not None:
+                centre.close()
     not_accepted = sum(n for s, n in result.states.items() if s not in ACCEPTED_STATES)
     # source rows that could not be sent (no 流水号, repeated, …) make it not a clean run either
     return EXIT_OK if not_accepted == 0 and not result.source_issues else EXIT_REJECTS
 
 
-def _upload(hook: CdybJxcHook, args: argparse.Namespace) -> UploadResult:
+def open_centre(conn_id: str) -> CentreSession | CdybJxcHook:
+    """The centre behind connection ``conn_id``: from ``AIRFLOW_CONN_<ID>`` without Airflow when Airflow would
+    take it from there, else through the hook, from any of Airflow's connection sources.
+
+    :param conn_id: the connection
+    :raises ConnectionConfigError: Airflow has no such connection, or one whose fields are not valid
+    """
+    from cdyb_jxc.config import env_connection
+
+    fields = env_connection(conn_id)
+    if fields is None:
+        from cdyb_jxc.hooks.cdyb_jxc import command_line_hook
+
+        return command_line_hook(conn_id)
+    from cdyb_jxc.upload.session import CentreSession
+
+    return CentreSession(conn_id, lambda: fields)
+
+
+def _upload(centre: CentreSession | CdybJxcHook, args: argparse.Namespace) -> UploadResult:
     """Upload ``args.file`` with a progress bar; the counts are printed even when the upload raises."""
     from cdyb_jxc.ledger import Ledger
     from cdyb_jxc.upload.source_issues import file_source
     from cdyb_jxc.upload.sources import iter_file_chunks
 
-    txn = hook.profile.transaction(args.transaction)
+    txn = centre.profile.transaction(args.transaction)
     ledger = Ledger(args.ledger)
     with _progress(args) as progress:
         task = progress.add_task(f"{txn.code} rows sent", total=None)
-        uploader = hook.uploader(
+        uploader = centre.uploader(
             args.transaction,
             ledger,
             mapping_file=args.mapping,
+            max_in_flight=args.max_in_flight,  # None: the connection's
             progress=lambda n: progress.advance(task, n),
             source=file_source(args.file, sheet=args.sheet, encoding=args.encoding),  # kept apart
         )
@@ -141,6 +191,8 @@ def _escaped_logging() -> Iterator[None]:
 
 
 def _print_states(states: Any, summary: dict[str, Any]) -> None:
+    from cdyb_jxc.ledger import STATES
+
     _out(
         f"{summary['transaction']}: read {summary['rows_read']} rows, sent {summary['rows_sent']} "
         f"in {summary['batches']} requests, held back {summary['held_back']}"

@@ -1,18 +1,22 @@
 """Hook for the Chengdu insurance centre's data-collection WebService, and the Airflow lookups
-:mod:`cdyb_jxc.config` is given: a ledger named by a connection, a centre connection's extras."""
+:mod:`cdyb_jxc.config` is given: a ledger named by a connection, a centre connection's extras.
+
+The hook reads the connection from Airflow and hands it to a :class:`~cdyb_jxc.upload.session.CentreSession`,
+which does the rest; the CLI builds the same session straight from ``AIRFLOW_CONN_<ID>`` when it can.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from cdyb_jxc.config import CENTRE_CONN_TYPE, DEFAULT_CONN_ID, resolve_ledger_url, resolve_profile
-from cdyb_jxc.exceptions import CdybJxcError, ConnectionConfigError
-from cdyb_jxc.wire.connection import CentreSettings, build_settings
+from cdyb_jxc.config import CENTRE_CONN_TYPE, DEFAULT_CONN_ID, ConnectionFields, resolve_ledger_url
+from cdyb_jxc.exceptions import ConnectionConfigError
+from cdyb_jxc.upload.session import CentreSession
 
 if TYPE_CHECKING:
     from sqlalchemy import URL
@@ -20,7 +24,12 @@ if TYPE_CHECKING:
     from cdyb_jxc.ledger import Ledger
     from cdyb_jxc.upload.engine import Uploader
     from cdyb_jxc.wire.client import CentreClient, Exchange
+    from cdyb_jxc.wire.connection import CentreSettings
     from cdyb_jxc.wire.profile import Profile
+
+
+# Airflow's own CLI sets it so: "server" searches the metadata database as well (airflow connections get)
+_PROCESS_CONTEXT = "_AIRFLOW_PROCESS_CONTEXT"
 
 
 class CdybJxcHook(BaseHook):
@@ -41,122 +50,91 @@ class CdybJxcHook(BaseHook):
         super().__init__()
         self.cdyb_jxc_conn_id = cdyb_jxc_conn_id
         self.profile_path = profile_path
+        self.session = CentreSession(
+            cdyb_jxc_conn_id, lambda: connection_fields(cdyb_jxc_conn_id), profile_path=profile_path
+        )
 
-    @cached_property
+    @property
     def settings(self) -> CentreSettings:
-        from cdyb_jxc.safety.redaction import register_secret
+        return self.session.settings
 
-        conn = defined_connection(self.cdyb_jxc_conn_id)
-        settings = build_settings(
-            conn_id=self.cdyb_jxc_conn_id,
-            host=conn.host,
-            login=conn.login,
-            password=conn.password,
-            extra=conn.extra_dejson,
-            conn_type=self.conn_type,
-        )
-        # from here on the 验证码 is cut from every log record and every reply, in every form it may take
-        register_secret(settings.verification_code)
-        return settings
-
-    @cached_property
+    @property
     def profile(self) -> Profile:
-        return resolve_profile(self.profile_path, connection=self.settings.profile)
+        return self.session.profile
 
-    @cached_property
+    @property
     def client(self) -> CentreClient:
-        from cdyb_jxc.wire.client import CentreClient
-
-        s = self.settings
-        return CentreClient(
-            self.profile,
-            endpoint=s.endpoint,
-            user=s.user,
-            verification_code=s.verification_code,
-            institution_code=s.institution_code,
-            timeout=s.timeout,
-            verify=s.verify,
-        )
+        return self.session.client
 
     def get_conn(self) -> CentreClient:
-        return self.client
+        return self.session.client
 
     @property
     def batch_limit(self) -> int:
-        return min(self.settings.batch_limit or self.profile.batch_limit, self.profile.batch_limit)
+        return self.session.batch_limit
 
     def send(self, txn_key: str, rows: Sequence[Mapping[str, str | None]]) -> Exchange:
         """Send one batch (wire rows of transaction ``txn_key``) and return the exchange."""
-        self.log.debug(
-            "sending %d %s rows to %s",
-            len(rows),
-            self.profile.transaction(txn_key).code,
-            self.settings.endpoint,
-        )
-        return self.client.send(txn_key, rows)
+        return self.session.send(txn_key, rows)
 
     def uploader(
         self, txn_key: str, ledger: Ledger, *, mapping_file: str | None = None, **kwargs: Any
     ) -> Uploader:
-        """An :class:`~cdyb_jxc.upload.engine.Uploader` sending through this hook.
+        """An :class:`~cdyb_jxc.upload.engine.Uploader` sending to this hook's centre.
 
-        Operators and the CLI share this path.
+        Operators and the CLI share this path (:meth:`CentreSession.uploader`).
 
         :param txn_key: ``init``, ``inbound``, ``outbound`` or ``stock``
         :param ledger: the ledger
         :param mapping_file: CSV copy of the 对码 registry for hold-back
         :param kwargs: further :class:`~cdyb_jxc.upload.engine.Uploader` arguments
         """
-        from cdyb_jxc.upload.engine import Uploader
-        from cdyb_jxc.upload.registry import load_registry
-
-        ledger.bind_environment(self.settings.institution_code, self.settings.environment)
-        return Uploader(
-            profile=self.profile,
-            txn_key=txn_key,
-            institution_code=self.settings.institution_code,
-            sender=self,
-            ledger=ledger,
-            batch_limit=self.batch_limit,
-            registry=load_registry(mapping_file) if mapping_file else None,
-            **kwargs,
-        )
+        return self.session.uploader(txn_key, ledger, mapping_file=mapping_file, **kwargs)
 
     def close(self) -> None:
-        if "client" in self.__dict__:
-            self.client.close()
+        self.session.close()
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check endpoint and credentials with a call the centre must refuse for having no rows.
+        """Check endpoint and credentials with a call the centre must refuse for having no rows
+        (:meth:`CentreSession.test_connection`)."""
+        return self.session.test_connection()
 
-        The centre checks credentials before the row count, so 【明细条数不符】 proves the
-        credentials work, and nothing can be stored.
-        """
-        from cdyb_jxc.safety.redaction import REDACTOR
-        from cdyb_jxc.wire.codec import build_request, parse_reply
 
-        try:
-            profile, client = self.profile, self.client
-            txn = profile.transaction("stock")
-            empty = build_request(
-                profile,
-                txn,
-                [],
-                user=client.user,
-                verification_code=self.settings.verification_code,
-                institution_code=client.institution_code,
-            )
-            reply = parse_reply(profile, client.call(empty))
-        except CdybJxcError as err:
-            return False, REDACTOR.text(str(err))
-        except Exception as err:  # test_connection reports, never raises (and shows no 验证码)
-            return False, REDACTOR.text(f"{type(err).__name__}: {err}")
-        if reply.category == profile.category("count_mismatch"):
-            return (
-                True,
-                f"connected to {self.settings.endpoint} as {client.user} for {client.institution_code}",
-            )
-        return False, REDACTOR.text(reply.retmsg) or f"unexpected reply retcode {reply.retcode}"
+def command_line_hook(conn_id: str) -> CdybJxcHook:
+    """The hook of a command run where Airflow is installed (``cdyb-jxc upload``), its connection read.
+
+    Read as ``airflow connections get`` reads one, in a server context, so that Airflow's metadata database is
+    searched too (a plain process searches only the environment and a secrets backend).
+
+    :param conn_id: the centre connection
+    :raises ConnectionConfigError: no such connection, or one whose fields are not valid
+    """
+    hook = CdybJxcHook(conn_id)
+    given = os.environ.get(_PROCESS_CONTEXT)
+    os.environ.setdefault(_PROCESS_CONTEXT, "server")
+    try:
+        hook.settings  # noqa: B018 - the lookup, made here while the context is set
+    finally:
+        if given is None:
+            os.environ.pop(_PROCESS_CONTEXT, None)
+    return hook
+
+
+def connection_fields(conn_id: str) -> ConnectionFields:
+    """The fields of Airflow connection ``conn_id`` (see :func:`defined_connection`).
+
+    :param conn_id: the connection
+    """
+    conn = defined_connection(conn_id)
+    return ConnectionFields(
+        conn_type=conn.conn_type,
+        host=conn.host,
+        schema=conn.schema,
+        login=conn.login,
+        password=conn.password,
+        port=conn.port,
+        extra=conn.extra_dejson,
+    )
 
 
 def defined_connection(conn_id: str) -> Any:

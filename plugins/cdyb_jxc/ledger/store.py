@@ -5,18 +5,20 @@ SQLAlchemy Core only; any SQLAlchemy URL works (SQLite file by default, PostgreS
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import (
     URL,
+    Connection,
     Engine,
     and_,
-    bindparam,
     create_engine,
     event,
     func,
@@ -42,6 +44,7 @@ from cdyb_jxc.ledger.schema import (
 )
 from cdyb_jxc.ledger.states import ACCEPTED_STATES, REVISIT_STATES, LedgerState, of
 from cdyb_jxc.ledger.transitions import RowTransitions
+from cdyb_jxc.ledger.updates import row_updates
 from cdyb_jxc.safety.textcap import REPLY_MAX, column_caps, encoded, fit, fit_values
 
 ENVIRONMENT_MILESTONE = "environment"  # milestone naming the centre environment a ledger belongs to
@@ -98,13 +101,17 @@ class LedgerEntry:
     transaction_code: str | None = None
 
 
+_ENTRY_COLUMNS = tuple(f.name for f in fields(LedgerEntry))  # what lookup() reads of a row
+
+
 class Ledger(SourceIssueStore, RowTransitions):
     """Access to the ledger tables.
 
     :param url: SQLAlchemy URL, e.g. ``sqlite:///ledger.db`` or ``postgresql+psycopg2://…``
     :param engine: an existing engine instead of ``url``
 
-    The upload engine changes row states only through the named transitions of :class:`RowTransitions`.
+    The upload engine changes row states only through the named transitions of :class:`RowTransitions`;
+    :meth:`transaction` groups several of them (and the audit row) into one database transaction.
     """
 
     def __init__(self, url: str | URL | None = None, *, engine: Engine | None = None) -> None:
@@ -119,6 +126,7 @@ class Ledger(SourceIssueStore, RowTransitions):
                 event.listen(engine, "connect", sqlite_pragmas)
         self.engine = engine
         self.database_file = sqlite_file(engine.url)  # the upload lock's file sits beside it
+        self._open = threading.local()  # the transaction this thread's writes join (see transaction())
         create_tables(self.engine)
 
     @property
@@ -128,36 +136,46 @@ class Ledger(SourceIssueStore, RowTransitions):
     def dispose(self) -> None:
         self.engine.dispose()
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Row and audit writes of this thread inside the block go in one transaction, committed when the
+        block ends (rolled back if it raises). Inside another such block it joins that one."""
+        if getattr(self._open, "conn", None) is not None:
+            yield
+            return
+        with self.engine.begin() as conn:
+            self._open.conn = conn
+            try:
+                yield
+            finally:
+                self._open.conn = None
+
+    @contextmanager
+    def _joined(self, *, write: bool) -> Iterator[Connection]:
+        """The connection of this thread's open :meth:`transaction` (its writes are seen), else a
+        transaction (``write``) or a connection of its own."""
+        conn = getattr(self._open, "conn", None)
+        if conn is not None:
+            yield conn
+        elif write:
+            with self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.connect() as conn:
+                yield conn
+
     # -- rows -------------------------------------------------------------------------------------------
     def lookup(self, institution_code: str, serials: Sequence[str]) -> dict[str, LedgerEntry]:
         t = upload_row.c
+        columns = [getattr(t, name) for name in _ENTRY_COLUMNS]
         found: dict[str, LedgerEntry] = {}
-        with self.engine.connect() as conn:
+        with self._joined(write=False) as conn:
             for start in range(0, len(serials), _LOOKUP_CHUNK):
                 chunk = list(serials[start : start + _LOOKUP_CHUNK])
-                query = select(
-                    t.serial_no,
-                    t.state,
-                    t.payload_hash,
-                    t.sent_hash,
-                    t.category,
-                    t.held_back,
-                    t.run_token,
-                    t.last_sent_at,
-                    t.transaction_code,
-                ).where(t.institution_code == institution_code, t.serial_no.in_(chunk))
+                query = select(*columns).where(t.institution_code == institution_code, t.serial_no.in_(chunk))
                 for r in conn.execute(query):
-                    found[r.serial_no] = LedgerEntry(
-                        r.serial_no,
-                        of(r.state),
-                        r.payload_hash,
-                        r.sent_hash,
-                        r.category,
-                        bool(r.held_back),
-                        r.run_token,
-                        r.last_sent_at,
-                        r.transaction_code,
-                    )
+                    values = {**r._mapping, "state": of(r.state), "held_back": bool(r.held_back)}
+                    found[r.serial_no] = LedgerEntry(**values)
         return found
 
     def insert_rows(self, rows: Sequence[dict[str, Any]]) -> dict[str, LedgerEntry]:
@@ -182,31 +200,17 @@ class Ledger(SourceIssueStore, RowTransitions):
     def update_rows(
         self, institution_code: str, rows: Sequence[dict[str, Any]], *, count_attempt: bool = False
     ) -> None:
-        """Update rows by 流水号. Every dict must have the same keys, including ``serial_no``.
+        """Update rows by 流水号. Every dict must have the same keys, including ``serial_no``; values the
+        rows share are written in one statement (see :mod:`cdyb_jxc.ledger.updates`).
 
         :param count_attempt: also add one to ``attempts`` (in the same statement)
         """
         if not rows:
             return
-        rows = [fit_values(_ROW_CAPS, r) for r in rows]
-        keys = [k for k in rows[0] if k != "serial_no"]
-        values: dict[str, Any] = {k: bindparam(f"v_{k}") for k in keys}
-        if count_attempt:
-            values["attempts"] = upload_row.c.attempts + 1
-        stmt = (
-            update(upload_row)
-            .where(
-                upload_row.c.institution_code == bindparam("b_institution"),
-                upload_row.c.serial_no == bindparam("b_serial"),
-            )
-            .values(values)
-        )
-        params = [
-            {"b_institution": institution_code, "b_serial": r["serial_no"], **{f"v_{k}": r[k] for k in keys}}
-            for r in rows
-        ]
-        with self.engine.begin() as conn:
-            conn.execute(stmt, params)
+        fitted = [fit_values(_ROW_CAPS, r) for r in rows]
+        with self._joined(write=True) as conn:
+            for stmt, params in row_updates(institution_code, fitted, count_attempt=count_attempt):
+                conn.execute(stmt, params)
 
     def update_grouped(self, institution_code: str, rows: Sequence[dict[str, Any]]) -> None:
         """:meth:`update_rows` for rows with different columns: one statement per set of columns."""
@@ -263,21 +267,30 @@ class Ledger(SourceIssueStore, RowTransitions):
         return {r["serial_no"] for r in self.iter_rows(*conds, columns=["serial_no"])}
 
     # -- batches (audit) --------------------------------------------------------------------------------
-    def start_batch(self, **values: Any) -> int:
-        with self.engine.begin() as conn:
+    def start_batch(self, *, started_at: datetime | None = None, **values: Any) -> int:
+        """Open the audit row of a request; returns its id.
+
+        :param started_at: when the request started (default now)
+        """
+        with self._joined(write=True) as conn:
             fitted = fit_values(_BATCH_CAPS, values)
-            result = conn.execute(insert(upload_batch).values(started_at=utcnow(), **fitted))
+            result = conn.execute(insert(upload_batch).values(started_at=started_at or utcnow(), **fitted))
             pk = result.inserted_primary_key
             if pk is None:  # pragma: no cover - every supported dialect returns it
                 raise RuntimeError("ledger did not return the batch id")
             return int(pk[0])
 
-    def finish_batch(self, batch_id: int, **values: Any) -> None:
+    def finish_batch(self, batch_id: int, *, started_at: datetime | None = None, **values: Any) -> None:
+        """Close the audit row of a request with its outcome.
+
+        :param started_at: the row's ``started_at``, when the caller knows it (else it is read)
+        """
         now = utcnow()
-        with self.engine.begin() as conn:
-            started = conn.execute(
-                select(upload_batch.c.started_at).where(upload_batch.c.id == batch_id)
-            ).scalar()
+        with self._joined(write=True) as conn:
+            started = started_at
+            if started is None:
+                query = select(upload_batch.c.started_at).where(upload_batch.c.id == batch_id)
+                started = conn.execute(query).scalar()
             duration = (now - started).total_seconds() * 1000 if started else None
             conn.execute(
                 update(upload_batch)

@@ -7,7 +7,8 @@ with :meth:`RowTransitions.add_planned` and :meth:`RowTransitions.replan`. Sendi
 (:meth:`~RowTransitions.mark_in_flight`, :meth:`~RowTransitions.mark_not_sent`,
 :meth:`~RowTransitions.mark_in_doubt`), and a reply's answers are collected row by row in :class:`ReplyFates`
 and written by :meth:`~RowTransitions.record_fates`. Every write is one statement per batch (or chunk) and
-kind of change, whatever the number of rows.
+kind of change, whatever the number of rows; the sender groups a batch's writes with its audit row in one
+:meth:`~cdyb_jxc.ledger.Ledger.transaction` before the request leaves and one after the answer.
 
 Each transition declares its moves (:data:`MOVES`), checked against the table when this module loads.
 """

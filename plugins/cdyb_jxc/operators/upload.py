@@ -82,6 +82,7 @@ class CdybJxcUploadOperator(BaseOperator):
     :param resend_backoff: seconds before the first in-try resend (doubled each time)
     :param recheck_days: also re-read the previous N business days that still have rows not accepted, so
         rows fixed at the source go out on the next run (needs ``sql`` using ``{{ business_date }}``)
+    :param max_in_flight: batches out at once, 1 to 8 (default: the connection's ``max_in_flight``, else 2)
 
     SQL templates see ``{{ business_date }}``: the rendered ``business_date`` argument.
     """
@@ -117,6 +118,7 @@ class CdybJxcUploadOperator(BaseOperator):
         resend_attempts: int = 2,
         resend_backoff: float = 1.0,
         recheck_days: int = 0,
+        max_in_flight: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -135,6 +137,7 @@ class CdybJxcUploadOperator(BaseOperator):
         self.resend_attempts = resend_attempts
         self.resend_backoff = resend_backoff
         self.recheck_days = recheck_days
+        self.max_in_flight = max_in_flight
         self._sql_source: str | None = None
         self._jinja_env: Any = None
 
@@ -171,6 +174,13 @@ class CdybJxcUploadOperator(BaseOperator):
             raise AirflowFailException(f"{self.task_id}: sheet and encoding apply to source_file only")
         if self.chunk_size <= 0:
             raise AirflowFailException(f"{self.task_id}: chunk_size must be positive")
+        if self.max_in_flight is not None:
+            from cdyb_jxc.wire.connection import check_max_in_flight
+
+            try:
+                check_max_in_flight(self.max_in_flight, self.task_id, "max_in_flight")
+            except CdybJxcError as err:
+                raise AirflowFailException(str(err)) from err
 
     def _source_identity(self, ti: Any) -> str:
         """What this task reads, for the keys of its row-numbered source issues (see
@@ -236,6 +246,7 @@ class CdybJxcUploadOperator(BaseOperator):
             run=run,
             resend_attempts=self.resend_attempts,
             backoff=self.resend_backoff,
+            max_in_flight=self.max_in_flight,  # None: the connection's
             complete_days=whole,
             source=self._source_identity(context["ti"]),
         )

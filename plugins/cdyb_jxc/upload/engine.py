@@ -78,6 +78,7 @@ class Uploader:
     :param source: the identity of the source read (see :class:`SourceIssues`), e.g. a file's digest
     :param resend_rejected_after: unchanged rows rejected for a reason that can clear (未对码,
         原出库记录不存在) go out again once this long has passed since they were last sent
+    :param max_in_flight: batches out at once (1 to 8); every one is answered before :meth:`run` returns
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class Uploader:
         lock_wait: float = DEFAULT_WAIT_SECONDS,
         complete_days: Sequence[str] = (),
         source: str | None = None,
+        max_in_flight: int = 1,
     ) -> None:
         self.profile = profile
         self.txn = profile.transaction(txn_key)
@@ -125,6 +127,7 @@ class Uploader:
             backoff=backoff,
             sleep=sleep,
             progress=progress,
+            max_in_flight=max_in_flight,
         )
         self.issues = SourceIssues(
             ledger=ledger,
@@ -152,8 +155,10 @@ class Uploader:
             try:
                 for chunk in chunks:
                     self._chunk(chunk)
+                self.sending.drain()  # every batch answered before the run's issues settle
                 self.issues.settle()
             finally:
+                self.sending.close()  # after an error: the batches still out are recorded, none resent
                 self.issues.flush()
                 self.result.seconds = time.perf_counter() - started
         return self._finish()
@@ -186,16 +191,21 @@ class Uploader:
 
     # -- one chunk: plan → look up → decide → hold back → record → send --------------------------------------
     def _chunk(self, chunk: Sequence[Mapping[str, Any]]) -> None:
+        # between the steps, the answers of the previous chunk's last batches are recorded and the batches
+        # waiting for a slot go out (sending.poll), so that planning does not leave the centre idle
+        self.sending.poll()
         planned = self._plan(chunk)
         self.issues.flush()
         if not planned:
             return
+        self.sending.poll()
         known = self.ledger.lookup(self.institution, list(planned))
         decided = self._decide_chunk(planned, known)
+        self.sending.poll()
         self.issues.resolved(list(planned))
         self.issues.flush()
         self._record(decided, planned)
-        self.sending.send_all(decided.to_send)
+        self.sending.submit_all(decided.to_send)  # the last batches may still be out: see run()
 
     def _plan(self, chunk: Sequence[Mapping[str, Any]]) -> dict[str, Planned]:
         """The chunk's rows by 流水号, as wire values; a row that cannot be keyed, or repeats a 流水号 of
@@ -261,38 +271,32 @@ class Uploader:
         return key not in RESEND_UNCHANGED or recent
 
     def _hold_back_or_send(self, plan: Planned, chunk: ChunkPlan, now: datetime) -> None:
-        """Check the row (R1-R6, the local 对码 registry) and add its ledger values to ``chunk``."""
+        """Check the row (R1-R6, the local 对码 registry) and add its ledger values to ``chunk``: what the
+        source says of it and who saw it, then its state (one dict per row, built once)."""
         error = precheck_row(self.profile, self.txn, plan.wire, self.registry)
-        values, send = self._state_values(plan, error)
-        values = {**self._row_values(plan, now), **values}
+        state, send = self._state_values(plan, error)
         if send:
             chunk.to_send.append(plan)
-        if plan.prior is None:
-            chunk.new.append(
-                {
-                    "institution_code": self.institution,
-                    "serial_no": plan.serial,
-                    "transaction_code": self.txn.code,
-                    "first_seen_at": now,
-                    "attempts": 0,
-                    **values,
-                }
-            )
-        else:
-            chunk.known.append({"serial_no": plan.serial, **values})
-
-    def _row_values(self, plan: Planned, now: datetime) -> dict[str, Any]:
-        """What the source says of a row and who saw it, as the ledger keeps it."""
-        return {
+        wire, run = plan.wire, self.run_info
+        row = {
+            "serial_no": plan.serial,
             "payload_hash": plan.hash,
             "business_date": plan.business_date,
-            "mapping_serial_no": plan.wire.get("mapping_serial_no"),
-            "item_name": plan.wire.get("hospital_item_name"),
-            "run_token": self.run_info.token,
-            "dag_id": self.run_info.dag_id,
-            "run_id": self.run_info.run_id,
+            "mapping_serial_no": wire.get("mapping_serial_no"),
+            "item_name": wire.get("hospital_item_name"),
+            "run_token": run.token,
+            "dag_id": run.dag_id,
+            "run_id": run.run_id,
             "updated_at": now,
+            **state,
         }
+        if plan.prior is not None:
+            chunk.known.append(row)
+            return
+        row.update(
+            institution_code=self.institution, transaction_code=self.txn.code, first_seen_at=now, attempts=0
+        )
+        chunk.new.append(row)
 
     def _state_values(self, plan: Planned, error: RowError | None) -> tuple[dict[str, Any], bool]:
         """The ledger state of a row to send or hold back (its values), and whether it goes out."""

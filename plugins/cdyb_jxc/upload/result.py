@@ -6,9 +6,13 @@ import hashlib
 import json
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
+from itertools import compress
+from json.encoder import encode_basestring as _quote  # the C function json.dumps quotes text with
+from operator import add, itemgetter
 from typing import Any
 
 from cdyb_jxc.ledger.states import ATTENTION_STATES, LedgerState
@@ -103,23 +107,83 @@ class UploadResult:
 
 
 def payload_hash(wire: Mapping[str, str | None]) -> str:
-    canonical = json.dumps({k: v for k, v in wire.items() if v}, sort_keys=True, ensure_ascii=False)
+    """SHA-256 of the row's non-empty values as JSON with sorted keys (``json.dumps(..., sort_keys=True,
+    ensure_ascii=False)``), byte for byte as every earlier version: ledgers store it and compare it with later
+    runs, so a changed digest would make every accepted row look changed at the source.
+
+    Written here without :mod:`json`'s encoder set-up for each row: the keys' sorted order and their JSON
+    text are kept per key layout (one per transaction), each value is quoted by the encoder's own C function.
+    """
+    layout = _layout(tuple(wire))
+    if layout is None:
+        return _json_hash(wire)
+    values, prefixes = layout[0](wire), layout[1]
+    try:
+        body = ", ".join(map(add, compress(prefixes, values), map(_quote, compress(values, values))))
+    except TypeError:  # a value that is not text: the JSON encoder decides
+        return _json_hash(wire)
     # surrogatepass: a lone surrogate from a broken source still hashes (the row is then refused by R6)
+    return hashlib.sha256(("{" + body + "}").encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _json_hash(wire: Mapping[str, Any]) -> str:
+    """:func:`payload_hash` through :mod:`json` itself (the reference, and any mapping the fast path does
+    not take)."""
+    canonical = json.dumps({k: v for k, v in wire.items() if v}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_LAYOUTS: dict[tuple[str, ...], tuple[Callable[[Mapping[str, Any]], tuple[Any, ...]], tuple[str, ...]]] = {}
+_LAYOUTS_MAX = 64
+
+
+def _layout(
+    keys: tuple[str, ...],
+) -> tuple[Callable[[Mapping[str, Any]], tuple[Any, ...]], tuple[str, ...]] | None:
+    """(values in sorted key order, each key's ``"key": ``) for rows with these keys; ``None`` for fewer
+    than two keys or a key that is not text."""
+    layout = _LAYOUTS.get(keys)
+    if layout is None:
+        if len(keys) < 2 or not all(type(k) is str for k in keys):
+            return None
+        ordered = sorted(keys)
+        layout = (itemgetter(*ordered), tuple(_quote(k) + ": " for k in ordered))
+        if len(_LAYOUTS) < _LAYOUTS_MAX:
+            _LAYOUTS[keys] = layout
+    return layout
+
+
+@lru_cache(maxsize=4096)
+def _iso_day(text: str) -> str | None:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        return None
 
 
 def business_date_of(txn: TransactionSpec, wire: Mapping[str, str | None], fallback: str | None) -> str:
     """The business day of a row: the date of its first required D/DT field (event_time, stock_date)."""
-    for spec in txn.fields:
-        if spec.type in ("D", "DT") and spec.required == "Y":
-            value = wire.get(spec.name) or ""
-            try:
-                return date.fromisoformat(value[:10]).isoformat()
-            except ValueError:
-                break
+    name = _day_field(txn)
+    if name is not None:
+        day = _iso_day((wire.get(name) or "")[:10])
+        if day is not None:
+            return day
     return fallback or ""
 
 
+_DAY_FIELDS: dict[int, tuple[TransactionSpec, str | None]] = {}
+
+
+def _day_field(txn: TransactionSpec) -> str | None:
+    """The first required D/DT field of ``txn`` (looked up once per transaction)."""
+    cached = _DAY_FIELDS.get(id(txn))
+    if cached is None or cached[0] is not txn:
+        name = next((s.name for s in txn.fields if s.type in ("D", "DT") and s.required == "Y"), None)
+        cached = _DAY_FIELDS[id(txn)] = (txn, name)
+    return cached[1]
+
+
+@lru_cache(maxsize=1024)
 def deadline_utc(business_date: str, offset_hours: int) -> datetime | None:
     """End of D+1 in the centre's zone (T+1 rule), as naive UTC."""
     try:

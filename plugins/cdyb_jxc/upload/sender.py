@@ -1,70 +1,49 @@
 """Sending batches and recording the centre's answers: the half of the upload engine that talks to the
 centre (no Airflow). :class:`~cdyb_jxc.upload.engine.Uploader` plans the rows and owns a :class:`BatchSender`.
 
-One batch: check the lock → record the request (audit) → rows IN_FLIGHT → send → record the answer (each
-row ACCEPTED, REJECTED, … or the batch back to PENDING / IN_DOUBT) → close the audit row. A transport fault or
-a lost reply sends the batch again unchanged; rows a self-contradicting reply left in doubt go again too.
+One batch: check the lock → in one ledger transaction, the audit row (with the request as it will go out,
+验证码 redacted) and the rows IN_FLIGHT → send → in one transaction, each row's answer (ACCEPTED, REJECTED,
+… or the batch back to PENDING / IN_DOUBT) and the audit row closed. A transport fault or a lost reply
+sends the batch again unchanged; rows a self-contradicting reply left in doubt go again too.
+
+Up to ``max_in_flight`` batches are out at once: only the call and the parsing of its reply run on worker
+threads; this (the calling) thread alone writes the ledger, and applies each reply as it comes.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, NoReturn
 
 from cdyb_jxc.exceptions import CallRejectedError, CdybJxcError, InDoubtError, TransportError
-from cdyb_jxc.ledger import DOUBT_STATES, Ledger, LedgerEntry, LedgerState
+from cdyb_jxc.ledger import Ledger
 from cdyb_jxc.ledger.lock import UploadLock
 from cdyb_jxc.ledger.store import compress, utcnow
-from cdyb_jxc.ledger.transitions import ReplyFates
-from cdyb_jxc.safety.textcap import PART_MAX, REQUEST_MAX, TEXT_MAX, cap
-from cdyb_jxc.upload.result import RunInfo, UploadResult, deadline_utc, field_of
-from cdyb_jxc.wire.codec import BatchReply, RowFailure, build_request, match_failures, reply_contradiction
+from cdyb_jxc.safety.textcap import PART_MAX, REQUEST_MAX, cap
+from cdyb_jxc.upload.batches import (
+    Exchange,
+    Flight,
+    Planned,
+    Preparing,
+    ReplyRecorder,
+    Sender,
+    answer_audit,
+    call_executor,
+)
+from cdyb_jxc.upload.result import RunInfo, UploadResult
+from cdyb_jxc.wire.codec import build_request
+from cdyb_jxc.wire.connection import check_max_in_flight
 from cdyb_jxc.wire.profile import Profile
 
+__all__ = ["BatchSender", "Exchange", "Flight", "Planned", "Preparing", "Sender"]
+
 log = logging.getLogger(__name__)
-
-
-class Exchange(Protocol):
-    """What a :class:`Sender` returns (:class:`cdyb_jxc.wire.client.Exchange`): the parsed reply and its
-    text, and optionally the request as it went out (验证码 redacted)."""
-
-    @property
-    def reply(self) -> BatchReply: ...
-
-    @property
-    def reply_text(self) -> str: ...
-
-
-class Sender(Protocol):
-    """The centre: sends one batch of wire rows (:meth:`cdyb_jxc.wire.client.CentreClient.send`)."""
-
-    def send(self, txn_key: str, rows: Sequence[Mapping[str, str | None]]) -> Exchange: ...
-
-
-@dataclass
-class Planned:
-    """One source row on its way: wire values, payload hash, business day, what the ledger knew."""
-
-    serial: str
-    wire: dict[str, str | None]
-    hash: str
-    business_date: str
-    prior: LedgerEntry | None
-    row: int = 0  # number of the row in the source (1 = first data row)
-
-    @property
-    def sent_before(self) -> bool:
-        """Sent earlier without a trusted answer: the centre may hold it (a duplicate answer reconciles)."""
-        return self.prior is not None and self.prior.state in DOUBT_STATES
-
-    @property
-    def sent_hash(self) -> str:
-        """The payload the centre may hold: that of the earlier in-doubt send, else this one."""
-        prior = self.prior
-        return prior.sent_hash if prior is not None and self.sent_before and prior.sent_hash else self.hash
 
 
 class BatchSender:
@@ -74,7 +53,7 @@ class BatchSender:
     :param profile: the interface profile
     :param txn_key: ``init``, ``inbound``, ``outbound`` or ``stock``
     :param institution_code: 定点机构编码
-    :param centre: the centre (see :class:`Sender`)
+    :param centre: the centre (see :class:`Sender`; a :class:`Preparing` one builds each request once)
     :param result: the run's result (counts, timings, reject sample)
     :param run: who is uploading
     :param batch_limit: rows per request
@@ -82,6 +61,7 @@ class BatchSender:
     :param backoff: seconds before the first resend, doubled each time
     :param sleep: how to wait before a resend
     :param progress: called with the number of rows answered after each batch
+    :param max_in_flight: batches out at once (1 to 8)
     """
 
     def __init__(
@@ -99,6 +79,7 @@ class BatchSender:
         backoff: float,
         sleep: Callable[[float], None],
         progress: Callable[[int], None] | None,
+        max_in_flight: int = 1,
     ) -> None:
         self.ledger = ledger
         self.profile = profile
@@ -113,38 +94,271 @@ class BatchSender:
         self.backoff = backoff
         self.sleep = sleep
         self.progress = progress
-        self.offset = int(profile.service["timezone_offset_hours"])
+        self.max_in_flight = check_max_in_flight(max_in_flight, f"{self.txn.code} upload", "max_in_flight")
         self.left_in_doubt = 0  # rows still IN_DOUBT after self-contradicting replies (the run raises)
         self.lock: UploadLock | None = None  # the run's lock, checked before each batch leaves
+        self.replies = ReplyRecorder(
+            ledger=ledger, profile=profile, txn_key=txn_key, institution_code=institution_code, result=result
+        )
+        self._prepares = isinstance(centre, Preparing)
+        self._flying: dict[Future[Exchange], Flight] = {}
+        self._waiting: deque[Flight] = deque()  # built, waiting for a slot
+        self._pool: Executor | None = None
+        self._stopping = False  # an error ends the run: nothing more goes out, what is out is recorded
 
+    # -- public ----------------------------------------------------------------------------------------------
     def send_all(self, rows: Sequence[Planned]) -> None:
-        """Send ``rows`` in batches of at most :attr:`batch_limit`."""
+        """Send ``rows`` in batches of at most :attr:`batch_limit` and wait for every answer."""
+        self.submit_all(rows)
+        self.drain()
+
+    def submit_all(self, rows: Sequence[Planned]) -> None:
+        """Send ``rows`` in batches of at most :attr:`batch_limit`, as slots come free; returns with up to
+        :attr:`max_in_flight` batches out and as many waiting for a slot (:meth:`poll` and :meth:`drain`
+        send those)."""
         for start in range(0, len(rows), self.batch_limit):
-            self.send_batch(list(rows[start : start + self.batch_limit]))
+            self._waiting.append(self._flight(list(rows[start : start + self.batch_limit])))
+            self._fill()
+            while len(self._waiting) > self.max_in_flight:
+                self._settle_next()
+                self._fill()
+        self.poll()
+
+    def poll(self) -> None:
+        """Record the answers already back and send waiting batches into the slots they free; never waits
+        for the centre (the engine calls it between the steps of planning a chunk)."""
+        while True:
+            done = [f for f in self._flying if f.done()]
+            self._apply(done)
+            sent = self._fill()
+            if not done and not sent:
+                return
 
     def send_batch(self, batch: list[Planned]) -> None:
-        """Send one batch; resend it unchanged after a transport fault or lost reply (``resend_attempts``
-        times, then raise), and resend the rows a self-contradicting reply left in doubt (then give up on
-        them for this run: :attr:`left_in_doubt`, raised by the caller once every batch went out)."""
-        attempt = 0
-        while True:
-            try:
-                doubtful = self._send_once(batch)
-            except CdybJxcError as err:
-                # asked again only when the error says so: the request never arrived, or its fate is unknown
-                if not err.retryable or attempt >= self.resend_attempts:
-                    raise
-                self._before_resend(batch, str(err), attempt, in_doubt=isinstance(err, InDoubtError))
-                attempt += 1
-                continue
-            if not doubtful:
-                return
-            if attempt >= self.resend_attempts:
-                self._give_up(doubtful)
-                return
-            batch = doubtful
-            self._before_resend(batch, "reply contradicts itself", attempt, in_doubt=True)
-            attempt += 1
+        """Send one batch and wait for its answer; resend it unchanged after a transport fault or lost reply
+        (``resend_attempts`` times, then raise), and resend the rows a self-contradicting reply left in
+        doubt (then give up on them for this run: :attr:`left_in_doubt`, raised by the caller once every
+        batch went out)."""
+        self._waiting.append(self._flight(batch))
+        self.drain()
+
+    def drain(self) -> None:
+        """Send the waiting batches, wait for every batch out and record its answer (resends included).
+        Raises what stops the run (a refused call, resends used up), once every batch that was out is
+        recorded."""
+        try:
+            while self._waiting or self._flying:
+                self._fill()
+                if self._flying:
+                    self._settle_next()
+        finally:
+            self._shut_down()
+
+    def close(self) -> None:
+        """Record the answers of the batches still out, sending and resending none and raising nothing: for
+        a run that stops on an error of its own (the source, the ledger), so every row ends in a ledger
+        state (a waiting batch's rows stay as planned)."""
+        self._stopping = True
+        self._waiting.clear()
+        try:
+            while self._flying:
+                try:
+                    self._settle_next()
+                except _Recorded:
+                    continue
+                except Exception:
+                    log.exception("%s: recording a batch that was out failed", self.txn.code)
+        finally:
+            self._stopping = False
+            self._shut_down()
+
+    # -- sending ---------------------------------------------------------------------------------------------
+    def _flight(self, batch: list[Planned], attempt: int = 0) -> Flight:
+        """The batch's first (or next) request, built and compressed once, ready to go."""
+        request, audit = self._request(batch)
+        return Flight(batch, attempt, request, audit, compress(audit, REQUEST_MAX))
+
+    def _fill(self) -> bool:
+        """Send waiting batches while a slot is free; whether any went."""
+        sent = False
+        while self._waiting and len(self._flying) < self.max_in_flight and not self._stopping:
+            self._launch(self._waiting.popleft())
+            sent = True
+        return sent
+
+    def _request(self, batch: list[Planned]) -> tuple[Any, str]:
+        """What goes out, and the audit's copy of it (验证码 redacted)."""
+        wire = [p.wire for p in batch]
+        if self._prepares:
+            prepared = self.centre.prepare(self.txn_key, wire)  # type: ignore[attr-defined]
+            return prepared, prepared.audit
+        # a plain Sender builds its own: the audit keeps this copy until the exchange names the one sent
+        redacted = build_request(
+            self.profile,
+            self.txn,
+            wire,
+            user="-",
+            verification_code="******",
+            institution_code=self.institution,
+        )
+        return wire, redacted
+
+    def _launch(self, flight: Flight) -> None:
+        """Check the lock, commit the audit row and IN_FLIGHT (one transaction), hand the call to a worker."""
+        if self._stopping:
+            return  # the rows stay as planned (PENDING or IN_DOUBT): nothing went out
+        try:
+            if self.lock is not None:
+                self.lock.check()
+        except CdybJxcError as err:
+            self._failed(flight, err, in_doubt=False)
+            return
+        batch, now = flight.batch, utcnow()
+        try:
+            with self.ledger.transaction():
+                flight.batch_id = self._open_audit(flight, now)
+                sent = [(p.serial, p.sent_hash) for p in batch]
+                self.ledger.mark_in_flight(self.institution, sent, flight.batch_id, now)
+        except Exception as err:
+            self._stop(err)
+        flight.started_at = now
+        self.result.batches += 1
+        self.result.rows_sent += len(batch)
+        if self._pool is None:
+            self._pool = call_executor(self.max_in_flight)
+        self._flying[self._pool.submit(self._call, flight)] = flight
+
+    def _open_audit(self, flight: Flight, now: datetime) -> int:
+        return self.ledger.start_batch(
+            started_at=now,
+            institution_code=self.institution,
+            transaction_code=self.txn.code,
+            run_token=self.run.token,
+            dag_id=self.run.dag_id,
+            run_id=self.run.run_id,
+            task_id=self.run.task_id,
+            row_count=len(flight.batch),
+            request_gz=flight.request_gz,
+        )
+
+    def _call(self, flight: Flight) -> Exchange:
+        """The call and the parsing of its reply (on a worker thread: nothing here touches the ledger)."""
+        started = time.perf_counter()
+        try:
+            if self._prepares:
+                return self.centre.send_request(flight.request)  # type: ignore[attr-defined, no-any-return]
+            return self.centre.send(self.txn_key, flight.request)
+        finally:
+            flight.seconds = time.perf_counter() - started
+
+    def _shut_down(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    # -- answers ---------------------------------------------------------------------------------------------
+    def _settle_next(self) -> None:
+        """Wait for the next batch to come back and apply its answer (those back together in batch order)."""
+        done, _ = wait(list(self._flying), return_when=FIRST_COMPLETED)
+        self._apply(done)
+
+    def _apply(self, done: Iterable[Future[Exchange]]) -> None:
+        for future in sorted(done, key=lambda f: self._flying[f].batch_id):
+            if future in self._flying:  # a stop while applying an earlier one has applied it already
+                self._settle(self._flying.pop(future), future)
+
+    def _settle(self, flight: Flight, future: Future[Exchange]) -> None:
+        self.result.send_seconds += flight.seconds
+        try:
+            exchange = future.result()
+        except CdybJxcError as err:
+            self._record_error(flight, err)
+            self._failed(flight, err, in_doubt=isinstance(err, InDoubtError))
+            return
+        except Exception as err:
+            # not an answer of the centre (a fault of this client): the rows stay IN_FLIGHT, their audit row
+            # open, and the next run treats them as in doubt
+            self._stop(err)
+        self._answered(flight, exchange)
+
+    def _record_error(self, flight: Flight, err: CdybJxcError) -> None:
+        """What a failed call means for the rows, and the audit row closed, in one transaction."""
+        batch, close = flight.batch, self._close
+        with self.ledger.transaction():
+            if isinstance(err, TransportError):
+                self._not_sent(batch, f"未发送: {err}")
+                close(flight, outcome="not_sent", error=str(err))
+            elif isinstance(err, InDoubtError):
+                serials = [p.serial for p in batch]
+                self.ledger.mark_in_doubt(self.institution, serials, f"应答丢失: {err}", utcnow())
+                reply_gz = compress(err.reply_text)
+                close(flight, outcome="in_doubt", error=str(err), reply_gz=reply_gz)
+            elif isinstance(err, CallRejectedError):
+                self._not_sent(batch, f"整批被拒: {err}")
+                close(flight, outcome="rejected", error=str(err))
+
+    def _answered(self, flight: Flight, exchange: Exchange) -> None:
+        """Record a reply's answer for each row and close the audit row, in one transaction."""
+        batch, reply, audit = flight.batch, exchange.reply, answer_audit(flight, exchange)
+        close = self._close
+        if reply.whole_call_rejected:
+            with self.ledger.transaction():
+                self._not_sent(batch, f"整批被拒: {reply.retmsg}")
+                close(flight, outcome="rejected", **audit)
+            self._stop(CallRejectedError(cap(reply.retmsg, PART_MAX), reply.category))
+        with self.ledger.transaction():
+            doubtful, contradiction = self.replies.record(batch, reply)
+            outcome = "in_doubt" if contradiction else reply.status
+            close(flight, outcome=outcome, error=contradiction, **audit)
+        if self.progress:
+            self.progress(len(batch) - len(doubtful))
+        if doubtful:
+            self._doubtful(flight, doubtful)
+
+    def _close(self, flight: Flight, **values: Any) -> None:
+        """Close the batch's audit row with its outcome (and, answered, the reply)."""
+        self.ledger.finish_batch(flight.batch_id, started_at=flight.started_at, **values)
+
+    def _not_sent(self, batch: list[Planned], detail: str) -> None:
+        """Nothing was stored: rows go back to PENDING, or stay IN_DOUBT if an earlier send was in doubt."""
+        rows = [(p.serial, p.sent_before) for p in batch]
+        self.ledger.mark_not_sent(self.institution, rows, detail, utcnow())
+
+    # -- resends and stops -----------------------------------------------------------------------------------
+    def _failed(self, flight: Flight, err: CdybJxcError, *, in_doubt: bool) -> None:
+        """After a failed attempt: the batch again, unchanged, once the back-off has passed — asked again only
+        when the error says so (the request never arrived, or its fate is unknown) — else the run stops."""
+        if self._stopping or not err.retryable or flight.attempt >= self.resend_attempts:
+            self._stop(err)
+        self._before_resend(flight.batch, str(err), flight.attempt, in_doubt=in_doubt)
+        self._launch(replace(flight, attempt=flight.attempt + 1))
+
+    def _doubtful(self, flight: Flight, doubtful: list[Planned]) -> None:
+        """Rows a self-contradicting reply left in doubt: sent again, or given up for this run."""
+        if self._stopping or flight.attempt >= self.resend_attempts:
+            self._give_up(doubtful)
+            return
+        self._before_resend(doubtful, "reply contradicts itself", flight.attempt, in_doubt=True)
+        self._launch(self._flight(doubtful, flight.attempt + 1))
+
+    def _stop(self, err: BaseException) -> NoReturn:
+        """Send nothing more; wait for the batches still out and record them; then raise ``err``. While
+        stopping already, ``err`` is logged and the first error is the one raised."""
+        if self._stopping:
+            log.warning("%s: a batch still out when the run stopped failed too: %s", self.txn.code, err)
+            raise _Recorded
+        self._stopping = True
+        self._waiting.clear()  # their rows stay as planned: nothing of them went out
+        try:
+            while self._flying:
+                try:
+                    self._settle_next()
+                except _Recorded:
+                    continue
+        finally:
+            self._stopping = False
+            self._shut_down()
+        raise err
 
     def _give_up(self, doubtful: list[Planned]) -> None:
         self.left_in_doubt += len(doubtful)
@@ -170,154 +384,8 @@ class BatchSender:
         if in_doubt:
             # the rows may have been stored: a duplicate answer now reconciles them
             for plan in batch:
-                plan.prior = _in_doubt(plan)
-
-    # -- one request -----------------------------------------------------------------------------------------
-    def _send_once(self, batch: list[Planned]) -> list[Planned]:
-        """Send one batch and record the answer; returns the rows a self-contradicting reply left in doubt."""
-        if self.lock is not None:
-            self.lock.check()
-        batch_id = self._open_audit(batch)
-        sent = [(p.serial, p.sent_hash) for p in batch]
-        self.ledger.mark_in_flight(self.institution, sent, batch_id, utcnow())
-        self.result.batches += 1
-        self.result.rows_sent += len(batch)
-        exchange = self._exchange(batch, batch_id)
-        reply, audit = exchange.reply, _audit(exchange)
-        if reply.whole_call_rejected:
-            self._call_rejected(batch, batch_id, reply, audit)
-        doubtful, contradiction = self._record_reply(batch, reply)
-        outcome = "in_doubt" if contradiction else reply.status
-        self.ledger.finish_batch(batch_id, outcome=outcome, error=contradiction, **audit)
-        if self.progress:
-            self.progress(len(batch) - len(doubtful))
-        return doubtful
-
-    def _open_audit(self, batch: list[Planned]) -> int:
-        """The batch's audit row, with the request as built here (验证码 redacted) until the sent one."""
-        redacted = build_request(
-            self.profile,
-            self.txn,
-            [p.wire for p in batch],
-            user="-",
-            verification_code="******",
-            institution_code=self.institution,
-        )
-        return self.ledger.start_batch(
-            institution_code=self.institution,
-            transaction_code=self.txn.code,
-            run_token=self.run.token,
-            dag_id=self.run.dag_id,
-            run_id=self.run.run_id,
-            task_id=self.run.task_id,
-            row_count=len(batch),
-            request_gz=compress(redacted, REQUEST_MAX),
-        )
-
-    def _exchange(self, batch: list[Planned], batch_id: int) -> Exchange:
-        """Send the batch; on an error, record what it means for the rows, close the audit row, raise."""
-        started = time.perf_counter()
-        try:
-            return self.centre.send(self.txn_key, [p.wire for p in batch])
-        except TransportError as err:
-            self._not_sent(batch, f"未发送: {err}")
-            self.ledger.finish_batch(batch_id, outcome="not_sent", error=str(err))
-            raise
-        except InDoubtError as err:
-            self.ledger.mark_in_doubt(
-                self.institution, [p.serial for p in batch], f"应答丢失: {err}", utcnow()
-            )
-            reply_gz = compress(err.reply_text)
-            self.ledger.finish_batch(batch_id, outcome="in_doubt", error=str(err), reply_gz=reply_gz)
-            raise
-        except CallRejectedError as err:
-            self._not_sent(batch, f"整批被拒: {err}")
-            self.ledger.finish_batch(batch_id, outcome="rejected", error=str(err))
-            raise
-        finally:
-            self.result.send_seconds += time.perf_counter() - started
-
-    def _call_rejected(
-        self, batch: list[Planned], batch_id: int, reply: BatchReply, audit: dict[str, Any]
-    ) -> NoReturn:
-        self._not_sent(batch, f"整批被拒: {reply.retmsg}")
-        self.ledger.finish_batch(batch_id, outcome="rejected", **audit)
-        raise CallRejectedError(cap(reply.retmsg, PART_MAX), reply.category)
-
-    def _not_sent(self, batch: list[Planned], detail: str) -> None:
-        """Nothing was stored: rows go back to PENDING, or stay IN_DOUBT if an earlier send was in doubt."""
-        rows = [(p.serial, p.sent_before) for p in batch]
-        self.ledger.mark_not_sent(self.institution, rows, detail, utcnow())
-
-    # -- the answer ------------------------------------------------------------------------------------------
-    def _record_reply(self, batch: list[Planned], reply: BatchReply) -> tuple[list[Planned], str | None]:
-        """Record each row's fate; returns the rows left in doubt and why (a contradicting reply)."""
-        serials = [p.serial for p in batch]
-        match = match_failures(reply, serials)
-        contradiction = reply_contradiction(reply, serials, match)
-        if not contradiction:
-            self._record_fates(batch, match[0])
-            return [], None
-        # it quotes the reply's retmsg, which is the centre's to size: logged and stored once per row
-        contradiction = cap(contradiction, PART_MAX)
-        log.warning("%s reply contradicts itself: %s", self.txn.code, contradiction)
-        said = {s: f"; 应答称: {cap(f.message, PART_MAX)}" for s, f in match[0].items()}
-        self.ledger.mark_in_doubt(self.institution, serials, f"应答不一致: {contradiction}", utcnow(), said)
-        return list(batch), contradiction
-
-    def _record_fates(self, batch: list[Planned], failures: Mapping[str, RowFailure]) -> None:
-        """Listed rows were not saved (refused, or a duplicate); the others were."""
-        fates = ReplyFates(utcnow())
-        dup = self.profile.category("duplicate")
-        for plan in batch:
-            failure = failures.get(plan.serial)
-            if failure is None:
-                self._accepted(fates, plan)
-            elif failure.category == dup:
-                self._duplicate(fates, plan, failure, dup)
-            else:
-                # the centre's text, sized by the centre: capped before it is searched, stored and counted
-                detail = cap(failure.detail, TEXT_MAX)
-                fld = field_of(self.txn, detail)
-                state = fates.rejected(plan.serial, failure.category, fld, detail)
-                self.result.count_reject(state, plan.serial, plan.wire, failure.category, fld, detail)
-        self.ledger.record_fates(self.institution, fates)
-
-    def _duplicate(self, fates: ReplyFates, plan: Planned, failure: RowFailure, dup: str) -> None:
-        """重复上传: the payload sent before in doubt is reconciled; anything else is a conflict."""
-        prior = plan.prior
-        if prior is not None and plan.sent_before and (prior.sent_hash or prior.payload_hash) == plan.hash:
-            self._accepted(fates, plan, reconciled=True)
-            return
-        reason = "在途记录内容已变化" if plan.sent_before else "本客户端从未发送过该流水号"
-        detail = f"{cap(failure.detail, PART_MAX)}（{reason}）"
-        state = fates.conflict(plan.serial, dup, detail)
-        self.result.count_reject(state, plan.serial, plan.wire, dup, fates.CONFLICT_FIELD, detail)
-
-    def _accepted(self, fates: ReplyFates, plan: Planned, *, reconciled: bool = False) -> None:
-        deadline = deadline_utc(plan.business_date, self.offset)
-        late = (fates.now - deadline).total_seconds() if deadline else None
-        self.result.states[fates.accepted(plan.serial, late, reconciled=reconciled)] += 1
+                plan.now_in_doubt()
 
 
-def _audit(exchange: Exchange) -> dict[str, Any]:
-    """The audit values of an answered request."""
-    reply = exchange.reply
-    audit = {
-        "retcode": reply.retcode,
-        "retmsg": reply.retmsg,
-        "succnum": reply.succnum,
-        "failnum": reply.failnum,
-        "reply_gz": compress(exchange.reply_text),
-    }
-    sent = getattr(exchange, "request", None)
-    if sent:
-        # the request exactly as it went out (验证码 redacted by the client), replacing the copy
-        # recorded before sending
-        audit["request_gz"] = compress(sent, REQUEST_MAX)
-    return audit
-
-
-def _in_doubt(plan: Planned) -> LedgerEntry:
-    """What the ledger now holds of a row whose send ended in doubt (its sent payload kept)."""
-    return LedgerEntry(plan.serial, LedgerState.IN_DOUBT, plan.hash, plan.sent_hash, None, False, None)
+class _Recorded(Exception):
+    """A batch's failure while the run stops: recorded, and the error that stopped the run is raised."""

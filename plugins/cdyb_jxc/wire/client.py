@@ -2,15 +2,19 @@
 
 Transport failures are sorted into the three kinds of :mod:`cdyb_jxc.exceptions`: not sent (retryable),
 sent but no readable reply (in doubt), refused by configuration (not retryable).
+
+One client may be called from several threads at once (requests in flight): each thread gets its own
+``requests`` session, transport and zeep service, so that one call's status, body and deadline never mix
+with another's.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from functools import cached_property
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
@@ -47,6 +51,18 @@ class Exchange:
     reply_text: str
     reply: BatchReply
     seconds: float
+
+
+@dataclass(frozen=True)
+class Request:
+    """One batch's ``inputXml``, built once: what goes out, and the same text for the audit.
+
+    :param audit: the request with the 验证码 redacted (what the ledger keeps)
+    :param text: the request as sent (holds the 验证码: never logged, never stored)
+    """
+
+    audit: str
+    text: str = field(repr=False)
 
 
 def redacted_reply(reply: BatchReply) -> BatchReply:
@@ -112,30 +128,55 @@ class CentreClient:
         self.timeout = timeout
         self.verify = verify
         self.max_reply_bytes = max_reply_bytes
+        self._local = threading.local()  # this thread's session, transport and service
+        self._sessions: list[requests.Session] = []  # every thread's, for close()
+        self._sessions_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"CentreClient(endpoint={self.endpoint!r}, institution={self.institution_code!r})"
 
-    @cached_property
+    @property
     def session(self) -> requests.Session:
-        session = requests.Session()
-        session.verify = self.verify
+        """This thread's session (kept alive between its calls)."""
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.verify = self.verify
+            with self._sessions_lock:
+                self._sessions.append(session)
+            self._local.session = session
         return session
 
-    @cached_property
+    @property
     def transport(self) -> BoundedTransport:
-        return BoundedTransport(
-            session=self.session, timeout=self.timeout, max_reply_bytes=self.max_reply_bytes
-        )
+        """This thread's transport: its last status and body are those of this thread's last call."""
+        transport: BoundedTransport | None = getattr(self._local, "transport", None)
+        if transport is None:
+            transport = BoundedTransport(
+                session=self.session, timeout=self.timeout, max_reply_bytes=self.max_reply_bytes
+            )
+            self._local.transport = transport
+        return transport
+
+    def _used_transport(self) -> BoundedTransport | None:
+        return getattr(self._local, "transport", None)
 
     @property
     def last_status(self) -> int | None:
-        """HTTP status of the last reply (zeep hides it behind its fault handling)."""
-        return self.transport.last_status if "transport" in self.__dict__ else None
+        """HTTP status of this thread's last reply (zeep hides it behind its fault handling)."""
+        transport = self._used_transport()
+        return transport.last_status if transport is not None else None
 
-    @cached_property
+    @property
     def service(self) -> Any:
-        """The zeep service proxy, built from the packaged WSDL (in memory) with the endpoint overridden."""
+        """This thread's zeep service proxy (built once per thread)."""
+        service = getattr(self._local, "service", None)
+        if service is None:
+            service = self._local.service = self._new_service()
+        return service
+
+    def _new_service(self) -> Any:
+        """A zeep service proxy, built from the packaged WSDL (in memory) with the endpoint overridden."""
         from zeep import Client, Settings
 
         svc = self.profile.service
@@ -148,8 +189,11 @@ class CentreClient:
         return client.create_service(binding, self.endpoint)
 
     def close(self) -> None:
-        if "session" in self.__dict__:
-            self.session.close()
+        """Close every thread's session."""
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
 
     def build(self, txn_key: str, rows: Sequence[Mapping[str, str | None]]) -> str:
         return build_request(
@@ -163,11 +207,12 @@ class CentreClient:
 
     def _doubt(self, message: str) -> InDoubtError:
         """An in-doubt error (message redacted) carrying the reply's head, redacted, for the audit."""
-        body = self.transport.last_body if "transport" in self.__dict__ else None
-        if not body:
+        transport = self._used_transport()
+        body = transport.last_body if transport is not None else None
+        if transport is None or not body:
             return InDoubtError(REDACTOR.text(message))
         cut = f"{len(body)} bytes, first {KEEP_BYTES} kept" if len(body) > KEEP_BYTES else None
-        return InDoubtError(REDACTOR.text(message), reply_text=self.transport.kept_text(body, cut))
+        return InDoubtError(REDACTOR.text(message), reply_text=transport.kept_text(body, cut))
 
     def call(self, input_xml: str) -> str | None:
         """Send one ``inputXml`` and return the ``return`` string (redacted). Raises the transport
@@ -212,17 +257,26 @@ class CentreClient:
         # the body was redacted before zeep parsed it; this catches forms only visible once parsed
         return REDACTOR.text(text) if isinstance(text, str) else text
 
+    def prepare(self, txn_key: str, rows: Sequence[Mapping[str, str | None]]) -> Request:
+        """Build the request of one batch of wire rows of ``txn_key``, and its audit copy (验证码 redacted),
+        once: :meth:`send_request` sends exactly this text."""
+        text = self.build(txn_key, rows)
+        return Request(REDACTOR.text(redact_request(self.profile, text)), text)
+
     def send(self, txn_key: str, rows: Sequence[Mapping[str, str | None]]) -> Exchange:
-        """Send one batch of wire rows of ``txn_key`` and parse the reply.
+        """Send one batch of wire rows of ``txn_key`` and parse the reply (see :meth:`send_request`)."""
+        return self.send_request(self.prepare(txn_key, rows))
+
+    def send_request(self, request: Request) -> Exchange:
+        """Send a request built by :meth:`prepare` and parse the reply. Safe to call from several threads.
 
         Raises :class:`TransportError` (not sent), :class:`InDoubtError` (sent, no readable reply, or no
         complete reply within the deadline) or :class:`CallRejectedError` (endpoint refuses at HTTP level).
         A whole-call rejection by the centre is returned, not raised: see
         :attr:`BatchReply.whole_call_rejected`.
         """
-        input_xml = self.build(txn_key, rows)
         started = time.perf_counter()
-        text = self.call(input_xml)
+        text = self.call(request.text)
         seconds = time.perf_counter() - started
         try:
             reply = redacted_reply(parse_reply(self.profile, text))
@@ -231,5 +285,4 @@ class CentreClient:
             kept = None if text is None else cap(text, REPLY_MAX)
             message = REDACTOR.text(f"unreadable reply from {self.endpoint}: {err}")
             raise InDoubtError(message, reply_text=kept) from err
-        audit = REDACTOR.text(redact_request(self.profile, input_xml))
-        return Exchange(audit, text or "", reply, seconds)
+        return Exchange(request.audit, text or "", reply, seconds)

@@ -145,9 +145,11 @@ def build_request(
                 parts.append(f"<{tag}>{text}</{tag}>")
         parts.append(row_close)
     parts.append(f"</{req['data']}></{req['root']}>")
-    encoding = profile.inner_encoding
-    # characters the inner encoding cannot hold become character references (the server answers R6)
-    body = "".join(parts).encode(encoding, "xmlcharrefreplace").decode(encoding)
+    encoding, body = profile.inner_encoding, "".join(parts)
+    try:  # GBK or GB18030 (profile_checks): text they encode decodes back unchanged, so it stays as it is
+        body.encode(encoding)
+    except UnicodeEncodeError:  # characters it cannot hold become character references (the server: R6)
+        body = body.encode(encoding, "xmlcharrefreplace").decode(encoding)
     return f'<?xml version="1.0" encoding="{encoding}"?>\n{body}'
 
 

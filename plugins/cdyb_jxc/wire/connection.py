@@ -9,9 +9,19 @@ from urllib.parse import urlsplit
 
 from cdyb_jxc.exceptions import ConnectionConfigError
 
-EXTRA_KEYS = ("institution_code", "environment", "profile", "timeout", "batch_limit", "verify")
+EXTRA_KEYS = (
+    "institution_code",
+    "environment",
+    "profile",
+    "timeout",
+    "batch_limit",
+    "verify",
+    "max_in_flight",
+)
 ENVIRONMENTS = ("test", "prod")
 DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_IN_FLIGHT = 2  # requests of one transaction out at once
+MAX_IN_FLIGHT = 8  # more would only queue at the centre and hold more rows in doubt after a crash
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,7 @@ class CentreSettings:
     timeout: float = DEFAULT_TIMEOUT
     batch_limit: int | None = None
     verify: bool = True
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     verification_code: str = field(default="", repr=False)
 
 
@@ -82,16 +93,41 @@ def _timeout(values: dict[str, Any], where: str) -> float:
 
 
 def _batch_limit(values: dict[str, Any], where: str) -> int | None:
-    if "batch_limit" not in values:
-        return None
-    raw_limit = values["batch_limit"]
-    text = str(raw_limit).strip()
-    if isinstance(raw_limit, bool) or not text.lstrip("-").isdigit():
-        raise ConnectionConfigError(f"{where}: extra 'batch_limit' must be a whole number, not {raw_limit!r}")
-    batch_limit = int(text)
-    if batch_limit <= 0:
+    batch_limit = _whole_number(values, "batch_limit", where)
+    if batch_limit is not None and batch_limit <= 0:
         raise ConnectionConfigError(f"{where}: extra 'batch_limit' must be positive, not {batch_limit}")
     return batch_limit
+
+
+def _whole_number(values: dict[str, Any], name: str, where: str) -> int | None:
+    """The extra ``name`` as a whole number, ``None`` when it is not given."""
+    if name not in values:
+        return None
+    raw = values[name]
+    text = str(raw).strip()
+    if isinstance(raw, bool) or not text.lstrip("-").isdigit():
+        raise ConnectionConfigError(f"{where}: extra {name!r} must be a whole number, not {raw!r}")
+    return int(text)
+
+
+def check_max_in_flight(value: int, where: str, name: str = "extra 'max_in_flight'") -> int:
+    """``value`` if it is a number of requests in flight this client allows (1 to :data:`MAX_IN_FLIGHT`).
+
+    :param value: the number asked for
+    :param where: who asks, named in the error (``connection 'x'``, ``--max-in-flight``, a task)
+    :param name: what the value is called there
+    :raises ConnectionConfigError: outside 1..8
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_IN_FLIGHT:
+        raise ConnectionConfigError(
+            f"{where}: {name} must be a whole number from 1 to {MAX_IN_FLIGHT}, not {value!r}"
+        )
+    return value
+
+
+def _max_in_flight(values: dict[str, Any], where: str) -> int:
+    given = _whole_number(values, "max_in_flight", where)
+    return DEFAULT_MAX_IN_FLIGHT if given is None else check_max_in_flight(given, where)
 
 
 def build_settings(
@@ -117,6 +153,7 @@ def build_settings(
     environment = _environment(values, where)
     timeout = _timeout(values, where)
     batch_limit = _batch_limit(values, where)
+    max_in_flight = _max_in_flight(values, where)
     return CentreSettings(
         endpoint=endpoint,
         user=login,
@@ -126,5 +163,6 @@ def build_settings(
         timeout=timeout,
         batch_limit=batch_limit,
         verify=_bool(values.get("verify", True), "verify", where),
+        max_in_flight=max_in_flight,
         verification_code=password,
     )

@@ -229,8 +229,13 @@ class _CleanPlan:
     conditional: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
     text: tuple[tuple[str, int], ...]
     codes: tuple[tuple[str, frozenset[str]], ...]
-    numbers: tuple[tuple[str, int, int, Decimal | None, Decimal | None, Decimal | None], ...]
-    temporals: tuple[tuple[str, re.Pattern[str], type[date]], ...]
+    numbers: tuple[tuple[str, int, int, Decimal | None, Decimal | None, Decimal | None, set[str]], ...]
+    temporals: tuple[tuple[str, re.Pattern[str], type[date], set[str]], ...]
+
+
+# Numbers and dates repeat (prices, quantities, expiry dates): a value that passed once passes again, so each
+# field keeps up to this many passing values and checks only the others.
+PASSED_MAX = 1024
 
 
 _PLANS: dict[tuple[int, str], _CleanPlan] = {}
@@ -255,12 +260,13 @@ def _plan(txn: TransactionSpec, encoding: str) -> _CleanPlan:
                     s.min,
                     s.min_exclusive,
                     s.conditional_min_exclusive,
+                    set(),
                 )
                 for s in fields
                 if s.type == "N"
             ),
             temporals=tuple(
-                (s.name, DATE_RE, date) if s.type == "D" else (s.name, DATETIME_RE, datetime)
+                (s.name, DATE_RE, date, set()) if s.type == "D" else (s.name, DATETIME_RE, datetime, set())
                 for s in fields
                 if s.type in ("D", "DT")
             ),
@@ -303,9 +309,9 @@ def row_is_clean(txn: TransactionSpec, values: Mapping[str, str | None], encodin
         value = get(name)
         if value and value not in codes:
             return False
-    for name, scale, int_digits, lo, lo_excl, cond_excl in plan.numbers:
+    for name, scale, int_digits, lo, lo_excl, cond_excl, passed in plan.numbers:
         value = get(name)
-        if not value:
+        if not value or value in passed:
             continue
         if not NUMBER_RE.fullmatch(value):
             return False
@@ -325,9 +331,11 @@ def row_is_clean(txn: TransactionSpec, values: Mapping[str, str | None], encodin
                 return False
             if cond_excl is not None and number <= cond_excl:
                 return False  # the exact check decides whether the condition applies
-    for name, pattern, kind in plan.temporals:
+        if len(passed) < PASSED_MAX:
+            passed.add(value)
+    for name, pattern, kind, passed in plan.temporals:
         value = get(name)
-        if not value:
+        if not value or value in passed:
             continue
         if not pattern.fullmatch(value):
             return False
@@ -335,4 +343,6 @@ def row_is_clean(txn: TransactionSpec, values: Mapping[str, str | None], encodin
             kind.fromisoformat(value)
         except ValueError:
             return False
+        if len(passed) < PASSED_MAX:
+            passed.add(value)
     return True

@@ -14,6 +14,7 @@ row error.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -128,14 +129,21 @@ def to_wire(spec: FieldSpec, value: Any, offset_hours: int = 8) -> str | None:
     return _text(value)
 
 
-_PLANS: dict[int, tuple[TransactionSpec, tuple[tuple[str, FieldSpec, bool], ...]]] = {}
+# How row_to_wire treats a text value of a field: text as it is (C, code, D, DT: to_wire keeps any other
+# text unchanged), a number (kept when already written plainly), or always through to_wire.
+_TEXT, _NUMBER, _OTHER = 0, 1, 2
+# A number written plainly already: exactly what _number() gives back for it unchanged ("-0" aside).
+_PLAIN_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?").fullmatch
+
+_PLANS: dict[int, tuple[TransactionSpec, tuple[tuple[str, FieldSpec, int], ...]]] = {}
 
 
-def _plan(txn: TransactionSpec) -> tuple[tuple[str, FieldSpec, bool], ...]:
-    """(name, spec, text-typed) per field of ``txn``, built once per transaction."""
+def _plan(txn: TransactionSpec) -> tuple[tuple[str, FieldSpec, int], ...]:
+    """(name, spec, how its text is treated) per field of ``txn``, built once per transaction."""
     cached = _PLANS.get(id(txn))
     if cached is None or cached[0] is not txn:
-        plan = tuple((s.name, s, s.type in ("C", "code")) for s in txn.fields)
+        kinds = {"C": _TEXT, "code": _TEXT, "D": _TEXT, "DT": _TEXT, "N": _NUMBER}
+        plan = tuple((s.name, s, kinds.get(s.type, _OTHER)) for s in txn.fields)
         cached = _PLANS[id(txn)] = (txn, plan)
     return cached[1]
 
@@ -144,13 +152,16 @@ def row_to_wire(txn: TransactionSpec, row: Mapping[str, Any], offset_hours: int 
     """Wire text of every profile field of ``txn`` in ``row``; columns outside the profile are ignored."""
     get = row.get
     out: dict[str, str | None] = {}
-    for name, spec, textual in _plan(txn):
+    for name, spec, kind in _plan(txn):
         value = get(name)
-        if value is None:
+        if type(value) is not str:
+            out[name] = None if value is None else to_wire(spec, value, offset_hours)
+        elif not value or value.isspace():  # isspace() stops at the first other character
             out[name] = None
-        elif textual and type(value) is str:
-            # the common case: text from CSV or SQL; isspace() stops at the first other character
-            out[name] = None if not value or value.isspace() else value
+        elif kind == _TEXT:  # the common case: text from CSV or SQL, kept as it is
+            out[name] = value
+        elif kind == _NUMBER:
+            out[name] = value if _PLAIN_NUMBER(value) is not None and value != "-0" else _number(value)
         else:
             out[name] = to_wire(spec, value, offset_hours)
     return out

@@ -22,6 +22,7 @@ from cdyb_jxc.upload.engine import Uploader
 from cdyb_jxc.upload.result import RunInfo
 from cdyb_jxc.wire.client import CentreClient
 from cdyb_jxc.wire.rules import MappingEntry
+from cdyb_jxc.wire.values import row_to_wire
 from tests.conftest import INSTITUTION, SECRET, USER, outbound_row
 
 
@@ -556,3 +557,50 @@ def test_lost_lock_connection_stops_the_upload_and_unlocking_never_raises(pg_dat
     with UploadLock(ledger, INSTITUTION, "JXC003", wait_seconds=2):
         pass
     ledger.dispose()
+
+
+def test_four_batches_in_flight_through_the_real_client(profile, client, ledger, store):
+    rows = [outbound_row(f"KF{i:03d}") for i in range(120)]
+    result = _uploader(profile, client, ledger, batch_limit=10, max_in_flight=4).run([rows])
+    assert result.states == {ACCEPTED: 120}
+    assert _stored(store) == sorted(r["serial_no"] for r in rows)  # each stored once
+    batches = ledger.batches()
+    assert [b["outcome"] for b in batches] == ["success"] * 12
+    # the audit rows open at once: four (a fifth goes out only once an answer is recorded)
+    spans = [(b["started_at"], b["finished_at"]) for b in batches]
+    assert max(sum(1 for s, f in spans if s <= t < f) for t, _ in spans) == 4
+    for batch in batches:  # each audited as sent, only the 验证码 redacted
+        assert f"<jyfwyh>{USER}</jyfwyh>" in batch["request"]
+        assert "<jyfwyzm>******</jyfwyzm>" in batch["request"]
+        assert SECRET not in batch["request"]
+    by_batch = {b["id"]: b["request"] for b in batches}
+    assert all(s in by_batch[r["last_batch_id"]] for s, r in _rows(ledger).items())
+
+
+def test_one_client_called_from_four_threads_keeps_each_calls_reply_apart(profile, client, store):
+    import html
+    import threading
+
+    results: dict[int, tuple[int, object, bytes | None]] = {}
+    start = threading.Barrier(4, timeout=30)
+
+    def send(n: int) -> None:
+        rows = [
+            row_to_wire(profile.transaction("outbound"), outbound_row(f"TH{n}-{i}")) for i in range(n + 1)
+        ]
+        start.wait()
+        exchange = client.send("outbound", rows)
+        results[n] = (exchange.reply.succnum, client.transport, client.transport.last_body)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert {n: succ for n, (succ, _, _) in results.items()} == {0: 1, 1: 2, 2: 3, 3: 4}
+    assert len({id(transport) for _, transport, _ in results.values()}) == 4  # one per thread
+    for n, (_, _, body) in results.items():  # each thread's last reply is its own call's
+        assert body is not None
+        assert f"<succnum>{n + 1}</succnum>" in html.unescape(body.decode("utf-8"))
+    assert len(_stored(store)) == 10

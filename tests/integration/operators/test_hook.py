@@ -95,6 +95,7 @@ def test_provider_info_declares_the_connection_form():
         "timeout",
         "batch_limit",
         "verify",
+        "max_in_flight",
     }
     assert conn["ui-field-behaviour"]["relabeling"]["password"].startswith("交易访问验证码")
 

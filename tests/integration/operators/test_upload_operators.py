@@ -316,3 +316,21 @@ def test_business_date_is_checked_when_execute_is_called_without_rendering(centr
     with pytest.raises(AirflowFailException, match="business_date must be a date written YYYY-MM-DD"):
         op.execute({})  # type: ignore[arg-type]
     assert simulator.requests == 0
+
+
+@pytest.mark.parametrize("k", [0, 9])
+def test_max_in_flight_outside_1_to_8_fails_the_task_before_anything_is_sent(
+    centre_conn, simulator, tmp_path, k
+):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cdyb_jxc.operators.upload import CdybJxcOutboundOperator
+
+    src = write_csv(tmp_path / "out.csv", [outbound_row("CK1")])
+    op = CdybJxcOutboundOperator(
+        task_id="outbound", source_file=str(src), ledger_url=f"sqlite:///{tmp_path}/l.db", max_in_flight=k
+    )
+    with pytest.raises(AirflowFailException) as info:
+        op.execute({})  # type: ignore[arg-type]
+    assert str(info.value) == f"outbound: max_in_flight must be a whole number from 1 to 8, not {k}"
+    assert simulator.requests == 0

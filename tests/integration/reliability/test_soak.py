@@ -1,7 +1,8 @@
 """Soak: 20,000 outbound rows through the real operator inside dag.test(), under every simulator fault.
 
 A seeded schedule of every fault of :mod:`cdyb_jxc.simulator.faults` hits the served simulator while
-``CdybJxcOutboundOperator`` uploads a CSV in batches of 100 (≥ 200 requests). In-try resends and Airflow
+``CdybJxcOutboundOperator`` uploads a CSV in batches of 100 (≥ 200 requests), one request at a time and
+four at once (``max_in_flight``). In-try resends and Airflow
 task retries (``retry_delay`` 0) absorb the faults; afterwards the centre and the ledger must agree row for
 row: nothing lost, nothing stored twice, nothing left unresolved.
 """
@@ -70,8 +71,9 @@ def _source_rows() -> tuple[list[dict[str, str]], set[str], set[str]]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("k", [pytest.param(1, id="K1"), pytest.param(4, id="K4")])
 def test_soak_every_fault_through_the_operator_with_retries(
-    run_dag, centre_conn, simulator, store, tmp_path, pytestconfig
+    run_dag, centre_conn, simulator, store, tmp_path, pytestconfig, k
 ):
     rows, held_back, server_rejected = _source_rows()
     src = write_csv(tmp_path / "outbound.csv", rows)
@@ -91,6 +93,7 @@ def test_soak_every_fault_through_the_operator_with_retries(
             resend_backoff=0.0,
             retries=MAX_TRIES - 1,
             retry_delay=timedelta(seconds=0),
+            max_in_flight=k,
         )
     )
     seconds = time.perf_counter() - started
@@ -121,7 +124,7 @@ def test_soak_every_fault_through_the_operator_with_retries(
         led.dispose()
 
     summary = (
-        f"soak: requests={simulator.requests} rows={ROWS} tries={ti.try_number} batches={batches} "
+        f"soak K={k}: requests={simulator.requests} rows={ROWS} tries={ti.try_number} batches={batches} "
         f"seconds={seconds:.1f} faults fired={fired} states={dict(sorted(states.items()))}"
     )
     print(summary)

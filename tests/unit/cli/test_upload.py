@@ -74,6 +74,7 @@ class _Hook:
 
 @pytest.fixture
 def upload(tmp_path, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_CDYB_JXC_DEFAULT", raising=False)  # else the CLI reads it, not the hook
     monkeypatch.setattr("cdyb_jxc.hooks.cdyb_jxc.CdybJxcHook", _Hook)
     monkeypatch.setattr(_Hook, "closed", 0)
     src = write_csv(tmp_path / "out.csv", [outbound_row("CK1")])
@@ -116,3 +117,31 @@ def test_a_finished_upload_exits_from_its_counts(upload, states, code):
 def test_an_error_that_is_not_ours_is_not_swallowed(upload):
     with pytest.raises(RuntimeError, match="a bug"):
         upload(RuntimeError("a bug"))
+
+
+@pytest.mark.parametrize(("option", "given"), [([], None), (["--max-in-flight", "4"], 4)])
+def test_max_in_flight_on_the_command_line_reaches_the_uploader(tmp_path, monkeypatch, option, given):
+    seen: dict[str, Any] = {}
+
+    class _Recording(_Hook):
+        def uploader(self, transaction: str, ledger: Any, **kw: Any) -> _Uploader:
+            seen.update(kw)
+            return _Uploader(Counter())
+
+    monkeypatch.setattr("cdyb_jxc.hooks.cdyb_jxc.CdybJxcHook", _Recording)
+    monkeypatch.delenv("AIRFLOW_CONN_CDYB_JXC_DEFAULT", raising=False)
+    src = write_csv(tmp_path / "out.csv", [outbound_row("CK1")])
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    argv = ["upload", "--transaction", "outbound", "--file", str(src), "--ledger", ledger, "--no-progress"]
+
+    assert main(argv + option) == 0
+    assert seen["max_in_flight"] == given  # None: the connection's max_in_flight
+
+
+@pytest.mark.parametrize("value", ["0", "9", "two", "2.5"])
+def test_max_in_flight_outside_1_to_8_is_a_usage_error(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["upload", "--transaction", "outbound", "--file", "x.csv", "--max-in-flight", value])
+    assert info.value.code == 2
+    expected = f"argument --max-in-flight: must be a whole number from 1 to 8, not {value!r}"
+    assert expected in capsys.readouterr().err

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
 from cdyb_jxc.exceptions import ConnectionConfigError
@@ -117,6 +118,114 @@ def test_update_rows_of_one_institution_leaves_the_same_serial_of_another_alone(
 
     assert ledger.states(INSTITUTION, ["A1"]) == {"A1": S.ACCEPTED}
     assert ledger.states(OTHER_INSTITUTION, ["A1"]) == {"A1": S.PENDING}
+
+
+def _statements(ledger: Ledger) -> list[tuple[str, int]]:
+    """(UPDATE statement, number of parameter sets) of each update the ledger runs from now on."""
+    seen: list[tuple[str, int]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("UPDATE"):
+            seen.append((statement, len(parameters) if executemany else 1))
+
+    event.listen(ledger.engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_rows_that_share_their_values_are_updated_in_one_statement(ledger):
+    ledger.insert_rows([row(f"A{n}") for n in range(1200)])
+    statements = _statements(ledger)
+    at = datetime(2026, 11, 21, 13, 0, 0)
+
+    ledger.update_rows(
+        INSTITUTION,
+        [{"serial_no": f"A{n}", "state": S.ACCEPTED, "accepted_at": at} for n in range(1100)],
+        count_attempt=True,
+    )
+
+    assert [(sql.count(" IN ("), n) for sql, n in statements] == [(1, 1)] * 3  # 500 流水号 per IN list
+    rows = {r["serial_no"]: r for r in ledger.iter_rows()}
+    changed = {f"A{n}" for n in range(1100)}
+    assert all(
+        (r["state"], r["accepted_at"], r["attempts"]) == ("ACCEPTED", at, 1)
+        for s, r in rows.items()
+        if s in changed
+    )
+    assert {(r["state"], r["attempts"]) for s, r in rows.items() if s not in changed} == {("PENDING", 0)}
+
+
+def test_a_text_that_differs_per_row_is_written_with_its_own_row(ledger):
+    ledger.insert_rows([row(f"A{n}") for n in range(5)] + [row("B1")])
+    statements = _statements(ledger)
+
+    ledger.update_rows(
+        INSTITUTION,
+        [{"serial_no": f"A{n}", "state": S.IN_FLIGHT, "sent_hash": f"sent-{n}"} for n in range(5)],
+    )
+
+    assert [(sql.count("CASE"), n) for sql, n in statements] == [(1, 1)]
+    rows = {r["serial_no"]: r for r in ledger.iter_rows()}
+    assert {s: (r["state"], r["sent_hash"]) for s, r in rows.items()} == {
+        **{f"A{n}": ("IN_FLIGHT", f"sent-{n}") for n in range(5)},
+        "B1": ("PENDING", None),
+    }
+
+
+def test_rows_in_a_few_groups_of_values_take_one_statement_per_group(ledger):
+    ledger.insert_rows([row(f"A{n}") for n in range(6)])
+    statements = _statements(ledger)
+
+    ledger.update_rows(
+        INSTITUTION,
+        [{"serial_no": f"A{n}", "state": S.ACCEPTED, "late_seconds": float(n % 2)} for n in range(6)],
+    )
+
+    assert [n for _, n in statements] == [1, 1]
+    rows = {r["serial_no"]: r for r in ledger.iter_rows()}
+    assert {s: r["late_seconds"] for s, r in rows.items()} == {f"A{n}": float(n % 2) for n in range(6)}
+
+
+def test_rows_that_differ_in_many_ways_are_updated_row_by_row_in_one_statement(ledger):
+    ledger.insert_rows([row(f"A{n}") for n in range(8)])
+    statements = _statements(ledger)
+
+    ledger.update_rows(
+        INSTITUTION,
+        [{"serial_no": f"A{n}", "payload_hash": f"h{n}", "late_seconds": float(n)} for n in range(8)],
+    )
+
+    assert [n for _, n in statements] == [8]  # executemany: one parameter set per row
+    rows = {r["serial_no"]: r for r in ledger.iter_rows()}
+    assert {s: (r["payload_hash"], r["late_seconds"]) for s, r in rows.items()} == {
+        f"A{n}": (f"h{n}", float(n)) for n in range(8)
+    }
+
+
+def test_writes_inside_a_transaction_commit_together_and_are_seen_by_its_reads(ledger, tmp_path):
+    ledger.insert_rows([row("T1"), row("T2")])
+    other = Ledger(f"sqlite:///{tmp_path}/ledger.db")
+    try:
+        with ledger.transaction():
+            ledger.update_rows(INSTITUTION, [{"serial_no": "T1", "state": S.IN_FLIGHT}])
+            batch_id = ledger.start_batch(
+                institution_code=INSTITUTION, transaction_code="JXC003", row_count=1
+            )
+            assert ledger.states(INSTITUTION, ["T1"]) == {"T1": S.IN_FLIGHT}  # its own writes
+            assert other.states(INSTITUTION, ["T1"]) == {"T1": S.PENDING}  # not committed yet
+            assert other.batches() == []
+        assert other.states(INSTITUTION, ["T1"]) == {"T1": S.IN_FLIGHT}
+        assert [b["id"] for b in other.batches()] == [batch_id]
+
+        def fails_in_a_transaction() -> None:
+            with ledger.transaction():
+                ledger.update_rows(INSTITUTION, [{"serial_no": "T2", "state": S.IN_FLIGHT}])
+                raise RuntimeError("the batch never went out")
+
+        with pytest.raises(RuntimeError):
+            fails_in_a_transaction()
+        assert other.states(INSTITUTION, ["T2"]) == {"T2": S.PENDING}  # rolled back
+    finally:
+        other.dispose()
 
 
 def test_update_grouped_writes_rows_that_set_different_columns(ledger):

@@ -3,7 +3,9 @@ business day, T+1 deadline and the field a centre's reason names."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 from datetime import datetime
 
 import pytest
@@ -75,6 +77,58 @@ def test_payload_hash_depends_on_the_values_not_their_order_or_empty_fields():
     assert same == payload_hash({"b": "2", "a": "1"})
     assert same != payload_hash({"a": "1", "b": "3"})
     assert payload_hash({"a": "broken \ud800"}) != payload_hash({"a": "broken"})  # still hashes
+
+
+def _hash_as_stored_before(wire):
+    """payload_hash as every earlier version computed it: what existing ledgers hold."""
+    canonical = json.dumps({k: v for k, v in wire.items() if v}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+ODD_TEXT = [
+    "", " ", "\t\u3000", "0", "-0", "12.50", 'say "hi"', "back\\slash", "tab\there", "line\nbreak\r\n",
+    "\x00\x01\x1f\x7f", "\u2028\u2029", "\ud800 lone", "\udfff", "😀 astral", "阿莫西林胶囊(0.25g*24粒)",
+    "䓬", "\ufeffbom", "</row>&amp;", "é\u0301", "x" * 3000,
+]  # fmt: skip
+
+
+def test_payload_hash_is_byte_for_byte_the_digest_earlier_versions_stored(profile):
+    # a ledger written by an earlier version must compare equal for unchanged rows: a new digest would turn
+    # every accepted row into a false 接收后源数据变更 source issue and every pending one into a resend
+    rng = random.Random(12)
+    for key in ("init", "inbound", "outbound", "stock"):
+        txn = profile.transaction(key)
+        for n in range(400):
+            row = {f.name: rng.choice([*ODD_TEXT, None, f"v{n}"]) for f in txn.fields}
+            for wire in (row, row_to_wire(txn, row)):
+                assert payload_hash(wire) == _hash_as_stored_before(wire), wire
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        {},
+        {"a": "1"},
+        {"a": None},
+        {'we"ird\\key': "x", "键": "值", "\x01": "y"},
+        {"b": "2", "a": "1", "c": ""},
+        {"a": "1", "n": 5, "f": 1.5, "t": True, "z": 0, "e": None},  # not wire text: json decides
+        {"a": "1", "nan": float("nan")},
+    ],
+)
+def test_payload_hash_of_any_mapping_matches_the_earlier_digest(wire):
+    assert payload_hash(wire) == _hash_as_stored_before(wire)
+
+
+def test_payload_hash_of_known_rows_is_unchanged(profile):
+    # digests as main computed them before issue 12: a regression check independent of the reference above
+    outbound, stock = profile.transaction("outbound"), profile.transaction("stock")
+    assert payload_hash(row_to_wire(outbound, outbound_row("CK2026112000001"))) == (
+        "1c340750d83b90ef7dddb0a4c333e099226e9b2ab91ffb7f0cb9918d42d71865"
+    )
+    assert payload_hash(row_to_wire(stock, stock_row("KC1", remark='夜班 "补录"\\'))) == (
+        "c44b926da4a5842acaaba06c364523e1ebcef76f63cf9b21c5a523b45e6a6d3f"
+    )
 
 
 def test_business_day_is_the_date_of_the_rows_event_time_or_stock_date(profile):

@@ -3,18 +3,23 @@ a SQLite ledger in a temp dir: what the ledger and its audit hold before, during
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
-from cdyb_jxc.exceptions import CallRejectedError, InDoubtError, TransportError
+import cdyb_jxc.upload.batches as batches_module
+import cdyb_jxc.upload.sender as sender_module
+from cdyb_jxc.exceptions import CallRejectedError, ConnectionConfigError, InDoubtError, TransportError
 from cdyb_jxc.ledger import Ledger, LedgerEntry, LedgerState
 from cdyb_jxc.ledger.store import utcnow
 from cdyb_jxc.ledger.transitions import to_send
 from cdyb_jxc.upload.result import RunInfo, UploadResult, payload_hash
 from cdyb_jxc.upload.sender import BatchSender, Planned
-from cdyb_jxc.wire.client import Exchange
+from cdyb_jxc.wire.client import Exchange, Request
 from cdyb_jxc.wire.codec import FAILURE, SUCCESS, BatchReply, RowFailure
 from cdyb_jxc.wire.values import row_to_wire
 from tests.conftest import INSTITUTION, outbound_row
@@ -315,3 +320,301 @@ def test_a_lost_upload_lock_stops_the_batch_before_anything_is_in_flight(profile
     assert centre.requests == []
     assert states(ledger) == {"K1": S.PENDING}
     assert ledger.batches() == []
+
+
+# -- batches in flight at once ----------------------------------------------------------------------------
+WAIT = 10.0  # seconds a test centre waits for what it expects before it gives up (a test never hangs)
+
+
+def wait_until(what: str, check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting: {what}")
+        time.sleep(0.005)
+
+
+def committed(ledger_url: str, *serials: str) -> dict[str, dict[str, Any]]:
+    """The rows as another connection sees them: what was committed."""
+    other = Ledger(ledger_url)
+    try:
+        return {r["serial_no"]: r for r in other.iter_rows() if r["serial_no"] in serials}
+    finally:
+        other.dispose()
+
+
+class Gate:
+    """A centre whose calls each wait until ``k`` calls are waiting together, then are answered."""
+
+    def __init__(self, centre: FakeCentre, k: int) -> None:
+        self.centre = centre
+        self.barrier = threading.Barrier(k, timeout=WAIT)
+        self.lock = threading.Lock()
+        self.waiting = 0
+        self.most = 0
+
+    def send(self, txn_key: str, wire_rows: Sequence[Mapping[str, str | None]]) -> Exchange:
+        with self.lock:
+            self.waiting += 1
+            self.most = max(self.most, self.waiting)
+        self.barrier.wait()
+        with self.lock:
+            self.waiting -= 1
+            return self.centre.send(txn_key, wire_rows)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_k_batches_are_out_at_once_each_committed_in_flight_before_it_left(profile, ledger, ledger_url, k):
+    fake = FakeCentre(profile)
+    gate = Gate(fake, k)
+    seen: list[set[str]] = []
+
+    class Watching(Gate):
+        def send(self, txn_key, wire_rows):
+            serials = [str(r["serial_no"]) for r in wire_rows]
+            seen.append({r["state"] for r in committed(ledger_url, *serials).values()})
+            return gate.send(txn_key, wire_rows)
+
+    serials = [f"K{n:02d}" for n in range(4 * k)]
+    batch_sender = sender(profile, ledger, Watching(fake, k), batch_limit=2, max_in_flight=k)
+
+    batch_sender.send_all(planned(profile, ledger, *serials))
+
+    assert gate.most == k  # never more, and the barrier proves k at once
+    assert seen == [{S.IN_FLIGHT}] * (2 * k)
+    assert states(ledger) == dict.fromkeys(serials, S.ACCEPTED)
+    assert sorted(fake.requests) == [serials[n : n + 2] for n in range(0, 4 * k, 2)]
+    batches = ledger.batches()
+    assert [b["outcome"] for b in batches] == ["success"] * (2 * k)
+    assert all(b["finished_at"] is not None for b in batches)
+    by_batch: dict[int, list[str]] = {}
+    for row in rows(ledger).values():
+        by_batch.setdefault(row["last_batch_id"], []).append(row["serial_no"])
+    assert set(by_batch) == {b["id"] for b in batches}
+    assert sorted(sorted(group) for group in by_batch.values()) == sorted(fake.requests)
+
+
+def test_replies_that_come_back_out_of_order_are_each_applied_to_their_own_rows(profile, ledger, ledger_url):
+    fake = FakeCentre(profile)
+    fake.refuse["A2"] = "【字段校验失败】出库数量(akc226)超出库存"
+    answered: list[int] = []
+
+    class SlowFirst:
+        def send(self, txn_key, wire_rows):
+            if wire_rows[0]["serial_no"] == "A1":
+                # batch A's reply comes back only once batch B's is recorded
+                wait_until("B recorded", lambda: committed(ledger_url, "B1")["B1"]["state"] == S.ACCEPTED)
+            return fake.send(txn_key, wire_rows)
+
+    batch_sender = sender(
+        profile, ledger, SlowFirst(), batch_limit=3, max_in_flight=2, progress=answered.append
+    )
+
+    batch_sender.send_all(planned(profile, ledger, "A1", "A2", "A3", "B1", "B2"))
+
+    assert answered == [2, 3]  # B (2 rows) answered first, then A (3 rows, one refused)
+    assert states(ledger) == {
+        "A1": S.ACCEPTED,
+        "A2": S.REJECTED,
+        "A3": S.ACCEPTED,
+        "B1": S.ACCEPTED,
+        "B2": S.ACCEPTED,
+    }
+    a, b = ledger.batches()
+    assert (a["outcome"], a["succnum"], a["failnum"], b["outcome"], b["succnum"]) == (
+        "partial",
+        2,
+        1,
+        "success",
+        2,
+    )
+    assert b["finished_at"] < a["finished_at"]
+    got = rows(ledger)
+    assert {got[s]["last_batch_id"] for s in ("A1", "A2", "A3")} == {a["id"]}
+    assert {got[s]["last_batch_id"] for s in ("B1", "B2")} == {b["id"]}
+    assert got["A2"]["category"] == "字段校验失败"
+    assert batch_sender.result.states == {S.ACCEPTED: 4, S.REJECTED: 1}
+
+
+def test_a_call_rejected_while_others_are_out_stops_sending_records_the_others_then_raises(
+    profile, ledger, ledger_url
+):
+    fake = FakeCentre(profile)
+    refusal = BatchReply(
+        status=FAILURE, retcode=profile.return_codes[FAILURE], retmsg="【用户名或验证码错误】"
+    )
+    started: list[str] = []
+
+    class RefusingFirst:
+        def send(self, txn_key, wire_rows):
+            first = str(wire_rows[0]["serial_no"])
+            started.append(first)
+            if first == "W1":
+                wait_until("three calls out", lambda: len(started) == 3)
+                return Exchange(request="<sent/>", reply_text="<return/>", reply=refusal, seconds=0.0)
+            # still out when the refusal is recorded; answered (and recorded) after it
+            wait_until("W1 refused", lambda: committed(ledger_url, "W1")["W1"]["state"] == S.PENDING)
+            return fake.send(txn_key, wire_rows)
+
+    batch_sender = sender(profile, ledger, RefusingFirst(), batch_limit=2, max_in_flight=3, resend_attempts=2)
+
+    with pytest.raises(CallRejectedError) as info:
+        batch_sender.send_all(planned(profile, ledger, "W1", "W2", "X1", "X2", "Y1", "Y2", "Z1", "Z2"))
+
+    assert info.value.category == "用户名或验证码错误"
+    assert sorted(started) == ["W1", "X1", "Y1"]  # Z never went out; W not resent
+    got = rows(ledger)
+    assert {s: r["state"] for s, r in got.items()} == {
+        "W1": S.PENDING,
+        "W2": S.PENDING,
+        "X1": S.ACCEPTED,
+        "X2": S.ACCEPTED,
+        "Y1": S.ACCEPTED,
+        "Y2": S.ACCEPTED,
+        "Z1": S.PENDING,
+        "Z2": S.PENDING,
+    }
+    assert got["W1"]["detail"].startswith("整批被拒")
+    assert (got["Z1"]["detail"], got["Z1"]["attempts"]) == (None, 0)
+    batches = ledger.batches()
+    assert sorted(b["outcome"] for b in batches) == ["rejected", "success", "success"]
+    assert all(b["finished_at"] is not None for b in batches)
+
+
+def test_a_transport_fault_with_others_out_resends_that_batch_after_the_same_backoff(profile, ledger):
+    fake = FakeCentre(profile)
+    fake.faults = ["transport"]  # the first call to arrive
+    lock = threading.Lock()
+
+    class OneAtATime:  # FakeCentre's fault script is not for several threads
+        def send(self, txn_key, wire_rows):
+            with lock:
+                return fake.send(txn_key, wire_rows)
+
+    sleeps: list[float] = []
+    batch_sender = sender(
+        profile, ledger, OneAtATime(), batch_limit=2, max_in_flight=3, resend_attempts=2, backoff=0.5,
+        sleep=sleeps.append,
+    )  # fmt: skip
+
+    batch_sender.send_all(planned(profile, ledger, "T1", "T2", "T3", "T4", "T5", "T6"))
+
+    assert sleeps == [0.5]
+    assert len(fake.requests) == 4
+    assert states(ledger) == dict.fromkeys(["T1", "T2", "T3", "T4", "T5", "T6"], S.ACCEPTED)
+    assert sorted(r["attempts"] for r in rows(ledger).values()) == [1, 1, 1, 1, 2, 2]
+    assert sorted(b["outcome"] for b in ledger.batches()) == ["not_sent", "success", "success", "success"]
+
+
+def test_a_batch_that_keeps_failing_with_others_out_raises_once_they_are_recorded(profile, ledger):
+    fake = FakeCentre(profile)
+    lock = threading.Lock()
+
+    class FailsF:
+        def send(self, txn_key, wire_rows):
+            if wire_rows[0]["serial_no"] == "F1":
+                raise TransportError("could not reach the centre: ConnectionRefusedError")
+            with lock:
+                return fake.send(txn_key, wire_rows)
+
+    batch_sender = sender(profile, ledger, FailsF(), batch_limit=2, max_in_flight=2, resend_attempts=1)
+
+    with pytest.raises(TransportError):
+        batch_sender.send_all(planned(profile, ledger, "F1", "F2", "G1", "G2"))
+
+    assert states(ledger) == {"F1": S.PENDING, "F2": S.PENDING, "G1": S.ACCEPTED, "G2": S.ACCEPTED}
+    assert all(b["finished_at"] is not None for b in ledger.batches())
+
+
+@pytest.mark.parametrize("k", [0, 9, True, 2.0])
+def test_max_in_flight_outside_1_to_8_is_refused(profile, ledger, centre, k):
+    with pytest.raises(ConnectionConfigError, match="max_in_flight must be a whole number from 1 to 8"):
+        sender(profile, ledger, centre, max_in_flight=k)
+
+
+# -- ledger transactions and request building per batch ---------------------------------------------------
+@pytest.mark.parametrize("k", [1, 3])
+def test_each_batch_costs_two_ledger_transactions(profile, ledger, centre, k):
+    centre.refuse["C3"] = "【字段校验失败】出库数量(akc226)超出库存"
+    plans = planned(profile, ledger, *[f"C{n}" for n in range(9)])
+    commits: list[int] = []
+    event.listen(ledger.engine, "commit", lambda conn: commits.append(1))
+
+    sender(profile, ledger, centre, batch_limit=2, max_in_flight=k).send_all(plans)
+
+    assert len(ledger.batches()) == 5
+    assert len(commits) == 2 * 5  # IN_FLIGHT with the audit row, then the answers with its close
+    assert states(ledger)["C3"] == S.REJECTED
+
+
+def test_a_failed_attempt_costs_two_ledger_transactions_too(profile, ledger, centre):
+    centre.faults = ["transport", "lose_reply"]
+    plans = planned(profile, ledger, "E1", "E2")
+    commits: list[int] = []
+    event.listen(ledger.engine, "commit", lambda conn: commits.append(1))
+
+    sender(profile, ledger, centre, resend_attempts=2).send_batch(plans)
+
+    assert [b["outcome"] for b in ledger.batches()] == ["not_sent", "in_doubt", "failure"]
+    assert len(commits) == 2 * 3
+
+
+class Preparing:
+    """A centre building each request once (as the client does): counts builds and sends."""
+
+    def __init__(self, centre: FakeCentre) -> None:
+        self.centre = centre
+        self.prepared: list[Request] = []
+        self.sent: list[Request] = []
+
+    def prepare(self, txn_key: str, wire_rows: Sequence[Mapping[str, str | None]]) -> Request:
+        serials = "".join(f"<row>{r['serial_no']}</row>" for r in wire_rows)
+        request = Request(audit=f"<redacted>{serials}</redacted>", text=f"<secret>{serials}</secret>")
+        self.prepared.append(request)
+        self._rows = list(wire_rows)
+        return request
+
+    def send_request(self, request: Request) -> Exchange:
+        self.sent.append(request)
+        exchange = self.centre.send("outbound", self._rows)
+        return Exchange(request.audit, exchange.reply_text, exchange.reply, 0.0)
+
+    def send(self, txn_key: str, wire_rows: Sequence[Mapping[str, str | None]]) -> Exchange:
+        raise AssertionError("a preparing centre is sent what it prepared")
+
+
+def test_the_request_is_built_and_compressed_once_and_audited_before_it_leaves(
+    profile, ledger, ledger_url, centre, monkeypatch
+):
+    prepared = Preparing(centre)
+    audited: list[str | None] = []
+    send_request = prepared.send_request
+
+    def watched(request: Request) -> Exchange:
+        (batch,) = committed_batches(ledger_url)
+        audited.append(batch["request"])
+        return send_request(request)
+
+    prepared.send_request = watched  # type: ignore[method-assign]
+    compressed: list[str | None] = []
+    real = sender_module.compress
+    for module in (sender_module, batches_module):  # every zlib call of the sender
+        monkeypatch.setattr(module, "compress", lambda text, *a: compressed.append(text) or real(text, *a))
+
+    sender(profile, ledger, prepared).send_batch(planned(profile, ledger, "Q1", "Q2"))
+
+    assert prepared.sent == prepared.prepared  # what was built is what went out, built once
+    assert len(prepared.prepared) == 1
+    audit = "<redacted><row>Q1</row><row>Q2</row></redacted>"
+    assert audited == [audit]  # in the ledger before the call
+    assert compressed == [audit, "<return>success</return>"]  # the request once, the reply once
+    (batch,) = ledger.batches()
+    assert (batch["request"], batch["outcome"]) == (audit, "success")
+
+
+def committed_batches(ledger_url: str) -> list[dict[str, Any]]:
+    other = Ledger(ledger_url)
+    try:
+        return other.batches()
+    finally:
+        other.dispose()

@@ -107,6 +107,20 @@ def test_character_outside_gbk_is_carried_as_a_character_reference(profile: Prof
     assert rows_by_name(txn, parse_request(profile, text))[0]["hospital_item_name"] == "地西泮䓬片"
 
 
+@pytest.mark.parametrize("encoding", ["GBK", "GB18030"])
+def test_inner_encodings_decode_every_character_they_encode_unchanged(encoding: str) -> None:
+    # why build_request keeps a body its encoding can hold as it is (no encode-decode round trip)
+    changed = []
+    for code in [*range(0xD800), *range(0xE000, 0x10000), *range(0x10000, 0x110000, 97)]:
+        char = chr(code)
+        try:
+            if char.encode(encoding).decode(encoding) != char:
+                changed.append(hex(code))
+        except UnicodeEncodeError:
+            continue
+    assert changed == []
+
+
 def test_xml_special_characters_survive_the_round_trip(profile: Profile) -> None:
     txn = profile.transaction("outbound")
     row = outbound_row("CK1", hospital_item_name="A<B>&\"C'", remark="]]> &amp;")

@@ -20,6 +20,7 @@ def test_good_connection_is_read_with_defaults():
     s = build_settings(**GOOD, extra={"institution_code": "H1"})
     assert (s.endpoint, s.user, s.institution_code, s.environment) == (GOOD["host"], "user", "H1", "test")
     assert (s.timeout, s.batch_limit, s.verify, s.profile) == (60.0, None, True, None)
+    assert s.max_in_flight == 2
     assert "secret-code" not in repr(s)
 
 
@@ -90,3 +91,48 @@ def test_bad_connection_settings_name_the_field(change, extra, message):
     assert message in str(info.value)
     assert "connection 'c'" in str(info.value)
     assert "secret-code" not in str(info.value)
+
+
+@pytest.mark.parametrize(("given", "read"), [(1, 1), ("4", 4), (" 8 ", 8), ("", 2)])
+def test_max_in_flight_extra_is_read_as_a_number_of_requests(given, read):
+    s = build_settings(**GOOD, extra={"institution_code": "H1", "max_in_flight": given})
+    assert s.max_in_flight == read
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (0, "extra 'max_in_flight' must be a whole number from 1 to 8, not 0"),
+        (9, "extra 'max_in_flight' must be a whole number from 1 to 8, not 9"),
+        ("-1", "extra 'max_in_flight' must be a whole number from 1 to 8, not -1"),
+        ("lots", "extra 'max_in_flight' must be a whole number, not 'lots'"),
+        (2.5, "extra 'max_in_flight' must be a whole number, not 2.5"),
+        (True, "extra 'max_in_flight' must be a whole number, not True"),
+    ],
+)
+def test_max_in_flight_outside_1_to_8_names_the_connection_and_the_extra(given, message):
+    with pytest.raises(ConnectionConfigError) as info:
+        build_settings(**GOOD, extra={"institution_code": "H1", "max_in_flight": given})
+    assert str(info.value) == f"connection 'c': {message}"
+
+
+def test_the_connections_max_in_flight_is_the_uploaders_unless_one_is_given(tmp_path):
+    from cdyb_jxc.config import ConnectionFields
+    from cdyb_jxc.ledger import Ledger
+    from cdyb_jxc.upload.session import CentreSession
+
+    fields = ConnectionFields(
+        conn_type="cdyb_jxc",
+        host=GOOD["host"],
+        login="user",
+        password="secret-code",
+        extra={"institution_code": "H1", "max_in_flight": "3"},
+    )
+    session = CentreSession("c", lambda: fields)
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        assert session.uploader("outbound", ledger).sending.max_in_flight == 3
+        assert session.uploader("outbound", ledger, max_in_flight=None).sending.max_in_flight == 3
+        assert session.uploader("outbound", ledger, max_in_flight=1).sending.max_in_flight == 1
+    finally:
+        ledger.dispose()

@@ -83,6 +83,23 @@ def test_row_to_wire_converts_typed_source_values(profile: Profile) -> None:
     assert wire["dept_code"] == "1001"
 
 
+TEXT_VALUES = [
+    "", " ", "\u3000", "x", " x ", "0", "-0", "-0.0", "00", "007", "0.10", "1.50", "12.5", "-12.5", "1.",
+    ".5", "1e3", "+1", " 12", "12 ", "1,000", "0.0001", "123456789012345678901234567890.25", "２",
+    "2026-11-20", "2026-11-20 10:00:00", "20261120", "NULL", "\x01", "阿莫西林",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("key", ["init", "inbound", "outbound", "stock"])
+def test_row_to_wire_gives_what_to_wire_gives_for_each_field(profile: Profile, key: str) -> None:
+    # row_to_wire's shortcuts for text (kept, or a number already written plainly) are to_wire's answer
+    txn = profile.transaction(key)
+    values: list[Any] = [*TEXT_VALUES, None, 0, 2.50, Decimal("3.10"), date(2026, 11, 20), np.nan]
+    for shift in range(len(values)):
+        row = {f.name: values[(i + shift) % len(values)] for i, f in enumerate(txn.fields)}
+        assert row_to_wire(txn, row) == {f.name: to_wire(f, row[f.name]) for f in txn.fields}
+
+
 # --- numbers ----------------------------------------------------------------------------------------------
 
 

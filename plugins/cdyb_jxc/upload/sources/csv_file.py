@@ -108,6 +108,8 @@ def _bad_byte(err: UnicodeDecodeError, raw: bytes) -> int:
 
 
 def _blank(cells: list[str]) -> bool:
+    if cells and cells[0] and not cells[0].isspace():  # the common case: a row starts with its 流水号
+        return False
     return all(not c or c.isspace() for c in cells)
 
 
@@ -206,7 +208,8 @@ def prepass(path: Path, txn: TransactionSpec, encoding: str) -> tuple[Header, tu
             continue
         if len(cells) != len(header.columns):
             raise ragged(path, line, cells, len(header.columns))
-        unnamed.update(i for i in blank_columns if not _blank([cells[i]]))
+        if blank_columns:
+            unnamed.update(i for i in blank_columns if not _blank([cells[i]]))
     if header is None:
         raise SourceDataError(f"{path} is empty")
     if unnamed:
