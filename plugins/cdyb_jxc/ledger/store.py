@@ -45,7 +45,7 @@ from cdyb_jxc.ledger.schema import (
 from cdyb_jxc.ledger.states import ACCEPTED_STATES, REVISIT_STATES, LedgerState, of
 from cdyb_jxc.ledger.transitions import RowTransitions
 from cdyb_jxc.ledger.updates import row_updates
-from cdyb_jxc.safety.textcap import REPLY_MAX, column_caps, encoded, fit, fit_values
+from cdyb_jxc.safety.textcap import REPLY_MAX, column_caps, encoded, fit, fit_rows, fit_values
 
 ENVIRONMENT_MILESTONE = "environment"  # milestone naming the centre environment a ledger belongs to
 
@@ -182,7 +182,7 @@ class Ledger(SourceIssueStore, RowTransitions):
         """Insert rows new to the ledger. A 流水号 that another upload inserted after this one looked it up
         (an upload of another transaction at the same instant) is left out, not raised: returns what the
         ledger holds for those 流水号 now (empty when every row went in)."""
-        pending = [fit_values(_ROW_CAPS, r) for r in rows]
+        pending = fit_rows(_ROW_CAPS, rows)
         taken: dict[str, LedgerEntry] = {}
         while pending:
             try:
@@ -207,7 +207,7 @@ class Ledger(SourceIssueStore, RowTransitions):
         """
         if not rows:
             return
-        fitted = [fit_values(_ROW_CAPS, r) for r in rows]
+        fitted = fit_rows(_ROW_CAPS, rows)
         with self._joined(write=True) as conn:
             for stmt, params in row_updates(institution_code, fitted, count_attempt=count_attempt):
                 conn.execute(stmt, params)

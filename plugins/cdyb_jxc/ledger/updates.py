@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import String, bindparam, case, update
@@ -33,7 +34,7 @@ def row_updates(
     """
     keys = [k for k in rows[0] if k != "serial_no"]
     first = rows[0]
-    differ = [k for k in keys if any(not _same(r[k], first[k]) for r in rows)]
+    differ = [k for k in keys if not _all_same(first[k], list(map(itemgetter(k), rows)))]
     same = {k: first[k] for k in keys if k not in differ}
     if len(rows) == 1 or not differ or (len(differ) == 1 and _text(differ[0])):
         yield from _in_lists(institution_code, rows, same, differ, count_attempt)
@@ -49,8 +50,10 @@ def row_updates(
         yield from _in_lists(institution_code, group, shared, [], count_attempt)
 
 
-def _same(a: Any, b: Any) -> bool:
-    return a is b or (type(a) is type(b) and a == b)
+def _all_same(first: Any, values: list[Any]) -> bool:
+    """Whether every one of ``values`` is ``first`` or equal to it with the same type (``1`` is not
+    ``True``), in C-level passes: ``count`` takes identity or equality, the types are compared apart."""
+    return values.count(first) == len(values) and len(set(map(type, values))) == 1
 
 
 def _text(key: str) -> bool:

@@ -52,6 +52,11 @@ _CDATA_MARK_RE = re.compile(_CDATA_MARK)
 _CDATA_MARK_BYTES_RE = re.compile(_CDATA_MARK.encode("ascii"))
 # base64 runs (standard and URL-safe alphabets) at least as long as the shortest secret's base64
 _BASE64_RUN = r"[A-Za-z0-9+/_-]{%d,}={0,2}"
+# every byte of that alphabet → "a", every other byte → " ": a run long enough is then one `in` away
+_RUN_MASK = bytes(
+    0x61 if i in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-" else 0x20
+    for i in range(256)
+)
 _BASE64_DEPTH = 2
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -173,6 +178,7 @@ class Redactor:
         self._bytes_re: re.Pattern[bytes] | None = None
         self._base64_re: re.Pattern[str] = re.compile(_BASE64_RUN % 8)
         self._base64_bytes_re: re.Pattern[bytes] = re.compile((_BASE64_RUN % 8).encode("ascii"))
+        self._base64_min = 8  # the shortest run those two match
 
     @property
     def active(self) -> bool:
@@ -191,7 +197,10 @@ class Redactor:
             text_re = re.compile("|".join(t for t, _ in sources))
             bytes_re = re.compile("|".join(b for _, b in sources).encode("latin-1"))
             # shorter runs cannot hold the shortest secret (its UTF-8 bytes, 4 characters per 3 bytes)
-            run = _BASE64_RUN % max(8, min(len(s.encode()) for s in secrets) * 4 // 3)
+            shortest = max(8, min(len(s.encode()) for s in secrets) * 4 // 3)
+            run = _BASE64_RUN % shortest
+            # the length first (it only ever shrinks): a reader that sees the new patterns sees it too
+            self._base64_min = shortest
             self._base64_re, self._base64_bytes_re = re.compile(run), re.compile(run.encode("ascii"))
             self._text_re, self._bytes_re, self._secrets = text_re, bytes_re, secrets
         return True
@@ -202,7 +211,10 @@ class Redactor:
         if pattern is None or not value:
             return value
         value = pattern.sub(self._keep_cdata_marks, value)
-        return self._base64_re.sub(lambda m: self._base64_run(m.group(), self.mark), value)
+        base64_re = self._base64_re
+        if not self._has_run(value.encode("utf-8", "surrogatepass")):
+            return value  # (a non-ASCII character is never part of a run: its UTF-8 bytes are not either)
+        return base64_re.sub(lambda m: self._base64_run(m.group(), self.mark), value)
 
     def bytes(self, value: bytes) -> bytes:
         """A body (UTF-8, GBK, GB18030, any ASCII-compatible encoding, or UTF-16/UTF-32 naming itself by a
@@ -218,8 +230,15 @@ class Redactor:
             except UnicodeError:
                 pass  # not valid in its own encoding: the byte forms below still apply
         value = pattern.sub(self._keep_cdata_marks_bytes, value)
-        mark = self.mark.encode("ascii")
-        return self._base64_bytes_re.sub(lambda m: self._base64_run(m.group(), mark), value)
+        base64_re, mark = self._base64_bytes_re, self.mark.encode("ascii")
+        if not self._has_run(value):
+            return value
+        return base64_re.sub(lambda m: self._base64_run(m.group(), mark), value)
+
+    def _has_run(self, data: _Bytes) -> bool:
+        """Whether ``data`` holds a base64 run long enough for the run patterns (read before this) to match:
+        most texts hold none, and one C-level pass finds that ~8× faster than the patterns' scan."""
+        return b"a" * self._base64_min in data.translate(_RUN_MASK)
 
     def _keep_cdata_marks(self, match: re.Match[str]) -> str:
         # CDATA markers inside the match are kept after the mark: the XML around it stays well-formed

@@ -253,6 +253,20 @@ def test_base64_without_the_secret_and_numbers_after_refs_are_left_alone():
     assert redactor.text(near) == near
 
 
+@pytest.mark.parametrize("secret", SECRETS, ids=["conftest", "special", "astral"])
+def test_base64_of_the_secret_is_cut_beside_chinese_text_and_in_gbk_bytes(secret):
+    import base64
+
+    redactor = Redactor()
+    redactor.add(secret)
+    encoded = base64.b64encode(secret.encode()).decode()
+    text = "药品名称" * 50 + encoded + "出库" + "A1b2C3d4" * 3
+
+    assert redactor.text(text) == "药品名称" * 50 + REDACTED + "出库" + "A1b2C3d4" * 3
+    assert redactor.bytes(text.encode("gbk")) == redactor.text(text).encode("gbk")
+    assert redactor.text(encoded[:-4]) == encoded[:-4]  # too short a run to hold the secret
+
+
 @pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
 @pytest.mark.parametrize("secret", SECRETS, ids=["conftest", "special", "astral"])
 def test_wide_bodies_are_cut_in_their_own_encoding(secret, codec):

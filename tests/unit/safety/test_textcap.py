@@ -14,6 +14,7 @@ from cdyb_jxc.safety.textcap import (
     column_caps,
     encoded,
     fit,
+    fit_rows,
     fit_values,
     storable,
     unstorable,
@@ -147,3 +148,52 @@ def test_fit_values_returns_the_same_dict_when_nothing_needed_fitting():
     values = {"key": "K1", "code": "短", "note": "ok", "count": 3}
 
     assert fit_values(column_caps(SAMPLE), values) is values
+
+
+CLEAN = {"key": "K1", "code": "短码", "note": "ok", "count": 3, "total": 0, "big": None, "ratio": 1.5}
+
+
+def test_fit_rows_keeps_a_batch_that_fits_as_it_is():
+    rows = [dict(CLEAN, key=f"K{i}") for i in range(50)]
+
+    fitted = fit_rows(column_caps(SAMPLE), rows)
+
+    assert fitted == rows
+    assert all(a is b for a, b in zip(fitted, rows, strict=True))
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {"code": "ABCDEFGHIJ"},  # longer than String(8)
+        {"note": "n" * 3000},
+        {"key": "K\x00"},  # a key column: escaped, never cut
+        {"note": "\ud800"},  # a lone surrogate
+        {"count": 10**30},
+        {"total": -(10**30)},  # not nullable: the nearest bound
+        {"small": 40_000},
+        {"code": b"bytes", "note": None},  # not texts: left alone
+        {"count": True},
+    ],
+)
+def test_fit_rows_fits_a_hostile_value_in_a_batch_as_fit_values_does(hostile: dict[str, object]) -> None:
+    caps = column_caps(SAMPLE)
+    rows = [dict(CLEAN, key=f"K{i}") for i in range(5)]
+    rows[3] = {**rows[3], **hostile}
+
+    fitted = fit_rows(caps, rows)
+
+    assert fitted == [fit_values(caps, r) for r in rows]
+    assert fitted[:3] == rows[:3]
+    assert fitted[4] == rows[4]
+
+
+def test_fit_rows_fits_rows_with_different_columns_one_by_one():
+    caps = column_caps(SAMPLE)
+    rows = [dict(CLEAN), {"key": "K2", "small": 40_000}, {"key": "K3", "code": "X" * 20, "note": "n"}]
+
+    fitted = fit_rows(caps, rows)
+
+    assert fitted == [fit_values(caps, r) for r in rows]
+    assert fitted[1]["small"] is None
+    assert fitted[2]["code"] == fit("X" * 20, 8)
