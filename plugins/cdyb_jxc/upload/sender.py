@@ -355,6 +355,8 @@ class BatchSender:
                     self._settle_next()
                 except _Recorded:
                     continue
+                except Exception:  # the first error stays the one raised; the other batches still settle
+                    log.exception("%s: recording a batch that was out failed", self.txn.code)
         finally:
             self._stopping = False
             self._shut_down()

@@ -618,3 +618,44 @@ def committed_batches(ledger_url: str) -> list[dict[str, Any]]:
         return other.batches()
     finally:
         other.dispose()
+
+
+class _FirstCallBreaks(FakeCentre):
+    """The first call fails with ``error`` once the others are out; the others answer a little later."""
+
+    def __init__(self, profile, error: BaseException) -> None:
+        super().__init__(profile)
+        self.error, self.calls, self.guard = error, 0, threading.Lock()
+
+    def send(self, txn_key: str, rows: Sequence[Mapping[str, str | None]]) -> Exchange:
+        with self.guard:
+            self.calls += 1
+            first = self.calls == 1
+        if first:
+            time.sleep(0.05)
+            raise self.error
+        time.sleep(0.3)
+        return super().send(txn_key, rows)
+
+
+def test_a_second_failure_while_stopping_neither_hides_the_first_nor_strands_the_other_batches(
+    profile, ledger, monkeypatch
+):
+    centre = _FirstCallBreaks(profile, RuntimeError("the first error"))
+    send = sender(profile, ledger, centre, batch_limit=2, max_in_flight=3)
+    plans = planned(profile, ledger, *[f"S{i}" for i in range(6)])
+    record_fates, failures = ledger.record_fates, []
+
+    def hiccup_once(*args: Any, **kwargs: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise OSError("ledger hiccup")
+        record_fates(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "record_fates", hiccup_once)
+    with pytest.raises(RuntimeError, match="the first error"):
+        send.send_all(plans)
+    # without close(): every batch that was out is recorded before send_all raises
+    final = states(ledger)
+    assert list(final.values()).count(S.ACCEPTED) == 2, final
+    assert list(final.values()).count(S.IN_FLIGHT) == 4, final  # the failed call's and the hiccup's rows
