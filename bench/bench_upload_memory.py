@@ -35,10 +35,8 @@ gives a quick smoke run.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,38 +46,17 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _bench_common import MB, free_port, write_seed, write_source
+
 VENV_BIN = Path(sys.executable).parent
 CLI = str(VENV_BIN / "cdyb-jxc")
 
 INSTITUTION, USER, SECRET = "H51010400001", "his_user", "S3cret-验证码-value"
-ITEMS = 2_000  # 对码 registry entries, all seeded
 TARGET_MB = 400.0
 SAMPLE_SECONDS = 0.5
-MB = 1_000_000
+# with 9 digits of row number this spells the 流水号 CK20261120 + 8 digits for up to 10**8 rows
+SERIAL_PREFIX = "CK2026112"
 PER_REQUEST_LOG = "sending 100 JXC003 rows"  # the hook logs one INFO line per request
-
-COLUMNS = [
-    "serial_no",
-    "insurance_item_code",
-    "hospital_item_name",
-    "mapping_serial_no",
-    "split_flag",
-    "unit",
-    "pack_ratio",
-    "operator_name",
-    "remark",
-    "outbound_type",
-    "sale_price",
-    "quantity",
-    "event_time",
-    "dept_code",
-    "dept_name",
-    "visit_no",
-    "prescription_no",
-    "lot_no",
-    "expiry_date",
-]
-CHINESE_NAMES = ("阿莫西林胶囊", "布洛芬缓释胶囊", "头孢克肟分散片", "盐酸二甲双胍片", "复方甘草口服溶液")
 
 # The wrapper's only child is the client: its RUSAGE_CHILDREN peak is the client's peak RSS (kB on Linux).
 WRAPPER = """
@@ -94,77 +71,6 @@ usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 cpu = usage.ru_utime + usage.ru_stime
 print(json.dumps({"rc": rc, "wall": wall, "cpu": cpu, "maxrss_kb": usage.ru_maxrss}), flush=True)
 """
-
-
-# -- source data ----------------------------------------------------------------------------------------
-
-
-def item_name(i: int) -> str:
-    if i % 2 == 0:
-        return f"{CHINESE_NAMES[i % len(CHINESE_NAMES)]}{i}号"
-    return f"Amoxicillin Capsules 0.25g No.{i}"
-
-
-def outbound_row(n: int) -> list[str]:
-    """Row ``n`` of the source, in :data:`COLUMNS` order; an empty cell is an absent value."""
-    i = n % ITEMS + 1
-    split = n % 5 == 0
-    dept = n % 50 == 7
-    outbound_type = "23" if dept else ("22" if n % 3 == 0 else "21")
-    return [
-        f"CK20261120{n:08d}",
-        f"XA{i:06d}",
-        item_name(i),
-        f"M{i:04d}",
-        "1" if split else "0",
-        "粒" if split else "盒",
-        "24" if split else "",
-        "张药师" if n % 4 == 0 else "",
-        "夜班补录" if n % 997 == 0 else "",
-        outbound_type,
-        f"{i % 97 + 0.5:.2f}",
-        str(n % 7 + 1),
-        f"2026-11-20 {n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}",
-        "D0301" if dept else "",
-        "内科药房" if dept else "",
-        "" if dept else f"MZ{n:08d}",
-        "" if dept else f"CF{n:09d}",
-        f"B2026{i:05d}",
-        "2028-10-31",
-    ]
-
-
-def write_source(path: Path, rows: int) -> None:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        for n in range(1, rows + 1):
-            writer.writerow(outbound_row(n))
-
-
-def write_seed(directory: Path) -> tuple[Path, Path]:
-    institutions, mapping = directory / "institutions.csv", directory / "mapping.csv"
-    with institutions.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["institution_code", "environment", "user", "verification_code"])
-        writer.writerow([INSTITUTION, "test", USER, SECRET])
-    with mapping.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(
-            ["institution_code", "mapping_serial_no", "insurance_item_code", "off_hospital_delivery"]
-        )
-        for i in range(1, ITEMS + 1):
-            writer.writerow([INSTITUTION, f"M{i:04d}", f"XA{i:06d}", "1" if i % 10 == 9 else "0"])
-    return institutions, mapping
-
-
-# -- simulator ------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_get(url: str, timeout: float = 5.0) -> bytes:
@@ -318,7 +224,7 @@ def run_upload(rows: int, base: Path) -> RunResult:
     home.mkdir(parents=True)
     source = work / f"outbound_{rows}.csv"
     started = time.perf_counter()
-    write_source(source, rows)
+    write_source(source, rows, SERIAL_PREFIX)
     print(
         f"[{rows:>9,} rows] wrote {source.name} ({source.stat().st_size / MB:.1f} MB) "
         f"in {time.perf_counter() - started:.1f}s",
