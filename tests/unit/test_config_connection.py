@@ -12,6 +12,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from cdyb_jxc.config import SECRETS_BACKEND_VARS, ConnectionFields, env_connection, parse_connection
+from cdyb_jxc.hooks.cdyb_jxc import fields_of
 
 CONN_ID = "cdyb_env_probe"
 VAR = "AIRFLOW_CONN_CDYB_ENV_PROBE"
@@ -87,16 +88,7 @@ DEFERRED = [
 def _airflow_fields(monkeypatch: pytest.MonkeyPatch, value: str) -> ConnectionFields:
     """What Airflow's own lookup reads from the variable (the hook's path)."""
     monkeypatch.setenv(VAR, value)
-    conn = BaseHook.get_connection(CONN_ID)
-    return ConnectionFields(
-        conn_type=conn.conn_type,
-        host=conn.host,
-        schema=conn.schema,
-        login=conn.login,
-        password=conn.password,
-        port=conn.port,
-        extra=conn.extra_dejson,
-    )
+    return fields_of(BaseHook.get_connection(CONN_ID))
 
 
 @pytest.fixture(autouse=True)

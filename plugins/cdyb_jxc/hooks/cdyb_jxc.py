@@ -125,7 +125,14 @@ def connection_fields(conn_id: str) -> ConnectionFields:
 
     :param conn_id: the connection
     """
-    conn = defined_connection(conn_id)
+    return fields_of(defined_connection(conn_id))
+
+
+def fields_of(conn: Any) -> ConnectionFields:
+    """The fields of an Airflow ``Connection``, as the domain reads them.
+
+    :param conn: the connection
+    """
     return ConnectionFields(
         conn_type=conn.conn_type,
         host=conn.host,
