@@ -6,8 +6,8 @@ row (:class:`ReplyRecorder`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -102,21 +102,10 @@ class Flight:
     seconds: float = 0.0  # wall time of the call (set by the worker)
 
 
-class InlineExecutor(Executor):
-    """One batch in flight: the call runs in the calling thread, as a finished future."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as err:  # handed over as a worker's would be; anything graver goes straight up
-            future.set_exception(err)
-        return future
-
-
 def call_executor(k: int) -> Executor:
-    """Where the calls run: ``k`` worker threads, or for one call at a time the calling thread itself."""
-    return ThreadPoolExecutor(k, thread_name_prefix="cdyb-jxc-send") if k > 1 else InlineExecutor()
+    """Where the calls run: ``k`` worker threads, so that even with one call out the calling thread plans
+    the next rows meanwhile."""
+    return ThreadPoolExecutor(k, thread_name_prefix="cdyb-jxc-send")
 
 
 def answer_audit(flight: Flight, exchange: Exchange) -> dict[str, Any]:

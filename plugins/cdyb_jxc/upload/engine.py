@@ -29,6 +29,7 @@ from cdyb_jxc.safety.textcap import unstorable
 from cdyb_jxc.upload.result import RunInfo, UploadResult, business_date_of, payload_hash
 from cdyb_jxc.upload.sender import BatchSender, Planned, Sender
 from cdyb_jxc.upload.source_issues import SourceIssues
+from cdyb_jxc.wire.connection import DEFAULT_MAX_IN_FLIGHT
 from cdyb_jxc.wire.profile import Profile
 from cdyb_jxc.wire.rules import XML_ILLEGAL_RE, MappingEntry, RowError, precheck_row
 from cdyb_jxc.wire.values import row_to_wire
@@ -39,6 +40,11 @@ log = logging.getLogger(__name__)
 RESEND_UNCHANGED = frozenset({"unmapped", "mapping_mismatch", "original_missing"})
 # ... but at most this often, so re-running a day does not send them again right away.
 RESEND_INTERVAL = timedelta(hours=6)
+# A source chunk is planned in parts of this many rows, and the sender is polled every POLL_ROWS rows while
+# planning: replies are recorded and waiting batches go out while the next rows are prepared, so the centre
+# is kept busy (the ledger still has one writer, this thread).
+PLAN_ROWS = 1000
+POLL_ROWS = 50
 
 
 class Decision(enum.Enum):
@@ -101,7 +107,7 @@ class Uploader:
         lock_wait: float = DEFAULT_WAIT_SECONDS,
         complete_days: Sequence[str] = (),
         source: str | None = None,
-        max_in_flight: int = 1,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         self.profile = profile
         self.txn = profile.transaction(txn_key)
@@ -154,7 +160,8 @@ class Uploader:
             self._close_abandoned_batches()
             try:
                 for chunk in chunks:
-                    self._chunk(chunk)
+                    for start in range(0, len(chunk), PLAN_ROWS):
+                        self._chunk(chunk[start : start + PLAN_ROWS])
                 self.sending.drain()  # every batch answered before the run's issues settle
                 self.issues.settle()
             finally:
@@ -210,10 +217,12 @@ class Uploader:
     def _plan(self, chunk: Sequence[Mapping[str, Any]]) -> dict[str, Planned]:
         """The chunk's rows by 流水号, as wire values; a row that cannot be keyed, or repeats a 流水号 of
         the chunk, is a source issue."""
-        res = self.result
+        res, poll = self.result, self.sending.poll
         planned: dict[str, Planned] = {}
         for row in chunk:
             res.rows_read += 1
+            if not res.rows_read % POLL_ROWS:
+                poll()
             wire = row_to_wire(self.txn, row, self.offset)
             serial = wire.get("serial_no")
             if not serial or len(serial) > SERIAL_MAX or unstorable(serial):
@@ -227,9 +236,11 @@ class Uploader:
 
     def _decide_chunk(self, planned: Mapping[str, Planned], known: Mapping[str, LedgerEntry]) -> ChunkPlan:
         """Decide each row from what the ledger knows of it (``known``) and collect the chunk's writes."""
-        decided = ChunkPlan()
+        decided, poll = ChunkPlan(), self.sending.poll
         now = utcnow()
-        for serial, plan in planned.items():
+        for n, (serial, plan) in enumerate(planned.items(), 1):
+            if not n % POLL_ROWS:
+                poll()
             plan.prior = known.get(serial)
             decision = self._decide(plan)
             if decision is Decision.KEEP:

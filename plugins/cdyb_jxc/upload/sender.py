@@ -45,6 +45,11 @@ __all__ = ["BatchSender", "Exchange", "Flight", "Planned", "Preparing", "Sender"
 
 log = logging.getLogger(__name__)
 
+# Batches built ahead of a free slot. While the engine plans the next rows it polls between rows, and these
+# go out as replies free their slots, so the centre is not left idle; their rows stay PENDING in the ledger
+# until they leave. Bounded so memory stays flat: each holds one request (≤ the profile's row limit).
+WAITING_MAX = 16
+
 
 class BatchSender:
     """Sends planned rows in batches and records every answer in the ledger (IN_FLIGHT first).
@@ -114,12 +119,12 @@ class BatchSender:
 
     def submit_all(self, rows: Sequence[Planned]) -> None:
         """Send ``rows`` in batches of at most :attr:`batch_limit`, as slots come free; returns with up to
-        :attr:`max_in_flight` batches out and as many waiting for a slot (:meth:`poll` and :meth:`drain`
-        send those)."""
+        :attr:`max_in_flight` batches out and up to :data:`WAITING_MAX` built and waiting for a slot
+        (:meth:`poll` and :meth:`drain` send those)."""
         for start in range(0, len(rows), self.batch_limit):
             self._waiting.append(self._flight(list(rows[start : start + self.batch_limit])))
             self._fill()
-            while len(self._waiting) > self.max_in_flight:
+            while len(self._waiting) > WAITING_MAX:
                 self._settle_next()
                 self._fill()
         self.poll()

@@ -72,6 +72,22 @@ def run_upload(
     return None
 
 
+def capture_bodies(client: CentreClient) -> list[bytes | None]:
+    """The reply bodies zeep parsed, one per call: the calls run on the sender's worker threads, each with
+    its own transport, so each body is read on the thread that received it."""
+    bodies: list[bytes | None] = []
+    send_request = client.send_request
+
+    def sending(request: Any) -> Any:
+        try:
+            return send_request(request)
+        finally:
+            bodies.append(client.transport.last_body)
+
+    client.send_request = sending  # type: ignore[method-assign]
+    return bodies
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
         try:
@@ -134,12 +150,13 @@ def test_echoed_secret_is_nowhere(profile, hostile, tmp_path, caplog, secret, wh
     logging.getLogger("zeep").setLevel(logging.DEBUG)
     hostile.set_mode("echo", where=where, form=form, encoding=encoding)
     client = make_client(profile, hostile.url, secret)
+    bodies = capture_bodies(client)
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
     try:
         err = run_upload(profile, client, ledger, ["E1", "E2"])
         rows = {r["serial_no"]: r for r in ledger.iter_rows()}
         haystack = ledger_haystack(ledger)
-        body = client.transport.last_body  # what zeep parsed: redacted before it became text
+        body = bodies[-1] if bodies else None  # what zeep parsed: redacted before it became text
     finally:
         logging.getLogger("zeep").setLevel(logging.WARNING)
         client.close()
@@ -404,12 +421,13 @@ def test_wide_fault_without_charset_is_decoded_and_redacted(profile, hostile, tm
     declaration), not as ISO-8859-1, and the secret is cut in the body's own encoding."""
     hostile.set_mode("echo", where="fault", form="plain", encoding=encoding, charset="")
     client = make_client(profile, hostile.url)
+    bodies = capture_bodies(client)
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
     try:
         err = run_upload(profile, client, ledger, ["W1"])
         haystack = ledger_haystack(ledger)
         (batch,) = ledger.batches()
-        body = client.transport.last_body
+        body = bodies[-1] if bodies else None
     finally:
         client.close()
         ledger.dispose()
