@@ -22,7 +22,7 @@ PACKAGE_ROOT = REPO / "plugins" / PACKAGE
 AIRFLOW = "airflow"
 
 # Airflow-free packages; cli (also Airflow-free) is left out: it drives them and no domain package uses it.
-DOMAIN = frozenset({"exceptions", "config", "safety", "wire", "ledger", "upload", "simulator"})
+DOMAIN = frozenset({"exceptions", "config", "deployment", "safety", "wire", "ledger", "upload", "simulator"})
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,11 @@ LAYERS: dict[str, Rule] = {
         lazy=("wire",),
         why="the one module that reads the environment and resolves a run's ledger, profile and settings; "
         "wire.profile reads $CDYB_JXC_PROFILE through it, so it loads a profile only inside a function",
+    ),
+    "deployment": _rule(
+        "exceptions",
+        "config",
+        why="reads and checks the deployment file (cdyb_jxc.yaml): one InstitutionSettings each",
     ),
     "safety": _rule("exceptions", why="redaction, text caps, spreadsheet escaping, used by the layers above"),
     "wire": _rule("exceptions", "config", "safety", why="the SPEC's format, profile, client, transport"),

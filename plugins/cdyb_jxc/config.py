@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -125,6 +125,9 @@ class InstitutionSettings:
     :param mapping_file: local CSV copy of the 对码 registry (optional)
     :param retry_delay: first delay before a failed task is retried
     :param task_timeout: an upload task running longer fails (and is retried)
+    :param institution_code: the 定点机构编码 a deployment file names (``None``: the connection's); a
+        connection naming another one is refused
+    :param institution_name: its name, shown in the DAGs' tags
     """
 
     conn_id: str = DEFAULT_CONN_ID
@@ -138,6 +141,18 @@ class InstitutionSettings:
     mapping_file: str | None = None
     retry_delay: timedelta = timedelta(seconds=DEFAULT_RETRY_DELAY_SECONDS)
     task_timeout: timedelta = timedelta(minutes=DEFAULT_TASK_TIMEOUT_MINUTES)
+    institution_code: str | None = None
+    institution_name: str | None = None
+
+
+def iso_day(text: str) -> str:
+    """``text`` if it is a date written exactly ``YYYY-MM-DD`` (what goes into SQL and DAG settings).
+
+    :raises ValueError: anything else (``2026-1-5``, ``20260105``, ``2026-13-01``)
+    """
+    if len(text) != 10:
+        raise ValueError(text)
+    return date.fromisoformat(text).isoformat()
 
 
 def task_timeout_from_env(raw: str | None) -> timedelta:

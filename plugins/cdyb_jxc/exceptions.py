@@ -45,6 +45,18 @@ class ConnectionConfigError(CdybJxcError):
     """The connection's settings are unusable (missing endpoint, institution code, bad extra value)."""
 
 
+class DeploymentConfigError(CdybJxcError):
+    """The deployment file (``cdyb_jxc.yaml``) is unusable; the message names each bad key by its path.
+
+    :param message: every problem, with the file's path
+    :param problems: the problems one by one (``institutions[1].conn_id: missing``)
+    """
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
 class SourceDataError(CdybJxcError):
     """The source data cannot be uploaded as given (missing columns, unreadable file)."""
 

@@ -15,6 +15,7 @@ from cdyb_jxc.simulator.store import SimulatorStore
 from tests.conftest import AIRFLOW_HOME, INSTITUTION, SECRET, USER
 
 REPO = Path(__file__).resolve().parents[2]
+DAG_FILE = "cdyb_jxc_dags.py"
 sys.path.insert(0, str(REPO / "include" / "demo"))
 
 
@@ -51,17 +52,18 @@ def demo_env(
 
 @pytest.fixture
 def repo_dag(airflow_db: Path) -> Callable[[str], Any]:
-    """Load one of the repo's DAG files from the test dags folder (a symlink, so include/sql resolves)."""
+    """A DAG of the repo's DAG file (the one ``cdyb-jxc scaffold`` writes), loaded from the test dags
+    folder through a symlink, as Airflow would load it, with the environment as it is now."""
 
-    def _load(name: str) -> Any:
-        link = AIRFLOW_HOME / "dags" / f"{name}.py"
+    def _load(dag_id: str) -> Any:
+        link = AIRFLOW_HOME / "dags" / DAG_FILE
         if not link.exists():
-            link.symlink_to(REPO / "dags" / f"{name}.py")
-        spec = importlib.util.spec_from_file_location(f"repo_{name}", link)
+            link.symlink_to(REPO / "dags" / DAG_FILE)
+        spec = importlib.util.spec_from_file_location("repo_cdyb_jxc_dags", link)
         assert spec
         assert spec.loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        return module.dag
+        return getattr(module, dag_id)
 
     return _load

@@ -28,8 +28,12 @@ print(f"{elapsed:.3f} {','.join(heavy) or '-'}")
 """
 
 
-def test_there_are_two_dag_files():
-    assert [p.name for p in DAG_FILES] == ["cdyb_jxc_daily.py", "cdyb_jxc_init.py"]
+def test_the_repository_dag_file_is_the_one_scaffold_writes():
+    from cdyb_jxc.cli.scaffold import SCAFFOLD
+
+    assert [p.name for p in DAG_FILES] == ["cdyb_jxc_dags.py"]
+    template = (SCAFFOLD / "cdyb_jxc_dags.py.tmpl").read_text(encoding="utf-8")
+    assert DAG_FILES[0].read_text(encoding="utf-8") == template
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)

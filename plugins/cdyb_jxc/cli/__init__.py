@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from cdyb_jxc import __version__
+from cdyb_jxc.cli import scaffold as scaffold_cli
 from cdyb_jxc.cli import simulator as simulator_cli
 from cdyb_jxc.cli import upload as upload_cli
 from cdyb_jxc.exceptions import CdybJxcError
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     simulator_cli.add_parser(sub)
     upload_cli.add_parser(sub)
+    scaffold_cli.add_parser(sub)
     return parser
 
 

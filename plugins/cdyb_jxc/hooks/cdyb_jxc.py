@@ -39,6 +39,8 @@ class CdybJxcHook(BaseHook):
         password = 交易访问验证码, extras ``institution_code``, ``environment`` and optional ``profile``,
         ``timeout``, ``batch_limit``, ``verify``
     :param profile_path: interface profile overriding the connection's ``profile`` extra
+    :param institution_code: the 定点机构编码 the connection must be for (a deployment file's); used when
+        the connection names none
     """
 
     conn_name_attr = "cdyb_jxc_conn_id"
@@ -46,12 +48,22 @@ class CdybJxcHook(BaseHook):
     conn_type = CENTRE_CONN_TYPE
     hook_name = "成都医保进销存 (cdyb-jxc)"
 
-    def __init__(self, cdyb_jxc_conn_id: str = default_conn_name, *, profile_path: str | None = None) -> None:
+    def __init__(
+        self,
+        cdyb_jxc_conn_id: str = default_conn_name,
+        *,
+        profile_path: str | None = None,
+        institution_code: str | None = None,
+    ) -> None:
         super().__init__()
         self.cdyb_jxc_conn_id = cdyb_jxc_conn_id
         self.profile_path = profile_path
+        self.institution_code = institution_code
         self.session = CentreSession(
-            cdyb_jxc_conn_id, lambda: connection_fields(cdyb_jxc_conn_id), profile_path=profile_path
+            cdyb_jxc_conn_id,
+            lambda: connection_fields(cdyb_jxc_conn_id),
+            profile_path=profile_path,
+            institution_code=institution_code,
         )
 
     @property

@@ -83,6 +83,8 @@ class CdybJxcUploadOperator(BaseOperator):
     :param recheck_days: also re-read the previous N business days that still have rows not accepted, so
         rows fixed at the source go out on the next run (needs ``sql`` using ``{{ business_date }}``)
     :param max_in_flight: batches out at once, 1 to 8 (default: the connection's ``max_in_flight``, else 2)
+    :param institution_code: the 定点机构编码 this task uploads for (a deployment file's): the connection
+        must name the same one, or none
 
     SQL templates see ``{{ business_date }}``: the rendered ``business_date`` argument.
     """
@@ -119,6 +121,7 @@ class CdybJxcUploadOperator(BaseOperator):
         resend_backoff: float = 1.0,
         recheck_days: int = 0,
         max_in_flight: int | None = None,
+        institution_code: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -138,6 +141,7 @@ class CdybJxcUploadOperator(BaseOperator):
         self.resend_backoff = resend_backoff
         self.recheck_days = recheck_days
         self.max_in_flight = max_in_flight
+        self.institution_code = institution_code
         self._sql_source: str | None = None
         self._jinja_env: Any = None
 
@@ -217,7 +221,7 @@ class CdybJxcUploadOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         self._check_arguments()
         self.business_date = checked_business_date(self.business_date, self.task_id)
-        hook = CdybJxcHook(self.cdyb_jxc_conn_id)
+        hook = CdybJxcHook(self.cdyb_jxc_conn_id, institution_code=self.institution_code)
         run = _run_info(context["ti"])
         try:
             txn, result = self._upload(hook, context, run)

@@ -32,6 +32,8 @@ class CentreSession:
     :param conn_id: the connection's id (named in every error about its fields)
     :param lookup: returns the connection's fields; called once, when the settings are first needed
     :param profile_path: interface profile overriding the connection's ``profile`` extra
+    :param institution_code: the 定点机构编码 this connection must be for (see
+        :func:`~cdyb_jxc.wire.connection.build_settings`)
     """
 
     def __init__(
@@ -40,9 +42,11 @@ class CentreSession:
         lookup: Callable[[], ConnectionFields],
         *,
         profile_path: str | None = None,
+        institution_code: str | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.profile_path = profile_path
+        self.institution_code = institution_code
         self._lookup = lookup
 
     @cached_property
@@ -57,6 +61,7 @@ class CentreSession:
             password=conn.password,
             extra=conn.extra,
             conn_type=CENTRE_CONN_TYPE,
+            institution_code=self.institution_code,
         )
         # from here on the 验证码 is cut from every log record and every reply, in every form it may take
         register_secret(settings.verification_code)

@@ -80,6 +80,18 @@ def _environment(values: dict[str, Any], where: str) -> str:
     return environment
 
 
+def _institution(values: dict[str, Any], where: str, expected: str | None) -> str:
+    given = str(values.get("institution_code", "")).strip()
+    if given and expected and given != expected:
+        raise ConnectionConfigError(
+            f"{where}: extra 'institution_code' is {given}, but the deployment file uses this connection for "
+            f"定点机构编码 {expected}; give each institution its own connection, or correct the code"
+        )
+    if not (given or expected):
+        raise ConnectionConfigError(f"{where}: extra 'institution_code' (定点机构编码) is required")
+    return given or str(expected)
+
+
 def _timeout(values: dict[str, Any], where: str) -> float:
     try:
         timeout = float(values.get("timeout", DEFAULT_TIMEOUT))
@@ -138,8 +150,13 @@ def build_settings(
     password: str | None,
     extra: Mapping[str, Any],
     conn_type: str,
+    institution_code: str | None = None,
 ) -> CentreSettings:
-    """Check a connection's fields; every error names the connection and the field."""
+    """Check a connection's fields; every error names the connection and the field.
+
+    :param institution_code: the 定点机构编码 the connection is configured for (a deployment file): used
+        when the extra names none, and an extra naming another one is refused
+    """
     where = f"connection {conn_id!r}"
     endpoint = _endpoint(host, where)
     if not login:
@@ -147,9 +164,7 @@ def build_settings(
     if not password:
         raise ConnectionConfigError(f"{where}: password (交易访问验证码) is empty")
     values = read_extra(extra, conn_type)
-    institution = str(values.get("institution_code", "")).strip()
-    if not institution:
-        raise ConnectionConfigError(f"{where}: extra 'institution_code' (定点机构编码) is required")
+    institution = _institution(values, where, institution_code)
     environment = _environment(values, where)
     timeout = _timeout(values, where)
     batch_limit = _batch_limit(values, where)

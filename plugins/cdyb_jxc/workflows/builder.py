@@ -42,6 +42,13 @@ TAGS = ["cdyb-jxc", "医保", "进销存"]
 BUSINESS_DATE = "{{ cdyb_business_date(dag_run, data_interval_start) }}"
 
 
+def init_asset(settings: DagSettings) -> Asset:
+    """The Asset an institution's completed initialization emits (one per institution of a deployment)."""
+    if not settings.institution_code:
+        return INIT_ASSET
+    return Asset(f"cdyb_jxc://initialization/{settings.institution_code}", group="cdyb_jxc")
+
+
 def _start(day: str) -> pendulum.DateTime:
     return pendulum.instance(datetime.fromisoformat(day), tz=TIMEZONE)
 
@@ -49,13 +56,13 @@ def _start(day: str) -> pendulum.DateTime:
 def build_init_dag(settings: DagSettings) -> DAG:
     """One-time initialization: upload the opening stock (JXC001), record completion, emit an Asset."""
     with DAG(
-        INIT_DAG_ID,
+        settings.dag_id(INIT_DAG_ID),
         description="药品采购信息初始化 (JXC001): the counted opening stock, sent once",
         schedule=None,
         start_date=_start(settings.start_date),
         catchup=False,
         max_active_runs=1,
-        tags=TAGS,
+        tags=settings.tags(TAGS),
         template_searchpath=[settings.sql_dir],
         default_args=settings.default_args(),
         params={
@@ -79,7 +86,7 @@ def build_init_dag(settings: DagSettings) -> DAG:
             task_id="record_initialization",
             python_callable=dag_tasks.record_initialization,
             op_kwargs=settings.ledger_kwargs,
-            outlets=[INIT_ASSET],
+            outlets=[init_asset(settings)],
         )
         check_not_initialized >> upload_init >> record_initialization
     return dag
@@ -88,13 +95,13 @@ def build_init_dag(settings: DagSettings) -> DAG:
 def build_daily_dag(settings: DagSettings) -> DAG:
     """Daily T+1 upload at 02:00 Asia/Shanghai: inbound, outbound, then the stock snapshot of day D."""
     with DAG(
-        DAILY_DAG_ID,
+        settings.dag_id(DAILY_DAG_ID),
         description="药品入库/出库/库存 daily T+1 upload (JXC002, JXC003, JXC004)",
-        schedule=CronDataIntervalTimetable("0 2 * * *", timezone=TIMEZONE),
+        schedule=CronDataIntervalTimetable(settings.schedule, timezone=TIMEZONE),
         start_date=_start(settings.start_date),
         catchup=False,
         max_active_runs=1,
-        tags=TAGS,
+        tags=settings.tags(TAGS),
         template_searchpath=[settings.sql_dir],
         user_defined_macros={"cdyb_business_date": dag_tasks.business_date},
         params={"business_date": _business_date_param()},
@@ -156,5 +163,6 @@ def _report_rejects(settings: DagSettings) -> PythonOperator:
             "notify": settings.notify,
             "business_date": BUSINESS_DATE,
             "recheck_days": settings.recheck_days,
+            "institution_code": settings.institution_code,
         },
     )

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from cdyb_jxc.config import EnvironmentSettings, InstitutionSettings
+from cdyb_jxc.deployment import DEFAULT_SCHEDULE, InstitutionConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -19,10 +20,14 @@ class DagSettings(InstitutionSettings):
 
     :param sql_dir: the folder of the SQL templates (``init.sql``, ``inbound.sql``, …)
     :param retries: retries of each task (with exponential back-off from ``retry_delay``)
+    :param schedule: cron of the daily DAG, Asia/Shanghai
+    :param pool: the Airflow pool of the upload tasks (``None``: the default pool)
     """
 
     sql_dir: str
     retries: int = 3
+    schedule: str = DEFAULT_SCHEDULE
+    pool: str | None = None
 
     @classmethod
     def from_env(cls, sql_dir: str | Path, environ: Mapping[str, str] | None = None) -> DagSettings:
@@ -45,9 +50,35 @@ class DagSettings(InstitutionSettings):
         given = {f.name: getattr(institution, f.name) for f in fields(InstitutionSettings)}
         return cls(sql_dir=str(sql_dir), **given)
 
+    @classmethod
+    def from_deployment(cls, institution: InstitutionConfig) -> DagSettings:
+        """The DAG settings of one institution of a deployment file."""
+        given = {f.name: getattr(institution.settings, f.name) for f in fields(InstitutionSettings)}
+        return cls(
+            sql_dir=institution.sql_dir,
+            retries=institution.retries,
+            schedule=institution.schedule,
+            pool=institution.pool,
+            **given,
+        )
+
+    def dag_id(self, base: str) -> str:
+        """``base`` for the environment's single institution, ``<base>__<code>`` for a deployment file's."""
+        return f"{base}__{self.institution_code}" if self.institution_code else base
+
+    def tags(self, base: list[str]) -> list[str]:
+        """``base`` and, for a deployment file's institution, its code and name."""
+        extra = [self.institution_code, self.institution_name] if self.institution_code else []
+        return [*base, *dict.fromkeys(t for t in extra if t)]
+
     @property
     def ledger_kwargs(self) -> dict[str, str | None]:
-        return {"conn_id": self.conn_id, "ledger_url": self.ledger_url, "ledger_conn_id": self.ledger_conn_id}
+        return {
+            "conn_id": self.conn_id,
+            "ledger_url": self.ledger_url,
+            "ledger_conn_id": self.ledger_conn_id,
+            "institution_code": self.institution_code,
+        }
 
     def default_args(self) -> dict:
         return {
@@ -66,4 +97,6 @@ class DagSettings(InstitutionSettings):
             "ledger_url": self.ledger_url,
             "ledger_conn_id": self.ledger_conn_id,
             "mapping_file": self.mapping_file,
+            "institution_code": self.institution_code,
+            **({"pool": self.pool} if self.pool else {}),
         }

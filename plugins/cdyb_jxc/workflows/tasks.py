@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cdyb_jxc.config import iso_day
 from cdyb_jxc.wire.profile import DAILY_TRANSACTIONS
 
 if TYPE_CHECKING:
@@ -28,11 +29,8 @@ def business_date(dag_run: Any, data_interval_start: Any, timezone: str = "Asia/
     conf = getattr(dag_run, "conf", None) or {}
     given = conf.get("business_date")
     if given not in (None, ""):
-        text = str(given).strip()
         try:
-            if len(text) != 10:
-                raise ValueError(text)
-            return date.fromisoformat(text).isoformat()
+            return iso_day(str(given).strip())
         except ValueError:
             raise ValueError(f"business_date must be a date written YYYY-MM-DD, not {given!r}") from None
     if data_interval_start is None:
@@ -43,21 +41,41 @@ def business_date(dag_run: Any, data_interval_start: Any, timezone: str = "Asia/
     return str(data_interval_start.in_timezone(timezone).strftime("%Y-%m-%d"))
 
 
-def _institution(conn_id: str) -> str:
+def _institution(conn_id: str, institution_code: str | None) -> str:
+
+    return _hook(conn_id, institution_code).settings.institution_code
+
+
+def _hook(conn_id: str, institution_code: str | None) -> Any:
+    """The centre hook; its settings read now, so a connection for another institution fails the task
+    at once, without retries (retrying cannot fix a configuration)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cdyb_jxc.exceptions import ConnectionConfigError
     from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
 
-    return CdybJxcHook(conn_id).settings.institution_code
+    hook = CdybJxcHook(conn_id, institution_code=institution_code)
+    try:
+        hook.settings  # noqa: B018 - read here so the error is this task's
+    except ConnectionConfigError as err:
+        raise AirflowFailException(str(err)) from err
+    return hook
 
 
 def check_not_initialized(
-    *, conn_id: str, ledger_url: str | None, ledger_conn_id: str | None, params: Any
+    *,
+    conn_id: str,
+    ledger_url: str | None,
+    ledger_conn_id: str | None,
+    params: Any,
+    institution_code: str | None = None,
 ) -> str:
     """Refuse a second initialization unless the ``force`` param is set."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from cdyb_jxc.hooks.cdyb_jxc import make_ledger
 
-    institution = _institution(conn_id)
+    institution = _institution(conn_id, institution_code)
     done = make_ledger(ledger_url, ledger_conn_id).milestone(institution, INIT_MILESTONE)
     if done and not params.get("force"):
         raise AirflowFailException(
@@ -71,13 +89,18 @@ def check_not_initialized(
 
 
 def record_initialization(
-    *, conn_id: str, ledger_url: str | None, ledger_conn_id: str | None, ti: Any
+    *,
+    conn_id: str,
+    ledger_url: str | None,
+    ledger_conn_id: str | None,
+    ti: Any,
+    institution_code: str | None = None,
 ) -> dict:
     """Record completion in the ledger (the task's outlet emits the Asset event)."""
     from cdyb_jxc.hooks.cdyb_jxc import make_ledger
 
     summary = ti.xcom_pull(task_ids="upload_init") or {}
-    institution = _institution(conn_id)
+    institution = _institution(conn_id, institution_code)
     make_ledger(ledger_url, ledger_conn_id).set_milestone(
         institution, INIT_MILESTONE, json.dumps(summary.get("states", {}), ensure_ascii=False)
     )
@@ -85,11 +108,17 @@ def record_initialization(
     return {"institution_code": institution, "states": summary.get("states", {})}
 
 
-def initialization_done(*, conn_id: str, ledger_url: str | None, ledger_conn_id: str | None) -> bool:
+def initialization_done(
+    *,
+    conn_id: str,
+    ledger_url: str | None,
+    ledger_conn_id: str | None,
+    institution_code: str | None = None,
+) -> bool:
     """Gate of the daily DAG: False (skip everything) until the initialization has completed."""
     from cdyb_jxc.hooks.cdyb_jxc import make_ledger
 
-    institution = _institution(conn_id)
+    institution = _institution(conn_id, institution_code)
     done = make_ledger(ledger_url, ledger_conn_id).milestone(institution, INIT_MILESTONE) is not None
     if not done:
         log.warning(
@@ -128,17 +157,18 @@ def report_rejects(
     notify: str,
     business_date: str,
     recheck_days: int,
+    institution_code: str | None = None,
     context: Any = None,
     **_: Any,
 ) -> dict:
     """Write the reject report (CSV and Excel) and send the notification."""
     from airflow.sdk import get_current_context
 
-    from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook, make_ledger
+    from cdyb_jxc.hooks.cdyb_jxc import make_ledger
     from cdyb_jxc.notifications.reject import RejectNotifier
     from cdyb_jxc.upload.reports import write_reject_report
 
-    hook = CdybJxcHook(conn_id)
+    hook = _hook(conn_id, institution_code)
     institution = hook.settings.institution_code
     codes = [hook.profile.transaction(key).code for key in DAILY_TRANSACTIONS]
     ledger = make_ledger(ledger_url, ledger_conn_id)

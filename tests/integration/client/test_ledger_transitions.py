@@ -350,9 +350,9 @@ def test_whole_call_rejected_is_not_retried_and_rows_stay_pending(profile, simul
         verification_code="wrong-code",
         institution_code=INSTITUTION,
     )
+    # one call out at a time: with more, a second batch is out before the first one's answer is back
+    uploader = _uploader(profile, wrong, ledger, resend_attempts=3, max_in_flight=1)
     with pytest.raises(CallRejectedError, match="用户名或验证码错误") as info:
-        # one call out at a time: with more, a second batch is out before the first one's answer is back
-        uploader = _uploader(profile, wrong, ledger, resend_attempts=3, max_in_flight=1)
         uploader.run([[outbound_row("C1")], [outbound_row("C2")]])
     assert info.value.category == "用户名或验证码错误"
     assert _rows(ledger)["C1"]["state"] == PENDING

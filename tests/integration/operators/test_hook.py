@@ -144,3 +144,14 @@ def test_test_connection_reports_an_undefined_connection():
     ok, message = CdybJxcHook("nosuch_centre").test_connection()
     assert not ok
     assert message.startswith("connection 'nosuch_centre' is not defined")
+
+
+def test_a_connection_for_another_institution_fails_a_deployments_task(centre_conn, store):
+    """The deployment file says which 定点机构编码 a connection serves; one naming another is refused."""
+    from cdyb_jxc.exceptions import ConnectionConfigError
+
+    hook = CdybJxcHook(centre_conn, institution_code="H99999999999")
+    with pytest.raises(ConnectionConfigError, match=f"extra 'institution_code' is {INSTITUTION}, but"):
+        hook.settings  # noqa: B018
+    assert CdybJxcHook(centre_conn, institution_code=INSTITUTION).settings.institution_code == INSTITUTION
+    assert store.count_rows() == 0

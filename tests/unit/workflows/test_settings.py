@@ -33,11 +33,13 @@ def test_dag_settings_carry_every_institution_setting(tmp_path):
         "ledger_url": None,
         "ledger_conn_id": "ledger_pg",
         "mapping_file": "/data/mapping.csv",
+        "institution_code": None,
     }
     assert settings.ledger_kwargs == {
         "conn_id": "centre_b",
         "ledger_url": None,
         "ledger_conn_id": "ledger_pg",
+        "institution_code": None,
     }
     assert (settings.default_args()["retries"], settings.default_args()["retry_delay"]) == (
         3,
