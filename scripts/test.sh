@@ -13,6 +13,8 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || !
         chromium chromium-driver fonts-wqy-microhei >/dev/null
 fi
 
+source scripts/services.sh
+
 echo "== ruff" && ruff check . && ruff format --check .
 echo "== mypy" && mypy
 echo "== pytest" && pytest -q -p no:cacheprovider "$@"

@@ -46,6 +46,7 @@ REPORT_FOLDER = "cdyb_jxc_reports"  # the default reject-report folder, in $AIRF
 PROFILE_VAR = "CDYB_JXC_PROFILE"
 LEDGER_URL_VAR = "CDYB_JXC_LEDGER_URL"
 TASK_TIMEOUT_VAR = "CDYB_JXC_TASK_TIMEOUT_MINUTES"
+CONFIG_VAR = "CDYB_JXC_CONFIG"  # the deployment file (cdyb_jxc.deployment)
 
 
 def _variable(name: str, default: str | None = None) -> Any:
@@ -71,6 +72,7 @@ class EnvironmentSettings:
     retry_delay_seconds: str | None = _variable("CDYB_JXC_RETRY_DELAY_SECONDS")
     task_timeout_minutes: str | None = _variable(TASK_TIMEOUT_VAR)
     airflow_home: str | None = _variable("AIRFLOW_HOME")
+    config_file: str | None = _variable(CONFIG_VAR)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> EnvironmentSettings:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from cdyb_jxc.config import (
+    CONFIG_VAR,
     DEFAULT_RECHECK_DAYS,
     DEFAULT_RETRY_DELAY_SECONDS,
     DEFAULT_SOURCE_CONN_ID,
@@ -48,7 +49,6 @@ from cdyb_jxc.config import (
 )
 from cdyb_jxc.exceptions import DeploymentConfigError
 
-CONFIG_VAR = "CDYB_JXC_CONFIG"
 CONFIG_FILE = "cdyb_jxc.yaml"  # in $AIRFLOW_HOME
 PACKAGED_SQL = Path(__file__).resolve().parent / "data" / "sql"
 DEFAULT_SCHEDULE = "0 2 * * *"
@@ -185,13 +185,14 @@ def find_config(environ: Mapping[str, str] = os.environ) -> Path | None:
 
     :raises DeploymentConfigError: ``$CDYB_JXC_CONFIG`` names no file
     """
-    named = (environ.get(CONFIG_VAR) or "").strip()
+    env = EnvironmentSettings.from_environ(environ)
+    named = (env.config_file or "").strip()
     if named:
         path = Path(named).expanduser()
         if not path.is_file():
             raise DeploymentConfigError(f"{CONFIG_VAR}={named}: no such file")
         return path
-    default = EnvironmentSettings.from_environ(environ).home / CONFIG_FILE
+    default = env.home / CONFIG_FILE
     return default if default.is_file() else None
 
 

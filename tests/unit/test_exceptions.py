@@ -18,6 +18,7 @@ from cdyb_jxc.exceptions import (
     CdybJxcError,
     CodecError,
     ConnectionConfigError,
+    DeploymentConfigError,
     InDoubtError,
     ProfileError,
     SourceDataError,
@@ -40,6 +41,7 @@ RETRYABLE = {
     CodecError: False,
     UnsafeXmlError: False,
     ConnectionConfigError: False,
+    DeploymentConfigError: False,
     SourceDataError: False,
     TransportError: True,
     CallRejectedError: False,
@@ -93,7 +95,7 @@ class _FakeHook:
     error: ClassVar[BaseException] = CdybJxcError("unset")
     closed: ClassVar[int] = 0
 
-    def __init__(self, conn_id: str) -> None:
+    def __init__(self, conn_id: str, institution_code: str | None = None) -> None:
         self.profile = load_profile()
         self.settings = SimpleNamespace(institution_code=INSTITUTION)
 

@@ -9,6 +9,7 @@ from cdyb_jxc import __version__
 from cdyb_jxc.cli import scaffold as scaffold_cli
 from cdyb_jxc.cli import simulator as simulator_cli
 from cdyb_jxc.cli import upload as upload_cli
+from cdyb_jxc.cli import validate as validate_cli
 from cdyb_jxc.exceptions import CdybJxcError
 
 
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulator_cli.add_parser(sub)
     upload_cli.add_parser(sub)
     scaffold_cli.add_parser(sub)
+    validate_cli.add_parser(sub)
     return parser
 
 

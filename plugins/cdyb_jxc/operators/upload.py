@@ -89,7 +89,7 @@ class CdybJxcUploadOperator(BaseOperator):
     SQL templates see ``{{ business_date }}``: the rendered ``business_date`` argument.
     """
 
-    transaction: ClassVar[str] = ""
+    transaction: str = ""  # the transaction key: each subclass sets it (the validate operator, per task)
     template_fields: Sequence[str] = (
         "sql",
         "source_file",

@@ -202,7 +202,7 @@ class SourceIssues:
             unique_key=False,
             category=category,
             field="serial_no",
-            detail=f"源数据第{row}行: {_unkeyable(self.txn.by_name['serial_no'].display, serial)}",
+            detail=unkeyable_detail(self.txn, serial, row),
         )
 
     def repeated(self, wire: Mapping[str, str | None], row: int, serial: str, category: str) -> None:
@@ -214,7 +214,7 @@ class SourceIssues:
             unique_key=False,
             category=category,
             field="serial_no",
-            detail=f"流水号在数据源中重复(源数据第{row}行)，仅上传第一条",
+            detail=repeated_detail(row),
         )
 
     def used_elsewhere(
@@ -272,6 +272,16 @@ class SourceIssues:
         )
         if dropped:
             log.info("%s: %d source issue(s) of earlier runs are fixed at the source", self.txn.code, dropped)
+
+
+def unkeyable_detail(txn: TransactionSpec, serial: str | None, row: int) -> str:
+    """The source issue's text for data row ``row``, whose 流水号 cannot key a ledger row."""
+    return f"源数据第{row}行: {_unkeyable(txn.by_name['serial_no'].display, serial)}"
+
+
+def repeated_detail(row: int) -> str:
+    """The source issue's text for data row ``row``, which repeats an earlier row's 流水号."""
+    return f"流水号在数据源中重复(源数据第{row}行)，仅上传第一条"
 
 
 def _unkeyable(display: str, serial: str | None) -> str:
