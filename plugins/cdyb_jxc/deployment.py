@@ -52,6 +52,7 @@ from cdyb_jxc.exceptions import DeploymentConfigError
 CONFIG_FILE = "cdyb_jxc.yaml"  # in $AIRFLOW_HOME
 PACKAGED_SQL = Path(__file__).resolve().parent / "data" / "sql"
 DEFAULT_SCHEDULE = "0 2 * * *"
+DEFAULT_PREFLIGHT_SCHEDULE = "0 22 * * *"  # the evening of day D, before the 02:00 upload
 SQL_TEMPLATES = ("init.sql", "inbound.sql", "outbound.sql", "stock.sql")
 # A 定点机构编码 goes into DAG ids (letters, digits, ``_ - .`` only there): letters and digits, as issued.
 CODE_RE = re.compile(r"[A-Za-z0-9]{1,40}")
@@ -135,6 +136,7 @@ SHARED: dict[str, _Check] = {
     "sql_dir": _text,
     "mapping_file": _text,
     "schedule": _cron,
+    "preflight_schedule": _cron,
     "start_date": _day,
     "recheck_days": _whole(0, 366),
     "notify": _notify,
@@ -154,6 +156,7 @@ class InstitutionConfig:
     :param settings: what its uploads run with (``institution_code`` and ``name`` set)
     :param sql_dir: the folder of its SQL templates
     :param schedule: cron of its daily DAG (Asia/Shanghai)
+    :param preflight_schedule: cron of its preflight DAG (Asia/Shanghai)
     :param pool: the Airflow pool its upload tasks run in (``None``: the default pool)
     :param retries: retries of each of its tasks
     :param path: where it is in the file (``institutions[0]``), for errors found later
@@ -162,6 +165,7 @@ class InstitutionConfig:
     settings: InstitutionSettings
     sql_dir: str
     schedule: str = DEFAULT_SCHEDULE
+    preflight_schedule: str = DEFAULT_PREFLIGHT_SCHEDULE
     pool: str | None = None
     retries: int = 3
     path: str = ""
@@ -337,6 +341,7 @@ def _institution(
         settings=settings,
         sql_dir=paths.get("sql_dir", str(PACKAGED_SQL)),
         schedule=values.get("schedule", DEFAULT_SCHEDULE),
+        preflight_schedule=values.get("preflight_schedule", DEFAULT_PREFLIGHT_SCHEDULE),
         pool=values.get("pool"),
         retries=values.get("retries", 3),
         path=where,

@@ -30,7 +30,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Chengdu Medical Insurance JXC",
-                "python-modules": ["cdyb_jxc.operators.upload"],
+                "python-modules": ["cdyb_jxc.operators.upload", "cdyb_jxc.operators.validate"],
             }
         ],
         "connection-types": [

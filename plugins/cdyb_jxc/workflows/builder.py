@@ -49,7 +49,7 @@ def init_asset(settings: DagSettings) -> Asset:
     return Asset(f"cdyb_jxc://initialization/{settings.institution_code}", group="cdyb_jxc")
 
 
-def _start(day: str) -> pendulum.DateTime:
+def start_of(day: str) -> pendulum.DateTime:
     return pendulum.instance(datetime.fromisoformat(day), tz=TIMEZONE)
 
 
@@ -59,7 +59,7 @@ def build_init_dag(settings: DagSettings) -> DAG:
         settings.dag_id(INIT_DAG_ID),
         description="药品采购信息初始化 (JXC001): the counted opening stock, sent once",
         schedule=None,
-        start_date=_start(settings.start_date),
+        start_date=start_of(settings.start_date),
         catchup=False,
         max_active_runs=1,
         tags=settings.tags(TAGS),
@@ -98,13 +98,13 @@ def build_daily_dag(settings: DagSettings) -> DAG:
         settings.dag_id(DAILY_DAG_ID),
         description="药品入库/出库/库存 daily T+1 upload (JXC002, JXC003, JXC004)",
         schedule=CronDataIntervalTimetable(settings.schedule, timezone=TIMEZONE),
-        start_date=_start(settings.start_date),
+        start_date=start_of(settings.start_date),
         catchup=False,
         max_active_runs=1,
         tags=settings.tags(TAGS),
         template_searchpath=[settings.sql_dir],
         user_defined_macros={"cdyb_business_date": dag_tasks.business_date},
-        params={"business_date": _business_date_param()},
+        params={"business_date": business_date_param()},
         default_args=settings.default_args(),
         doc_md=__doc__,
     ) as dag:
@@ -126,7 +126,7 @@ def build_daily_dag(settings: DagSettings) -> DAG:
     return dag
 
 
-def _business_date_param() -> Param:
+def business_date_param() -> Param:
     return Param(
         None,
         type=["null", "string"],

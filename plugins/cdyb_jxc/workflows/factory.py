@@ -1,8 +1,9 @@
 """Every institution's DAGs from the deployment file: what a DAG file of a few lines calls.
 
 ``build_dags()`` finds the deployment file (:func:`cdyb_jxc.deployment.find_config`), checks it, and
-builds ``cdyb_jxc_init__<code>`` and ``cdyb_jxc_daily__<code>`` for each institution; without a file, the
-single institution of the ``CDYB_JXC_*`` variables keeps the ids ``cdyb_jxc_init`` and ``cdyb_jxc_daily``.
+builds ``cdyb_jxc_init__<code>``, ``cdyb_jxc_daily__<code>`` and ``cdyb_jxc_preflight__<code>`` for each
+institution; without a file, the single institution of the ``CDYB_JXC_*`` variables keeps the ids
+``cdyb_jxc_init`` and ``cdyb_jxc_daily`` (and has ``cdyb_jxc_preflight``).
 A bad file fails the DAG file's import with one error that names each bad key, which Airflow shows as the
 file's import error. Nothing here reaches the network or a database.
 """
@@ -18,6 +19,7 @@ from airflow.sdk import DAG
 from cdyb_jxc.deployment import PACKAGED_SQL, find_config, load_deployment
 from cdyb_jxc.exceptions import DeploymentConfigError
 from cdyb_jxc.workflows.builder import TIMEZONE, build_daily_dag, build_init_dag
+from cdyb_jxc.workflows.preflight import build_preflight_dag
 from cdyb_jxc.workflows.settings import DagSettings
 
 
@@ -43,8 +45,9 @@ def build_dags(config: str | Path | None = None, environ: Mapping[str, str] | No
 
 
 def _dags(settings: DagSettings, where: str) -> dict[str, DAG]:
-    _check_schedule(settings.schedule, f"{where}.schedule" if where else "schedule")
-    built = [build_init_dag(settings), build_daily_dag(settings)]
+    for key, cron in (("schedule", settings.schedule), ("preflight_schedule", settings.preflight_schedule)):
+        _check_schedule(cron, f"{where}.{key}" if where else key)
+    built = [build_init_dag(settings), build_daily_dag(settings), build_preflight_dag(settings)]
     return {dag.dag_id: dag for dag in built}
 
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from cdyb_jxc.config import EnvironmentSettings, InstitutionSettings
-from cdyb_jxc.deployment import DEFAULT_SCHEDULE, InstitutionConfig
+from cdyb_jxc.deployment import DEFAULT_PREFLIGHT_SCHEDULE, DEFAULT_SCHEDULE, InstitutionConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,12 +22,14 @@ class DagSettings(InstitutionSettings):
     :param retries: retries of each task (with exponential back-off from ``retry_delay``)
     :param schedule: cron of the daily DAG, Asia/Shanghai
     :param pool: the Airflow pool of the upload tasks (``None``: the default pool)
+    :param preflight_schedule: cron of the preflight DAG, Asia/Shanghai
     """
 
     sql_dir: str
     retries: int = 3
     schedule: str = DEFAULT_SCHEDULE
     pool: str | None = None
+    preflight_schedule: str = DEFAULT_PREFLIGHT_SCHEDULE
 
     @classmethod
     def from_env(cls, sql_dir: str | Path, environ: Mapping[str, str] | None = None) -> DagSettings:
@@ -58,6 +60,7 @@ class DagSettings(InstitutionSettings):
             sql_dir=institution.sql_dir,
             retries=institution.retries,
             schedule=institution.schedule,
+            preflight_schedule=institution.preflight_schedule,
             pool=institution.pool,
             **given,
         )

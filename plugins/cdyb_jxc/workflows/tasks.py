@@ -43,10 +43,10 @@ def business_date(dag_run: Any, data_interval_start: Any, timezone: str = "Asia/
 
 def _institution(conn_id: str, institution_code: str | None) -> str:
 
-    return _hook(conn_id, institution_code).settings.institution_code
+    return centre_hook(conn_id, institution_code).settings.institution_code
 
 
-def _hook(conn_id: str, institution_code: str | None) -> Any:
+def centre_hook(conn_id: str, institution_code: str | None) -> Any:
     """The centre hook; its settings read now, so a connection for another institution fails the task
     at once, without retries (retrying cannot fix a configuration)."""
     from airflow.sdk.exceptions import AirflowFailException
@@ -168,7 +168,7 @@ def report_rejects(
     from cdyb_jxc.notifications.reject import RejectNotifier
     from cdyb_jxc.upload.reports import write_reject_report
 
-    hook = _hook(conn_id, institution_code)
+    hook = centre_hook(conn_id, institution_code)
     institution = hook.settings.institution_code
     codes = [hook.profile.transaction(key).code for key in DAILY_TRANSACTIONS]
     ledger = make_ledger(ledger_url, ledger_conn_id)
