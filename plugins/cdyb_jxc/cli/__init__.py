@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from cdyb_jxc import __version__
+from cdyb_jxc.cli import audit as audit_cli
 from cdyb_jxc.cli import scaffold as scaffold_cli
 from cdyb_jxc.cli import simulator as simulator_cli
 from cdyb_jxc.cli import upload as upload_cli
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     upload_cli.add_parser(sub)
     scaffold_cli.add_parser(sub)
     validate_cli.add_parser(sub)
+    audit_cli.add_parser(sub)
     return parser
 
 

@@ -69,6 +69,8 @@ upload_row = Table(
     Column("run_token", String(1000)),
     Column("dag_id", String(250)),
     Column("run_id", String(250)),
+    # the row's quantity in packages (拆零 rows: quantity ÷ 包装换算系数), for the 进销存平衡 audit
+    Column("quantity_packages", Float),
 )
 Index("ix_cdyb_jxc_upload_row_day", upload_row.c.business_date, upload_row.c.transaction_code)
 Index("ix_cdyb_jxc_upload_row_state", upload_row.c.state)
@@ -151,6 +153,7 @@ def create_tables(engine: Engine) -> None:
     :param engine: the ledger's engine
     """
     if set(metadata.tables) <= set(inspect(engine).get_table_names()):
+        add_missing_columns(engine)
         return  # the usual case: no lock taken (a read-only copy of a ledger opens too)
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
@@ -161,6 +164,34 @@ def create_tables(engine: Engine) -> None:
                 raise
             log.info("another process created ledger tables at the same time (%s); checking again", err.orig)
             time.sleep(random.uniform(0.01, 0.05) * attempt)  # jitter: the losers do not collide again
+
+
+# Columns added after a ledger's tables were first created: nullable, so one ALTER TABLE adds each.
+ADDED_COLUMNS = ((upload_row, "quantity_packages"),)
+_ALREADY = ("duplicate column", "already exists")
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Add the :data:`ADDED_COLUMNS` a ledger created by an earlier version lacks. Two processes adding the
+    same column at once is fine (the loser's "already exists" is ignored); a ledger that cannot be altered
+    (a read-only copy) stays as it is, with a warning: only what needs the new column fails there.
+
+    :param engine: the ledger's engine
+    """
+    inspector = inspect(engine)
+    for table, name in ADDED_COLUMNS:
+        if name in {c["name"] for c in inspector.get_columns(table.name)}:
+            continue
+        kind = table.c[name].type.compile(engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
+            log.info("ledger upgraded: column %s.%s added", table.name, name)
+        except DBAPIError as err:
+            if not any(m in str(err.orig).lower() for m in _ALREADY):
+                log.warning(
+                    "ledger column %s.%s is missing and could not be added: %s", table.name, name, err.orig
+                )
 
 
 def _create_once(engine: Engine) -> None:

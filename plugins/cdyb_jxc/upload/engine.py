@@ -26,6 +26,7 @@ from cdyb_jxc.ledger.schema import SERIAL_MAX
 from cdyb_jxc.ledger.store import utcnow
 from cdyb_jxc.ledger.transitions import held_back, kept_in_doubt, to_send
 from cdyb_jxc.safety.textcap import unstorable
+from cdyb_jxc.upload.balance import packages_of
 from cdyb_jxc.upload.result import RunInfo, UploadResult, business_date_of, payload_hash
 from cdyb_jxc.upload.sender import BatchSender, Planned, Sender
 from cdyb_jxc.upload.source_issues import SourceIssues
@@ -295,6 +296,7 @@ class Uploader:
             "business_date": plan.business_date,
             "mapping_serial_no": wire.get("mapping_serial_no"),
             "item_name": wire.get("hospital_item_name"),
+            "quantity_packages": packages_of(self.txn, wire),
             "run_token": run.token,
             "dag_id": run.dag_id,
             "run_id": run.run_id,

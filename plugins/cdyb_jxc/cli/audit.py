@@ -1,0 +1,131 @@
+"""``cdyb-jxc audit balance``: the 进销存平衡 audit of a ledger, before the bureau runs it (no Airflow).
+
+Prints, per business day and item, ``business_date,mapping_serial_no,opening,inbound,outbound,closing,
+difference,status`` (see :mod:`cdyb_jxc.upload.balance`). Exit 0 when no row is ``imbalance``, 1 when
+one is, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, TextIO
+
+from cdyb_jxc.exceptions import CdybJxcError
+
+EXIT_OK, EXIT_IMBALANCE, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(sub: Any) -> None:
+    audit = sub.add_parser("audit", help="audits of a ledger: the 进销存平衡 balance")
+    which = audit.add_subparsers(dest="audit", required=True)
+    p = which.add_parser(
+        "balance",
+        help="per day and item: opening + inbound - outbound against the closing stock",
+        description="Per business day and item, the stock of D-1 plus D's accepted inbound minus outbound, "
+        "against D's stock (quantities in packages), from the rows the centre accepted.",
+    )
+    p.add_argument("--ledger", required=True, help="SQLAlchemy URL of the ledger")
+    p.add_argument("--institution", required=True, help="定点机构编码")
+    p.add_argument("--from", dest="first", required=True, metavar="D1", help="first business day YYYY-MM-DD")
+    p.add_argument("--to", dest="last", required=True, metavar="D2", help="last business day YYYY-MM-DD")
+    p.add_argument("--mapping", default=None, help="对码 CSV copy (its 院外配送 items are reported as such)")
+    p.add_argument("--tolerance", type=float, default=None, help="largest difference still ok (0.0001)")
+    p.add_argument("--format", choices=("text", "csv"), default="text")
+    p.add_argument(
+        "--source",
+        action="store_true",
+        help="sum every row the source gave, whatever the centre answered (what the HIS itself says)",
+    )
+    p.set_defaults(func=run_balance)
+
+
+def run_balance(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from cdyb_jxc.config import iso_day
+    from cdyb_jxc.upload.balance import DEFAULT_TOLERANCE
+
+    out = out or sys.stdout
+    try:
+        first, last = iso_day(args.first), iso_day(args.last)
+    except ValueError:
+        print("cdyb-jxc audit balance: --from and --to must be dates written YYYY-MM-DD", file=sys.stderr)
+        return EXIT_USAGE
+    tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    if first > last or tolerance < 0:
+        print("cdyb-jxc audit balance: --from after --to, or a negative --tolerance", file=sys.stderr)
+        return EXIT_USAGE
+    if _missing_sqlite(args.ledger):
+        print(f"cdyb-jxc audit balance: --ledger {args.ledger}: no such ledger file", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _print_balance(args, first, last, tolerance, out)
+    except CdybJxcError as err:
+        print(f"cdyb-jxc audit balance: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _print_balance(args: argparse.Namespace, first: str, last: str, tolerance: float, out: TextIO) -> int:
+    from cdyb_jxc.ledger import Ledger
+    from cdyb_jxc.upload.balance import COLUMNS, BalanceStatus, audit_balance
+    from cdyb_jxc.upload.registry import load_registry
+
+    registry = load_registry(args.mapping) if args.mapping else None
+    ledger = Ledger(args.ledger)
+    write = _csv(out) if args.format == "csv" else _text(out)
+    counts = dict.fromkeys(BalanceStatus, 0)
+    try:
+        rows = audit_balance(
+            ledger,
+            args.institution,
+            first,
+            last,
+            registry=registry,
+            tolerance=tolerance,
+            accepted_only=not args.source,
+        )
+        write(COLUMNS)
+        for row in rows:
+            counts[row.status] += 1
+            write([_number(v) for v in row.as_row()])
+    finally:
+        ledger.dispose()
+    if args.format == "text":
+        print(", ".join(f"{status}: {n}" for status, n in counts.items()), file=out)
+    return EXIT_IMBALANCE if counts[BalanceStatus.IMBALANCE] else EXIT_OK
+
+
+def _missing_sqlite(url: str) -> bool:
+    """Whether ``url`` names a SQLite file that does not exist (an audit never creates a ledger)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False  # the ledger names the problem when it opens
+    database = parsed.database or ""
+    memory = database in ("", ":memory:") or database.startswith("file:")
+    return parsed.get_backend_name() == "sqlite" and not memory and not Path(database).is_file()
+
+
+def _number(value: object) -> object:
+    """Quantities written plainly (no exponent, at most 6 decimals); ``None`` as an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.6f}".rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
+    return value
+
+
+def _csv(out: TextIO) -> Any:
+    import csv
+
+    writer = csv.writer(out, lineterminator="\n")
+    return writer.writerow
+
+
+def _text(out: TextIO) -> Any:
+    return lambda cells: print("  ".join(str(c) for c in cells), file=out)
