@@ -125,6 +125,13 @@ def main() -> int:
         _run([*airflow, "dags", "test", "cdyb_jxc_init"], env, log, "running cdyb_jxc_init (JXC001)")
         days = [last_day - timedelta(days=n) for n in range(args.days - 1, -1, -1)]
         for day in days:
+            # the evening of day D: the preflight checks D's rows as the upload will, sending nothing
+            _run(
+                [*airflow, "dags", "test", "cdyb_jxc_preflight", f"{day.isoformat()}T22:00:00+08:00"],
+                env,
+                log,
+                f"running cdyb_jxc_preflight for business day {day}",
+            )
             # the run covering day D is the one whose data interval starts at D 02:00 Asia/Shanghai
             run_at = f"{(day + timedelta(days=1)).isoformat()}T02:00:00+08:00"
             _run(
@@ -153,6 +160,18 @@ def _wait(endpoint: str) -> None:
         except requests.RequestException:
             time.sleep(0.1)
     raise SystemExit("demo: the simulator did not start")
+
+
+def _balance(ledger: object, day: str) -> str:
+    """``accepted/HIS`` items out of balance on ``day`` (the 进销存平衡 audit of the accepted and the source
+    rows), or ``ok``."""
+    from cdyb_jxc.upload.balance import BalanceStatus, audit_balance
+
+    counts = []
+    for accepted_only in (True, False):
+        rows = audit_balance(ledger, INSTITUTION, day, day, accepted_only=accepted_only)  # type: ignore[arg-type]
+        counts.append(sum(r.status is BalanceStatus.IMBALANCE for r in rows))
+    return "ok" if not any(counts) else f"{counts[0]}/{counts[1]}"
 
 
 def _summarise(ledger_url: str, dump: str, reports: Path, days: list[date], log: Path) -> int:
@@ -185,9 +204,17 @@ def _summarise(ledger_url: str, dump: str, reports: Path, days: list[date], log:
         held_back=("held_back", "sum"),
         in_doubt=("state", lambda s: int(s.isin(sorted(UNRESOLVED_STATES)).sum())),
     )
-    print("\nper business day × transaction (ledger):")
+    table["balance"] = [_balance(ledger, day) for day, _ in table.index]
+    print("\nper business day × transaction (ledger; balance: items out of balance, accepted rows / HIS):")
     print(table.to_string())
-    rejects = sorted(reports.glob("*")) if reports.exists() else []
+    for kind, what in (
+        ("preflight", "preflight reports (the evening before)"),
+        ("balance", "balance reports"),
+    ):
+        print(f"\n{what}:")
+        for path in sorted(reports.glob(f"{kind}_*.csv")) if reports.exists() else []:
+            print(f"  {path}")
+    rejects = sorted(reports.glob("rejects_*")) if reports.exists() else []
     print("\nreject reports:" if rejects else "\nno reject reports were written")
     for path in rejects:
         print(f"  {path}")

@@ -186,7 +186,7 @@ def generate(
                         rng.choice(OPERATORS),
                     )
                 )
-        lines = 0
+        lines, sold_before = 0, len(dispensed)
         for b in range(outbound_per_day // 4):
             kind = rng.choices(["21", "22", "23", "24", "25"], [60, 32, 5, 2, 1])[0]
             dept = rng.choice(DEPTS)
@@ -198,6 +198,7 @@ def generate(
                 price = round(d[12] / d[6], 4) if split else d[12]
                 bill = f"CK{stamp}{b:05d}"
                 if rng.random() < 0.002:
+                    stock[d[0]] += qty / (d[6] if split else 1)  # nothing left the shelf
                     qty = 0  # a dirty row: zero quantity
                 outbound.append(
                     (
@@ -228,6 +229,7 @@ def generate(
         for r in range(rng.randrange(1, 4)):  # patient returns of earlier dispensing (JXC002 rklx=15)
             if dispensed:
                 serial, drug_id = dispensed[rng.randrange(len(dispensed))]
+                stock[drug_id] += 1
                 inbound.append(
                     (
                         f"TY{stamp}{r:03d}",
@@ -246,7 +248,9 @@ def generate(
                         rng.choice(OPERATORS),
                     )
                 )
+        _same_day_return(inbound, dispensed[sold_before:], stock, drugs, day)
         d = drugs[rng.randrange(len(drugs))]
+        stock[d[0]] += 2
         inbound.append(
             (
                 f"PY{stamp}",
@@ -265,8 +269,7 @@ def generate(
                 "盘点组",
             )
         )  # 盘盈
-        for d in drugs:
-            snapshots.append((day.isoformat(), d[0], max(round(stock[d[0]], 4), 0), d[12]))
+        snapshots += _snapshots(drugs, stock, day, last=n == days - 1)
     conn.executemany("INSERT INTO inbound_bill VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", inbound)
     conn.executemany("INSERT INTO outbound_bill VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", outbound)
     conn.executemany("INSERT INTO stock_snapshot VALUES (?,?,?,?)", snapshots)
@@ -301,3 +304,34 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _same_day_return(
+    inbound: list[tuple],
+    sold_today: list[tuple[str, int]],
+    stock: dict[int, float],
+    drugs: list[tuple],
+    day: date,
+) -> None:
+    """A patient return of today's dispensing: the centre refuses it until its outbound has been sent."""
+    if not sold_today:
+        return
+    serial, drug_id = sold_today[0]
+    stock[drug_id] += 1
+    stamp = day.strftime("%Y%m%d")
+    inbound.append(
+        (f"TY{stamp}900", 1, drug_id, "15", 1, drugs[drug_id - 1][12], f"{day} 20:30:00", None, None,
+         None, "L900000", (day + timedelta(days=400)).isoformat(), serial, OPERATORS[0])
+    )  # fmt: skip
+
+
+def _snapshots(drugs: list[tuple], stock: dict[int, float], day: date, *, last: bool) -> list[tuple]:
+    """The day's stock per item; on the last day item 1 is counted one box too many, so the HIS's own
+    numbers do not balance there (the 进销存平衡 audit finds it)."""
+    out = []
+    for d in drugs:
+        counted = max(round(stock[d[0]], 4), 0)
+        if last and d[0] == 1:
+            counted += 1
+        out.append((day.isoformat(), d[0], counted, d[12]))
+    return out

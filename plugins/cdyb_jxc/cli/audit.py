@@ -66,7 +66,7 @@ def run_balance(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def _print_balance(args: argparse.Namespace, first: str, last: str, tolerance: float, out: TextIO) -> int:
     from cdyb_jxc.ledger import Ledger
-    from cdyb_jxc.upload.balance import COLUMNS, BalanceStatus, audit_balance
+    from cdyb_jxc.upload.balance import COLUMNS, BalanceStatus, audit_balance, plain
     from cdyb_jxc.upload.registry import load_registry
 
     registry = load_registry(args.mapping) if args.mapping else None
@@ -86,7 +86,7 @@ def _print_balance(args: argparse.Namespace, first: str, last: str, tolerance: f
         write(COLUMNS)
         for row in rows:
             counts[row.status] += 1
-            write([_number(v) for v in row.as_row()])
+            write([plain(v) for v in row.as_row()])
     finally:
         ledger.dispose()
     if args.format == "text":
@@ -108,16 +108,6 @@ def _missing_sqlite(url: str) -> bool:
     database = parsed.database or ""
     memory = database in ("", ":memory:") or database.startswith("file:")
     return parsed.get_backend_name() == "sqlite" and not memory and not Path(database).is_file()
-
-
-def _number(value: object) -> object:
-    """Quantities written plainly (no exponent, at most 6 decimals); ``None`` as an empty cell."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        text = f"{value:.6f}".rstrip("0").rstrip(".")
-        return "0" if text in ("-0", "") else text
-    return value
 
 
 def _csv(out: TextIO) -> Any:

@@ -85,6 +85,8 @@ class CdybJxcUploadOperator(BaseOperator):
     :param max_in_flight: batches out at once, 1 to 8 (default: the connection's ``max_in_flight``, else 2)
     :param institution_code: the 定点机构编码 this task uploads for (a deployment file's): the connection
         must name the same one, or none
+    :param resend_now: categories (profile keys) of unchanged rejected rows to send again in this run, e.g.
+        ``("original_missing",)`` for returns whose outbound was accepted since
 
     SQL templates see ``{{ business_date }}``: the rendered ``business_date`` argument.
     """
@@ -122,6 +124,7 @@ class CdybJxcUploadOperator(BaseOperator):
         recheck_days: int = 0,
         max_in_flight: int | None = None,
         institution_code: str | None = None,
+        resend_now: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -142,6 +145,7 @@ class CdybJxcUploadOperator(BaseOperator):
         self.recheck_days = recheck_days
         self.max_in_flight = max_in_flight
         self.institution_code = institution_code
+        self.resend_now = tuple(resend_now)
         self._sql_source: str | None = None
         self._jinja_env: Any = None
 
@@ -251,6 +255,7 @@ class CdybJxcUploadOperator(BaseOperator):
             resend_attempts=self.resend_attempts,
             backoff=self.resend_backoff,
             max_in_flight=self.max_in_flight,  # None: the connection's
+            resend_now=self.resend_now,
             complete_days=whole,
             source=self._source_identity(context["ti"]),
         )

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -177,5 +178,62 @@ def _sums(
     return dict(out)
 
 
+def plain(value: object) -> object:
+    """A quantity written plainly (no exponent, at most 6 decimals); ``None`` as an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.6f}".rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
+    return value
+
+
 def _day(day: str, delta: int) -> str:
     return (date.fromisoformat(day) + timedelta(days=delta)).isoformat()
+
+
+@dataclass(frozen=True)
+class BalanceReport:
+    """A day's balance report: items audited, imbalances (accepted rows; source rows) and its files."""
+
+    items: int
+    imbalance: int
+    source_imbalance: int
+    csv_path: Path
+    excel_path: Path
+
+
+REPORT_HEADER = (*COLUMNS, "source_difference", "source_status")
+
+
+def write_balance_report(
+    ledger: Ledger,
+    institution_code: str,
+    day: str,
+    report_dir: str | Path,
+    *,
+    registry: Mapping[str, MappingEntry] | None = None,
+) -> BalanceReport:
+    """Audit ``day`` twice — the rows the centre accepted, and every row the source gave — and write both
+    side by side to ``balance_<institution>_<day>.csv`` and ``.xlsx``: an imbalance in both says the HIS
+    does not add up, one in the accepted rows only says rows are missing at the centre."""
+    from cdyb_jxc.safety.spreadsheet import write_csv, write_xlsx
+
+    source = {
+        r.mapping_serial_no: r
+        for r in audit_balance(ledger, institution_code, day, day, registry=registry, accepted_only=False)
+    }
+    rows, imbalance, source_imbalance = [], 0, 0
+    for row in audit_balance(ledger, institution_code, day, day, registry=registry):
+        other = source.get(row.mapping_serial_no)
+        imbalance += row.status is BalanceStatus.IMBALANCE
+        source_imbalance += other is not None and other.status is BalanceStatus.IMBALANCE
+        extra = (other.difference, str(other.status)) if other else (None, None)
+        rows.append(tuple(plain(v) for v in (*row.as_row()[:-1], str(row.status), *extra)))
+    folder = Path(report_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"balance_{institution_code}_{day}"
+    csv_path, excel_path = folder / f"{stem}.csv", folder / f"{stem}.xlsx"
+    write_csv(csv_path, REPORT_HEADER, rows)  # one day's items (thousands at most), not its rows
+    write_xlsx(excel_path, REPORT_HEADER, rows, "balance")
+    return BalanceReport(len(rows), imbalance, source_imbalance, csv_path, excel_path)

@@ -14,7 +14,7 @@ import enum
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +28,7 @@ from cdyb_jxc.ledger.transitions import held_back, kept_in_doubt, to_send
 from cdyb_jxc.safety.textcap import unstorable
 from cdyb_jxc.upload.balance import packages_of
 from cdyb_jxc.upload.result import RunInfo, UploadResult, business_date_of, payload_hash
+from cdyb_jxc.upload.returns import cleared_originals, original_of
 from cdyb_jxc.upload.sender import BatchSender, Planned, Sender
 from cdyb_jxc.upload.source_issues import SourceIssues
 from cdyb_jxc.wire.connection import DEFAULT_MAX_IN_FLIGHT
@@ -86,6 +87,9 @@ class Uploader:
     :param resend_rejected_after: unchanged rows rejected for a reason that can clear (未对码,
         原出库记录不存在) go out again once this long has passed since they were last sent
     :param max_in_flight: batches out at once (1 to 8); every one is answered before :meth:`run` returns
+    :param resend_now: categories (profile keys, e.g. ``original_missing``) of unchanged rejected rows that
+        go out again at once, whatever ``resend_rejected_after`` says: a patient return refused because its
+        outbound had not been sent yet, once that outbound is accepted
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class Uploader:
         complete_days: Sequence[str] = (),
         source: str | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        resend_now: Collection[str] = (),
     ) -> None:
         self.profile = profile
         self.txn = profile.transaction(txn_key)
@@ -118,6 +123,8 @@ class Uploader:
         self.business_date = business_date
         self.run_info = run or RunInfo()
         self.resend_rejected_after = resend_rejected_after
+        self.resend_now = frozenset(resend_now) & RESEND_UNCHANGED
+        self._cleared: frozenset[str] = frozenset()  # this chunk's original outbounds accepted since
         self.lock_wait = lock_wait
         self.offset = int(profile.service["timezone_offset_hours"])
         self.result = UploadResult(transaction=txn_key)
@@ -208,6 +215,10 @@ class Uploader:
             return
         self.sending.poll()
         known = self.ledger.lookup(self.institution, list(planned))
+        if "original_missing" in self.resend_now:
+            self._cleared = cleared_originals(
+                self.ledger, self.institution, self.profile, self.txn, planned, known
+            )
         decided = self._decide_chunk(planned, known)
         self.sending.poll()
         self.issues.resolved(list(planned))
@@ -279,8 +290,13 @@ class Uploader:
         if prior.payload_hash != plan.hash or prior.held_back:
             return False
         key = next((k for k, v in self.profile.categories.items() if v == prior.category), None)
+        if key in self.resend_now and (key != "original_missing" or self._original_cleared(plan)):
+            return False
         recent = prior.last_sent_at is not None and utcnow() - prior.last_sent_at < self.resend_rejected_after
         return key not in RESEND_UNCHANGED or recent
+
+    def _original_cleared(self, plan: Planned) -> bool:
+        return original_of(self.txn, plan.wire) in self._cleared
 
     def _hold_back_or_send(self, plan: Planned, chunk: ChunkPlan, now: datetime) -> None:
         """Check the row (R1-R6, the local 对码 registry) and add its ledger values to ``chunk``: what the

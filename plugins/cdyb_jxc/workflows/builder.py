@@ -114,14 +114,16 @@ def build_daily_dag(settings: DagSettings) -> DAG:
             op_kwargs=settings.ledger_kwargs,
             ignore_downstream_trigger_rules=True,
         )
-        upload_inbound, upload_outbound, upload_stock = _daily_uploads(settings)
+        upload_inbound, upload_outbound, resend_returns, upload_stock = _daily_uploads(settings)
+        audit_balance = _audit_balance(settings)
         check_partial_success = BranchPythonOperator(
             task_id="check_partial_success", python_callable=dag_tasks.choose_branch
         )
         report_rejects = _report_rejects(settings)
         all_accepted = EmptyOperator(task_id="all_accepted")
         done = EmptyOperator(task_id="done", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-        wait_for_initialization >> upload_inbound >> upload_outbound >> upload_stock >> check_partial_success
+        wait_for_initialization >> upload_inbound >> upload_outbound >> resend_returns >> upload_stock
+        upload_stock >> audit_balance >> check_partial_success
         check_partial_success >> [report_rejects, all_accepted] >> done
     return dag
 
@@ -138,8 +140,10 @@ def business_date_param() -> Param:
 
 def _daily_uploads(
     settings: DagSettings,
-) -> tuple[CdybJxcInboundOperator, CdybJxcOutboundOperator, CdybJxcStockOperator]:
-    """The three upload tasks of day D, in the order they run (created inside the DAG's context)."""
+) -> tuple[CdybJxcInboundOperator, CdybJxcOutboundOperator, CdybJxcInboundOperator, CdybJxcStockOperator]:
+    """The upload tasks of day D, in the order they run (created inside the DAG's context). Inbound goes
+    before outbound, so a patient return (入库类型 15) of the same day is refused 【原出库记录不存在】
+    at first: ``resend_returns`` sends those again once the outbound is accepted, in the same run."""
     common = {
         **settings.upload_kwargs(),
         "business_date": BUSINESS_DATE,
@@ -148,7 +152,24 @@ def _daily_uploads(
     return (
         CdybJxcInboundOperator(task_id="upload_inbound", sql="inbound.sql", **common),
         CdybJxcOutboundOperator(task_id="upload_outbound", sql="outbound.sql", **common),
+        CdybJxcInboundOperator(
+            task_id="resend_returns", sql="inbound.sql", resend_now=("original_missing",), **common
+        ),
         CdybJxcStockOperator(task_id="upload_stock", sql="stock.sql", **common),
+    )
+
+
+def _audit_balance(settings: DagSettings) -> PythonOperator:
+    """The 进销存平衡 audit of day D once its stock is uploaded (accepted rows beside the source's)."""
+    return PythonOperator(
+        task_id="audit_balance",
+        python_callable=dag_tasks.audit_day,
+        op_kwargs={
+            **settings.ledger_kwargs,
+            "report_dir": settings.report_dir,
+            "business_date": BUSINESS_DATE,
+            "mapping_file": settings.mapping_file,
+        },
     )
 
 

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 INIT_MILESTONE = "initialization"
 UPLOAD_TASKS = tuple(f"upload_{key}" for key in DAILY_TRANSACTIONS)
+# the tasks whose results give the day's final states: the inbound rows as resend_returns last saw them
+RESULT_TASKS = ("resend_returns", "upload_outbound", "upload_stock")
 
 
 def business_date(dag_run: Any, data_interval_start: Any, timezone: str = "Asia/Shanghai") -> str:
@@ -141,11 +143,55 @@ def count_rejected(results: Sequence[dict | None]) -> int:
 
 
 def choose_branch(*, ti: Any) -> str:
-    """``report_rejects`` when an upload left rows rejected or in conflict, else ``all_accepted``."""
-    results = ti.xcom_pull(task_ids=list(UPLOAD_TASKS))
+    """``report_rejects`` when an upload left rows rejected or in conflict, or the day does not balance,
+    else ``all_accepted``."""
+    results = ti.xcom_pull(task_ids=list(RESULT_TASKS))
     rejected = count_rejected(results if isinstance(results, list) else [results])
-    log.info("rows rejected or in conflict in this run: %d", rejected)
-    return "report_rejects" if rejected else "all_accepted"
+    balance = ti.xcom_pull(task_ids="audit_balance") or {}
+    imbalanced = int(balance.get("imbalance", 0)) + int(balance.get("source_imbalance", 0))
+    log.info("rows rejected or in conflict in this run: %d; items out of balance: %d", rejected, imbalanced)
+    return "report_rejects" if rejected or imbalanced else "all_accepted"
+
+
+def audit_day(
+    *,
+    conn_id: str,
+    ledger_url: str | None,
+    ledger_conn_id: str | None,
+    report_dir: str,
+    business_date: str,
+    mapping_file: str | None = None,
+    institution_code: str | None = None,
+    **_: Any,
+) -> dict[str, Any]:
+    """The day's 进销存平衡 audit and its report (:func:`cdyb_jxc.upload.balance.write_balance_report`)."""
+    from cdyb_jxc.hooks.cdyb_jxc import make_ledger
+    from cdyb_jxc.upload.balance import write_balance_report
+    from cdyb_jxc.upload.registry import load_registry
+
+    institution = _institution(conn_id, institution_code)
+    registry = load_registry(mapping_file) if mapping_file else None
+    ledger = make_ledger(ledger_url, ledger_conn_id)
+    try:
+        report = write_balance_report(ledger, institution, business_date, report_dir, registry=registry)
+    finally:
+        ledger.dispose()
+    if report.imbalance or report.source_imbalance:
+        log.warning(
+            "%s %s: %d item(s) out of balance in the accepted rows, %d in the source's (report %s)",
+            institution,
+            business_date,
+            report.imbalance,
+            report.source_imbalance,
+            report.csv_path,
+        )
+    return {
+        "items": report.items,
+        "imbalance": report.imbalance,
+        "source_imbalance": report.source_imbalance,
+        "csv": str(report.csv_path),
+        "excel": str(report.excel_path),
+    }
 
 
 def report_rejects(
@@ -177,6 +223,12 @@ def report_rejects(
         ledger, institution, days, report_dir, f"rejects_{institution}_{business_date}"
     )
     message = _reject_message(institution, business_date, report)
+    balance = (context or get_current_context())["ti"].xcom_pull(task_ids="audit_balance") or {}
+    if balance.get("imbalance") or balance.get("source_imbalance"):
+        message += (
+            f" 进销存不平衡: 已接收数据 {balance['imbalance']} 项,"
+            f" HIS 源数据 {balance['source_imbalance']} 项; 平衡报告 balance: {balance['csv']}"
+        )
     RejectNotifier.from_spec(notify, message).notify(context or get_current_context())
     return {
         "rows": report.rows,
