@@ -35,6 +35,7 @@ CENTRE_CONN_TYPE = "cdyb_jxc"
 DEFAULT_CONN_ID = "cdyb_jxc_default"
 DEFAULT_SOURCE_CONN_ID = "cdyb_jxc_his"
 DEFAULT_NOTIFY = "log"
+DEFAULT_DEADLINE = "18:00"  # on D+1, Asia/Shanghai: day D fully accepted by then (T+1)
 DEFAULT_START_DATE = "2026-01-01"
 DEFAULT_RECHECK_DAYS = 7
 DEFAULT_RETRY_DELAY_SECONDS = 120.0
@@ -66,6 +67,9 @@ class EnvironmentSettings:
     profile: str | None = _variable(PROFILE_VAR)
     report_dir: str | None = _variable("CDYB_JXC_REPORT_DIR")
     notify: str = _variable("CDYB_JXC_NOTIFY", DEFAULT_NOTIFY)
+    notify_data: str | None = _variable("CDYB_JXC_NOTIFY_DATA")
+    notify_ops: str | None = _variable("CDYB_JXC_NOTIFY_OPS")
+    deadline: str = _variable("CDYB_JXC_DEADLINE", DEFAULT_DEADLINE)
     start_date: str = _variable("CDYB_JXC_START_DATE", DEFAULT_START_DATE)
     recheck_days: str | None = _variable("CDYB_JXC_RECHECK_DAYS")
     mapping_file: str | None = _variable("CDYB_JXC_MAPPING_FILE")
@@ -101,6 +105,9 @@ class EnvironmentSettings:
             ledger_conn_id=self.ledger_conn_id,
             report_dir=self.report_dir or str(self.home / REPORT_FOLDER),
             notify=self.notify,
+            notify_data=self.notify_data,
+            notify_ops=self.notify_ops,
+            deadline=clock(self.deadline, "CDYB_JXC_DEADLINE"),
             start_date=self.start_date,
             recheck_days=int(self.recheck_days or DEFAULT_RECHECK_DAYS),
             mapping_file=self.mapping_file,
@@ -130,6 +137,9 @@ class InstitutionSettings:
     :param institution_code: the 定点机构编码 a deployment file names (``None``: the connection's); a
         connection naming another one is refused
     :param institution_name: its name, shown in the DAGs' tags
+    :param notify_data: where the T+1 watch sends data problems (``None``: ``notify``)
+    :param notify_ops: where it sends transport and configuration problems (``None``: ``notify``)
+    :param deadline: the T+1 deadline on D+1, ``HH:MM`` Asia/Shanghai
     """
 
     conn_id: str = DEFAULT_CONN_ID
@@ -145,6 +155,22 @@ class InstitutionSettings:
     task_timeout: timedelta = timedelta(minutes=DEFAULT_TASK_TIMEOUT_MINUTES)
     institution_code: str | None = None
     institution_name: str | None = None
+    notify_data: str | None = None
+    notify_ops: str | None = None
+    deadline: str = DEFAULT_DEADLINE
+
+
+def clock(text: str, name: str) -> str:
+    """``text`` if it is a time of day written ``HH:MM`` (00:00 to 23:59), written back zero-padded.
+
+    :param text: the setting's text
+    :param name: the setting, named in the error
+    :raises ValueError: anything else
+    """
+    hour, _, minute = text.strip().partition(":")
+    if not (hour.isdigit() and minute.isdigit() and len(minute) == 2 and int(hour) < 24 and int(minute) < 60):
+        raise ValueError(f"{name} must be a time of day written HH:MM, not {text!r}")
+    return f"{int(hour):02d}:{minute}"
 
 
 def iso_day(text: str) -> str:

@@ -45,6 +45,7 @@ from cdyb_jxc.config import (
     REPORT_FOLDER,
     EnvironmentSettings,
     InstitutionSettings,
+    clock,
     iso_day,
 )
 from cdyb_jxc.exceptions import DeploymentConfigError
@@ -114,6 +115,10 @@ def _cron(value: Any) -> str:
     return " ".join(parts)
 
 
+def _deadline(value: Any) -> str:
+    return clock(_text(value) if isinstance(value, str) else str(value), "deadline")
+
+
 def _notify(value: Any) -> str:
     text = _text(value)
     channel, _, target = text.partition(":")
@@ -140,6 +145,9 @@ SHARED: dict[str, _Check] = {
     "start_date": _day,
     "recheck_days": _whole(0, 366),
     "notify": _notify,
+    "notify_data": _notify,
+    "notify_ops": _notify,
+    "deadline": _deadline,
     "pool": _text,
     "retries": _whole(0, _MAX_RETRIES),
     "retry_delay_seconds": _positive(24 * 3600),
@@ -329,6 +337,9 @@ def _institution(
         ledger_conn_id=values.get("ledger_conn_id"),
         report_dir=paths.get("report_dir", str(env.home / REPORT_FOLDER)),
         notify=values.get("notify", InstitutionSettings.notify),
+        notify_data=values.get("notify_data"),
+        notify_ops=values.get("notify_ops"),
+        deadline=values.get("deadline", InstitutionSettings.deadline),
         start_date=values.get("start_date", InstitutionSettings.start_date),
         recheck_days=values.get("recheck_days", DEFAULT_RECHECK_DAYS),
         mapping_file=paths.get("mapping_file"),

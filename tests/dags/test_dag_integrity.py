@@ -52,7 +52,7 @@ def test_dagbag_has_no_import_errors(airflow_db):
 
     bag = DagBag(str(REPO / "dags"))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"cdyb_jxc_init", "cdyb_jxc_daily", "cdyb_jxc_preflight"}
+    assert set(bag.dag_ids) == {"cdyb_jxc_init", "cdyb_jxc_daily", "cdyb_jxc_preflight", "cdyb_jxc_watch"}
 
 
 def test_init_dag_shape(repo_dag):

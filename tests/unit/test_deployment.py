@@ -153,3 +153,16 @@ def test_a_connection_for_another_institution_is_refused():
         _settings({"institution_code": "H2"}, "H1")
     assert _settings({}, "H1").institution_code == "H1"  # the file's code when the connection names none
     assert _settings({"institution_code": "H1"}, "H1").institution_code == "H1"
+
+
+def test_the_t1_deadline_and_its_two_routes(tmp_path):
+    text = GOOD.replace(
+        "  pool: cdyb_jxc_centre\n",
+        '  pool: cdyb_jxc_centre\n  deadline: "17:30"\n  notify_data: email:pharmacy@example.org\n'
+        "  notify_ops: webhook:https://ops.example.org/hook\n",
+    )
+    main, east = load_deployment(_write(tmp_path, text), {"AIRFLOW_HOME": str(tmp_path)}).institutions
+    assert (main.settings.deadline, main.settings.notify_data) == ("17:30", "email:pharmacy@example.org")
+    assert east.settings.notify_ops == "webhook:https://ops.example.org/hook"
+    problems = _problems(tmp_path, GOOD.replace("  pool: cdyb_jxc_centre\n", '  deadline: "25:00"\n'))
+    assert problems == ["defaults.deadline: deadline must be a time of day written HH:MM, not '25:00'"]

@@ -21,6 +21,7 @@ from cdyb_jxc.exceptions import DeploymentConfigError
 from cdyb_jxc.workflows.builder import TIMEZONE, build_daily_dag, build_init_dag
 from cdyb_jxc.workflows.preflight import build_preflight_dag
 from cdyb_jxc.workflows.settings import DagSettings
+from cdyb_jxc.workflows.watch import build_watch_dag
 
 
 def build_dags(config: str | Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, DAG]:
@@ -48,6 +49,7 @@ def _dags(settings: DagSettings, where: str) -> dict[str, DAG]:
     for key, cron in (("schedule", settings.schedule), ("preflight_schedule", settings.preflight_schedule)):
         _check_schedule(cron, f"{where}.{key}" if where else key)
     built = [build_init_dag(settings), build_daily_dag(settings), build_preflight_dag(settings)]
+    built.append(build_watch_dag(settings))
     return {dag.dag_id: dag for dag in built}
 
 

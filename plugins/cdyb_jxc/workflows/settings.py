@@ -65,6 +65,12 @@ class DagSettings(InstitutionSettings):
             **given,
         )
 
+    @property
+    def deadline_time(self) -> tuple[int, int]:
+        """The T+1 deadline on D+1 as (hour, minute), Asia/Shanghai."""
+        hour, minute = self.deadline.split(":")
+        return int(hour), int(minute)
+
     def dag_id(self, base: str) -> str:
         """``base`` for the environment's single institution, ``<base>__<code>`` for a deployment file's."""
         return f"{base}__{self.institution_code}" if self.institution_code else base

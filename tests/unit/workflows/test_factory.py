@@ -36,7 +36,7 @@ def config(tmp_path: Path) -> Path:
 
 def test_each_institution_has_its_own_init_and_daily_dag(config, tmp_path):
     dags = build_dags(config, {"AIRFLOW_HOME": str(tmp_path)})
-    kinds = ("init", "daily", "preflight")
+    kinds = ("init", "daily", "preflight", "watch")
     assert set(dags) == {f"cdyb_jxc_{kind}__{code}" for kind in kinds for code in CODES}
     daily = dags["cdyb_jxc_daily__H51010400001"]
     assert {"cdyb-jxc", "H51010400001", "示例医院本部"} <= set(daily.tags)
@@ -56,7 +56,7 @@ def test_each_institution_has_its_own_init_and_daily_dag(config, tmp_path):
 
 def test_without_a_file_the_environment_keeps_todays_dag_ids(tmp_path):
     dags = build_dags(None, {"AIRFLOW_HOME": str(tmp_path)})
-    assert set(dags) == {"cdyb_jxc_init", "cdyb_jxc_daily", "cdyb_jxc_preflight"}
+    assert set(dags) == {"cdyb_jxc_init", "cdyb_jxc_daily", "cdyb_jxc_preflight", "cdyb_jxc_watch"}
     assert dags["cdyb_jxc_daily"].get_task("upload_inbound").institution_code is None
 
 
@@ -84,7 +84,7 @@ def test_a_bad_file_is_the_dag_files_one_import_error(config, tmp_path, airflow_
     config.write_text(CONFIG, encoding="utf-8")
     bag = DagBag(str(folder))
     assert bag.import_errors == {}
-    assert len(bag.dag_ids) == 6
+    assert len(bag.dag_ids) == 8
 
 
 def test_each_institution_has_a_preflight_at_22_that_never_calls_the_centre(config, tmp_path):
