@@ -1,8 +1,9 @@
-"""``cdyb-jxc audit balance``: the 进销存平衡 audit of a ledger, before the bureau runs it (no Airflow).
+"""``cdyb-jxc audit``: what an inspection by the bureau looks at, from the ledger (no Airflow).
 
-Prints, per business day and item, ``business_date,mapping_serial_no,opening,inbound,outbound,closing,
-difference,status`` (see :mod:`cdyb_jxc.upload.balance`). Exit 0 when no row is ``imbalance``, 1 when
-one is, 2 for a usage error.
+``audit balance`` prints, per business day and item, ``business_date,mapping_serial_no,opening,inbound,
+outbound,closing,difference,status`` (see :mod:`cdyb_jxc.upload.balance`); exit 0 when no row is
+``imbalance``, 1 when one is, 2 for a usage error. ``audit export`` writes a day's evidence pack (see
+:mod:`cdyb_jxc.upload.evidence`); exit 0, or 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ EXIT_OK, EXIT_IMBALANCE, EXIT_USAGE = 0, 1, 2
 
 
 def add_parser(sub: Any) -> None:
-    audit = sub.add_parser("audit", help="audits of a ledger: the 进销存平衡 balance")
+    audit = sub.add_parser("audit", help="audits of a ledger: the 进销存平衡 balance, the evidence pack")
     which = audit.add_subparsers(dest="audit", required=True)
     p = which.add_parser(
         "balance",
@@ -25,8 +26,7 @@ def add_parser(sub: Any) -> None:
         description="Per business day and item, the stock of D-1 plus D's accepted inbound minus outbound, "
         "against D's stock (quantities in packages), from the rows the centre accepted.",
     )
-    p.add_argument("--ledger", required=True, help="SQLAlchemy URL of the ledger")
-    p.add_argument("--institution", required=True, help="定点机构编码")
+    _ledger_arguments(p)
     p.add_argument("--from", dest="first", required=True, metavar="D1", help="first business day YYYY-MM-DD")
     p.add_argument("--to", dest="last", required=True, metavar="D2", help="last business day YYYY-MM-DD")
     p.add_argument("--mapping", default=None, help="对码 CSV copy (its 院外配送 items are reported as such)")
@@ -44,12 +44,16 @@ def add_parser(sub: Any) -> None:
         description="A zip with every request and reply that carried the day's rows (验证码 redacted), "
         "a manifest CSV (流水号, state, batch, sent/answered times, sha256 of each file) and a summary.",
     )
-    e.add_argument("--ledger", required=True, help="SQLAlchemy URL of the ledger")
-    e.add_argument("--institution", required=True, help="定点机构编码")
+    _ledger_arguments(e)
     e.add_argument("--day", required=True, help="business day YYYY-MM-DD")
     e.add_argument("--out", required=True, help="folder for evidence_<institution>_<day>.zip")
     e.add_argument("--profile", default=None, help="interface profile TOML (default: $CDYB_JXC_PROFILE)")
     e.set_defaults(func=run_export)
+
+
+def _ledger_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ledger", required=True, help="SQLAlchemy URL of the ledger")
+    parser.add_argument("--institution", required=True, help="定点机构编码")
 
 
 def run_balance(args: argparse.Namespace, out: TextIO | None = None) -> int:
