@@ -263,27 +263,43 @@ def _institutions(
         )
         return []
     out: list[InstitutionConfig] = []
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}  # (key, value) → where it was first given, for code and conn_id
     for n, entry in enumerate(listed):
-        where = f"institutions[{n}]"
-        values = _mapping(entry, where, {**INSTITUTION_ONLY, **SHARED}, problems)
-        missing = [
-            key for key in REQUIRED if key not in values and isinstance(entry, dict) and key not in entry
-        ]
-        problems += [f"{where}.{key}: missing" for key in missing]
-        code = values.get("code")
-        if code and code.upper() in seen:
-            problems.append(f"{where}.code: {code} is already used by {seen[code.upper()]}")
-        elif code:
-            seen[code.upper()] = f"{where}.code"
-        merged = {**defaults, **values}
-        if "ledger_url" in merged and "ledger_conn_id" in merged:
-            problems.append(f"{where}: set ledger_url or ledger_conn_id, not both (here or under defaults)")
-        if not missing and len(values) == len(entry):
-            institution = _institution(merged, where, base, env)
-            problems += _missing_files(institution, where, values)
+        institution = _entry(entry, f"institutions[{n}]", defaults, seen, base, env, problems)
+        if institution is not None:
             out.append(institution)
     return out
+
+
+def _entry(
+    entry: Any,
+    where: str,
+    defaults: Mapping[str, Any],
+    seen: dict[tuple[str, str], str],
+    base: Path,
+    env: EnvironmentSettings,
+    problems: list[str],
+) -> InstitutionConfig | None:
+    """One institution of the list, or ``None`` with its problems added."""
+    values = _mapping(entry, where, {**INSTITUTION_ONLY, **SHARED}, problems)
+    if not isinstance(entry, dict):
+        return None  # _mapping said so
+    missing = [key for key in REQUIRED if key not in values and key not in entry]
+    problems += [f"{where}.{key}: missing" for key in missing]
+    for key in ("code", "conn_id"):  # each institution its own code, and its own credentials
+        value = values.get(key)
+        if value and (key, value.upper()) in seen:
+            problems.append(f"{where}.{key}: {value} is already used by {seen[(key, value.upper())]}")
+        elif value:
+            seen[(key, value.upper())] = f"{where}.{key}"
+    merged = {**defaults, **values}
+    if "ledger_url" in merged and "ledger_conn_id" in merged:
+        problems.append(f"{where}: set ledger_url or ledger_conn_id, not both (here or under defaults)")
+    if missing or len(values) != len(entry):
+        return None
+    institution = _institution(merged, where, base, env)
+    problems += _missing_files(institution, where, values)
+    return institution
 
 
 def _missing_files(institution: InstitutionConfig, where: str, given: Mapping[str, Any]) -> list[str]:

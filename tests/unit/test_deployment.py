@@ -166,3 +166,16 @@ def test_the_t1_deadline_and_its_two_routes(tmp_path):
     assert east.settings.notify_ops == "webhook:https://ops.example.org/hook"
     problems = _problems(tmp_path, GOOD.replace("  pool: cdyb_jxc_centre\n", '  deadline: "25:00"\n'))
     assert problems == ["defaults.deadline: deadline must be a time of day written HH:MM, not '25:00'"]
+
+
+def test_a_list_entry_that_is_not_a_mapping_is_reported_not_raised(tmp_path):
+    problems = _problems(tmp_path, GOOD + "  -\n  - 123\n")
+    assert problems == [
+        "institutions[2]: must be a mapping of keys to values",
+        "institutions[3]: must be a mapping of keys to values",
+    ]
+
+
+def test_two_institutions_on_one_connection_are_refused(tmp_path):
+    problems = _problems(tmp_path, GOOD.replace("conn_id: cdyb_jxc_h2", "conn_id: cdyb_jxc_h1"))
+    assert problems == ["institutions[1].conn_id: cdyb_jxc_h1 is already used by institutions[0].conn_id"]

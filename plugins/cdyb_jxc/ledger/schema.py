@@ -70,7 +70,7 @@ upload_row = Table(
     Column("dag_id", String(250)),
     Column("run_id", String(250)),
     # the row's quantity in packages (拆零 rows: quantity ÷ 包装换算系数), for the 进销存平衡 audit
-    Column("quantity_packages", Float),
+    Column("quantity_packages", Float(precision=53)),  # double precision on every database (MySQL: DOUBLE)
 )
 Index("ix_cdyb_jxc_upload_row_day", upload_row.c.business_date, upload_row.c.transaction_code)
 Index("ix_cdyb_jxc_upload_row_state", upload_row.c.state)
@@ -144,26 +144,27 @@ _CREATE_LOCK_KEY = int.from_bytes(hashlib.sha256(b"cdyb_jxc:create_tables").dige
 _LOST_RACE = ("already exists", "pg_type_typname_nsp_index", "duplicate key value")
 
 
-def create_tables(engine: Engine) -> None:
+def create_tables(engine: Engine) -> frozenset[str]:
     """Create the ledger tables that are missing. Safe when several processes open a fresh ledger at once
     (two first uploads started together): on PostgreSQL the creators queue on a transaction-level advisory
     lock, on SQLite they take the write lock first (``BEGIN IMMEDIATE``), and on any dialect a CREATE that
     still loses the race ("already exists") is looked at again instead of raised.
 
     :param engine: the ledger's engine
+    :returns: the row columns the ledger still lacks (see :func:`add_missing_columns`)
     """
     if set(metadata.tables) <= set(inspect(engine).get_table_names()):
-        add_missing_columns(engine)
-        return  # the usual case: no lock taken (a read-only copy of a ledger opens too)
+        return add_missing_columns(engine)  # the usual case: no lock (a read-only copy of a ledger opens too)
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
             _create_once(engine)
-            return
+            break
         except DBAPIError as err:
             if attempt == CREATE_ATTEMPTS or not any(m in str(err.orig).lower() for m in _LOST_RACE):
                 raise
             log.info("another process created ledger tables at the same time (%s); checking again", err.orig)
             time.sleep(random.uniform(0.01, 0.05) * attempt)  # jitter: the losers do not collide again
+    return add_missing_columns(engine)  # a table that was there already may be of an earlier version
 
 
 # Columns added after a ledger's tables were first created: nullable, so one ALTER TABLE adds each.
@@ -171,14 +172,16 @@ ADDED_COLUMNS = ((upload_row, "quantity_packages"),)
 _ALREADY = ("duplicate column", "already exists")
 
 
-def add_missing_columns(engine: Engine) -> None:
+def add_missing_columns(engine: Engine) -> frozenset[str]:
     """Add the :data:`ADDED_COLUMNS` a ledger created by an earlier version lacks. Two processes adding the
     same column at once is fine (the loser's "already exists" is ignored); a ledger that cannot be altered
-    (a read-only copy) stays as it is, with a warning: only what needs the new column fails there.
+    (a read-only copy, a role without ALTER) stays as it is, with a warning: the row columns still missing
+    are returned, and the ledger leaves them out of its writes.
 
     :param engine: the ledger's engine
     """
     inspector = inspect(engine)
+    missing: set[str] = set()
     for table, name in ADDED_COLUMNS:
         if name in {c["name"] for c in inspector.get_columns(table.name)}:
             continue
@@ -190,8 +193,15 @@ def add_missing_columns(engine: Engine) -> None:
         except DBAPIError as err:
             if not any(m in str(err.orig).lower() for m in _ALREADY):
                 log.warning(
-                    "ledger column %s.%s is missing and could not be added: %s", table.name, name, err.orig
+                    "ledger column %s.%s is missing and could not be added (%s); the ledger's writes leave it"
+                    " out, and what reads it (the balance audit) finds nothing",
+                    table.name,
+                    name,
+                    err.orig,
                 )
+                if table is upload_row:
+                    missing.add(name)
+    return frozenset(missing)
 
 
 def _create_once(engine: Engine) -> None:

@@ -127,7 +127,7 @@ class Ledger(SourceIssueStore, RowTransitions):
         self.engine = engine
         self.database_file = sqlite_file(engine.url)  # the upload lock's file sits beside it
         self._open = threading.local()  # the transaction this thread's writes join (see transaction())
-        create_tables(self.engine)
+        self._absent = create_tables(self.engine)  # columns of a later version this ledger could not gain
 
     @property
     def url(self) -> str:
@@ -182,7 +182,7 @@ class Ledger(SourceIssueStore, RowTransitions):
         """Insert rows new to the ledger. A 流水号 that another upload inserted after this one looked it up
         (an upload of another transaction at the same instant) is left out, not raised: returns what the
         ledger holds for those 流水号 now (empty when every row went in)."""
-        pending = fit_rows(_ROW_CAPS, rows)
+        pending = self._present(fit_rows(_ROW_CAPS, rows))
         taken: dict[str, LedgerEntry] = {}
         while pending:
             try:
@@ -197,6 +197,12 @@ class Ledger(SourceIssueStore, RowTransitions):
                 pending = [r for r in pending if r["serial_no"] not in now]
         return taken
 
+    def _present(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` without the columns this ledger lacks (:func:`~cdyb_jxc.ledger.schema.create_tables`)."""
+        if not self._absent:
+            return rows
+        return [{k: v for k, v in row.items() if k not in self._absent} for row in rows]
+
     def update_rows(
         self, institution_code: str, rows: Sequence[dict[str, Any]], *, count_attempt: bool = False
     ) -> None:
@@ -207,7 +213,7 @@ class Ledger(SourceIssueStore, RowTransitions):
         """
         if not rows:
             return
-        fitted = fit_rows(_ROW_CAPS, rows)
+        fitted = self._present(fit_rows(_ROW_CAPS, rows))
         with self._joined(write=True) as conn:
             for stmt, params in row_updates(institution_code, fitted, count_attempt=count_attempt):
                 conn.execute(stmt, params)
@@ -233,7 +239,7 @@ class Ledger(SourceIssueStore, RowTransitions):
 
     def iter_rows(self, *conditions: Any, columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
         t = upload_row.c
-        cols = [getattr(t, c) for c in columns] if columns else list(upload_row.c)
+        cols = [getattr(t, c) for c in columns] if columns else [c for c in t if c.name not in self._absent]
         query = select(*cols).where(and_(True, *conditions)).order_by(t.institution_code, t.serial_no)
         with self.engine.connect() as conn:
             for r in conn.execute(query):

@@ -19,6 +19,7 @@ row the source gave (whatever the centre answered): what the HIS itself says.
 from __future__ import annotations
 
 import enum
+import math
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -84,10 +85,12 @@ def packages_of(txn: TransactionSpec, wire: Mapping[str, str | None]) -> float |
         quantity = Decimal(raw or "")
         if wire.get("split_flag") == "1":
             ratio = Decimal(wire.get("pack_ratio") or "")
-            return float(quantity / ratio) if ratio > 0 else None
-    except (InvalidOperation, ArithmeticError):
+            quantity = quantity / ratio if ratio > 0 else Decimal("NaN")
+        packages = float(quantity)
+    except (InvalidOperation, ArithmeticError, ValueError):
         return None
-    return float(quantity) if quantity.is_finite() else None
+    # no database should have to store inf (MySQL refuses it): such a row is refused anyway
+    return packages if math.isfinite(packages) else None
 
 
 def audit_balance(
@@ -219,17 +222,23 @@ def write_balance_report(
     does not add up, one in the accepted rows only says rows are missing at the centre."""
     from cdyb_jxc.safety.spreadsheet import write_csv, write_xlsx
 
-    source = {
-        r.mapping_serial_no: r
-        for r in audit_balance(ledger, institution_code, day, day, registry=registry, accepted_only=False)
-    }
+    audits = [
+        {
+            r.mapping_serial_no: r
+            for r in audit_balance(ledger, institution_code, day, day, registry=registry, accepted_only=only)
+        }
+        for only in (True, False)
+    ]
+    accepted, source = audits
     rows, imbalance, source_imbalance = [], 0, 0
-    for row in audit_balance(ledger, institution_code, day, day, registry=registry):
-        other = source.get(row.mapping_serial_no)
-        imbalance += row.status is BalanceStatus.IMBALANCE
+    # every item of either audit: one whose rows were all refused shows in the source's only
+    for item in sorted(accepted.keys() | source.keys()):
+        row, other = accepted.get(item), source.get(item)
+        imbalance += row is not None and row.status is BalanceStatus.IMBALANCE
         source_imbalance += other is not None and other.status is BalanceStatus.IMBALANCE
+        mine = (*row.as_row()[:-1], str(row.status)) if row else (day, item, *[None] * 6)  # nothing accepted
         extra = (other.difference, str(other.status)) if other else (None, None)
-        rows.append(tuple(plain(v) for v in (*row.as_row()[:-1], str(row.status), *extra)))
+        rows.append(tuple(plain(v) for v in (*mine, *extra)))
     folder = Path(report_dir)
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"balance_{institution_code}_{day}"

@@ -41,7 +41,8 @@ def preflight_date(dag_run: Any, logical_date: Any, timezone: str = TIMEZONE) ->
 
 def build_preflight_dag(settings: DagSettings) -> DAG:
     """Check day D's inbound, outbound and stock rows, then write the preflight report and notify."""
-    part_stem = f"{settings.conn_id}_{PREFLIGHT_DATE}"
+    # two institutions' parts never meet: named by the code (the environment's one: by its connection)
+    part_stem = f"{settings.institution_code or settings.conn_id}_{PREFLIGHT_DATE}"
     with DAG(
         settings.dag_id(PREFLIGHT_DAG_ID),
         description="预检 preflight: day D's rows checked the evening before the upload; nothing is sent",

@@ -170,12 +170,16 @@ def audit_day(
     from cdyb_jxc.upload.registry import load_registry
 
     institution = _institution(conn_id, institution_code)
-    registry = load_registry(mapping_file) if mapping_file else None
-    ledger = make_ledger(ledger_url, ledger_conn_id)
     try:
-        report = write_balance_report(ledger, institution, business_date, report_dir, registry=registry)
-    finally:
-        ledger.dispose()
+        registry = load_registry(mapping_file) if mapping_file else None
+        ledger = make_ledger(ledger_url, ledger_conn_id)
+        try:
+            report = write_balance_report(ledger, institution, business_date, report_dir, registry=registry)
+        finally:
+            ledger.dispose()
+    except Exception as err:  # the audit advises: it never keeps the day's reject report from being written
+        log.exception("%s %s: the balance audit failed", institution, business_date)
+        return {"items": 0, "imbalance": 0, "source_imbalance": 0, "error": f"{type(err).__name__}: {err}"}
     if report.imbalance or report.source_imbalance:
         log.warning(
             "%s %s: %d item(s) out of balance in the accepted rows, %d in the source's (report %s)",

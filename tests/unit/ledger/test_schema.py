@@ -21,3 +21,30 @@ def test_a_ledger_of_an_earlier_version_gains_the_new_columns_when_opened(tmp_pa
         assert "quantity_packages" in names
     finally:
         again.dispose()
+
+
+def test_a_ledger_that_cannot_gain_a_column_leaves_it_out_of_its_writes(tmp_path, monkeypatch):
+    """A role without ALTER on an old ledger: uploads go on, without the new column."""
+    from datetime import datetime
+
+    from cdyb_jxc.ledger import Ledger, store
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    first = Ledger(url)
+    with first.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE cdyb_jxc_upload_row DROP COLUMN quantity_packages")
+    first.dispose()
+    monkeypatch.setattr(store, "create_tables", lambda engine: frozenset({"quantity_packages"}))
+    ledger = Ledger(url)
+    now = datetime(2026, 11, 20)
+    row = {
+        "institution_code": "H1", "serial_no": "S1", "transaction_code": "JXC003",
+        "business_date": "2026-11-20", "payload_hash": "0" * 64, "state": "PENDING", "attempts": 0,
+        "held_back": 0, "first_seen_at": now, "updated_at": now, "quantity_packages": 2.0,
+    }  # fmt: skip
+    try:
+        ledger.insert_rows([row])
+        ledger.update_rows("H1", [{"serial_no": "S1", "state": "ACCEPTED", "quantity_packages": 2.0}])
+        assert [r["state"] for r in ledger.iter_rows()] == ["ACCEPTED"]
+    finally:
+        ledger.dispose()

@@ -133,6 +133,8 @@ def test_a_tolerance_absorbs_rounding_only(month):
         ("outbound", {"quantity": "abc"}, None),
         ("outbound", {"quantity": "3", "split_flag": "1", "pack_ratio": "0"}, None),
         ("outbound", {"quantity": None}, None),
+        ("outbound", {"quantity": "1e309"}, None),  # no database should have to store inf
+        ("outbound", {"quantity": "1e400", "split_flag": "1", "pack_ratio": "24"}, None),
     ],
 )
 def test_packages_of_a_row(profile, txn, wire, expected):
