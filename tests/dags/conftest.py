@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from cdyb_jxc.simulator.store import SimulatorStore
 from tests.conftest import AIRFLOW_HOME, INSTITUTION, SECRET, USER
 
 REPO = Path(__file__).resolve().parents[2]
+PG = os.environ.get("CDYB_JXC_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 DAG_FILE = "cdyb_jxc_dags.py"
 sys.path.insert(0, str(REPO / "include" / "demo"))
 
@@ -67,3 +71,16 @@ def repo_dag(airflow_db: Path) -> Callable[[str], Any]:
         return getattr(module, dag_id)
 
     return _load
+
+
+@pytest.fixture
+def pg_db() -> Iterator[str]:
+    """A PostgreSQL database of its own (metadata, result backend and ledger of a real deployment)."""
+    name = f"cdyb_jxc_af_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield PG.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

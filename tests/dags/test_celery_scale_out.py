@@ -28,7 +28,7 @@ from sqlalchemy import create_engine, text
 
 from cdyb_jxc.ledger import Ledger
 from tests.conftest import INSTITUTION, SECRET, USER
-from tests.dags.test_real_scheduler import PG, _free_port, _wait, _wait_for_runs
+from tests.dags.test_real_scheduler import _free_port, _wait, _wait_for_runs
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS = ("127.0.0.1", 6379)
@@ -48,18 +48,6 @@ def _redis_db() -> int:
         reply = conn.recv(100)
     assert reply.startswith(b"+OK"), f"Redis at {REDIS} answered {reply!r}"
     return db
-
-
-@pytest.fixture
-def pg_db() -> Iterator[str]:
-    name = f"cdyb_jxc_celery_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def _seed_other_institutions(store, mapping: Path) -> None:

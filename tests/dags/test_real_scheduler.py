@@ -20,13 +20,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
 
 from cdyb_jxc.ledger import Ledger
 from tests.conftest import INSTITUTION, SECRET, USER
 
 REPO = Path(__file__).resolve().parents[2]
-PG = os.environ.get("CDYB_JXC_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 ADMIN_PASSWORD = "cdyb-jxc-admin-pw"
 # a daily run is nine tasks; on a loaded two-core machine a backfill of two took over 300 s
 RUN_WAIT = 600
@@ -38,18 +36,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def pg_db() -> Iterator[str]:
-    name = f"cdyb_jxc_af_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture
