@@ -8,12 +8,14 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from cdyb_jxc.deployment import DEFAULT_SCHEDULE
 from cdyb_jxc.simulator.store import SimulatorStore
 from tests.conftest import AIRFLOW_HOME, INSTITUTION, SECRET, USER
 
@@ -21,6 +23,15 @@ REPO = Path(__file__).resolve().parents[2]
 PG = os.environ.get("CDYB_JXC_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 DAG_FILE = "cdyb_jxc_dags.py"
 sys.path.insert(0, str(REPO / "include" / "demo"))
+
+
+def last_closed_day() -> date:
+    """The business day of the daily DAG's latest closed interval (02:00 to 02:00 Asia/Shanghai): yesterday,
+    but the day before between 00:00 and 02:00. The demo's last day is that one, so a real scheduler's
+    catch-up run (on unpause) always covers the last day and never one a test triggers or backfills."""
+    runs_at = int(DEFAULT_SCHEDULE.split()[1])  # the hour the daily DAG's intervals end
+    shanghai = datetime.now(UTC) + timedelta(hours=8)
+    return (shanghai - timedelta(hours=runs_at)).date() - timedelta(days=1)
 
 
 @pytest.fixture
@@ -31,7 +42,7 @@ def demo_env(
     from generate_his import generate
 
     his, mapping = tmp_path / "his.db", tmp_path / "mapping.csv"
-    info = generate(his, mapping, days=3, items=120, outbound_per_day=200)
+    info = generate(his, mapping, days=3, end=last_closed_day(), items=120, outbound_per_day=200)
     institutions = tmp_path / "inst.csv"
     institutions.write_text(
         f"institution_code,environment,user,verification_code\n{INSTITUTION},test,{USER},{SECRET}\n",
@@ -44,8 +55,6 @@ def demo_env(
     monkeypatch.setenv("CDYB_JXC_REPORT_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("CDYB_JXC_RETRY_DELAY_SECONDS", "0")
     monkeypatch.setenv("AIRFLOW_CONN_CDYB_JXC_HIS", json.dumps({"conn_type": "sqlite", "host": str(his)}))
-    from datetime import date
-
     return {
         "his": his,
         "ledger_url": ledger_url,
