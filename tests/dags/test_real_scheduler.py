@@ -26,8 +26,6 @@ from tests.conftest import INSTITUTION, SECRET, USER
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "cdyb-jxc-admin-pw"
-# a daily run is nine tasks; on a loaded two-core machine a backfill of two took over 300 s
-RUN_WAIT = 600
 
 
 def _free_port() -> int:
@@ -142,7 +140,7 @@ def _run_to_end(api: dict, dag_id: str, body: dict) -> dict:
         return state["state"] in ("success", "failed")
 
     try:
-        _wait(finished, RUN_WAIT, f"{dag_id} run {run_id}")
+        _wait(finished, 300, f"{dag_id} run {run_id}")
     except AssertionError:
         for log in sorted(Path(api["logs"]).glob("*.log")):
             print(f"==== {log.name}\n" + log.read_text(errors="replace")[-4000:])
@@ -152,7 +150,6 @@ def _run_to_end(api: dict, dag_id: str, body: dict) -> dict:
     return state
 
 
-@pytest.mark.timeout(1500)
 def test_scheduler_runs_init_and_daily_triggered_through_the_rest_api(deployment, store, demo_env):
     init = _run_to_end(deployment, "cdyb_jxc_init", {"logical_date": None})
     assert init["state"] == "success", init["tasks"]
@@ -259,7 +256,7 @@ def _wait_for_runs(
         return count_ok and all(r["state"] in ("success", "failed") for r in runs)
 
     try:
-        _wait(done, RUN_WAIT, f"{dag_id} {run_type or ''} runs")
+        _wait(done, 300, f"{dag_id} {run_type or ''} runs")
     except AssertionError:
         print("runs:", json.dumps(runs, indent=1)[:4000])
         for log in sorted(Path(api["logs"]).glob("*.log")):
