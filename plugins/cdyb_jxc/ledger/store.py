@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cdyb_jxc import config
 from cdyb_jxc.exceptions import ConnectionConfigError
+from cdyb_jxc.ledger.driver import DriverStatements
 from cdyb_jxc.ledger.issue_store import SourceIssueStore
 from cdyb_jxc.ledger.lock import is_sqlite_uri, sqlite_file
 from cdyb_jxc.ledger.schema import (
@@ -101,6 +102,8 @@ class LedgerEntry:
     transaction_code: str | None = None
 
 
+# the scalar Python defaults of the row table (``attempts``, ``held_back``)
+_ROW_DEFAULTS = {c.key: c.default.arg for c in upload_row.c if c.default is not None and c.default.is_scalar}
 _ENTRY_COLUMNS = tuple(f.name for f in fields(LedgerEntry))  # what lookup() reads of a row
 
 
@@ -128,6 +131,7 @@ class Ledger(SourceIssueStore, RowTransitions):
         self.database_file = sqlite_file(engine.url)  # the upload lock's file sits beside it
         self._open = threading.local()  # the transaction this thread's writes join (see transaction())
         self._absent = create_tables(self.engine)  # columns of a later version this ledger could not gain
+        self._driver = DriverStatements(self.engine.dialect)
 
     @property
     def url(self) -> str:
@@ -187,7 +191,7 @@ class Ledger(SourceIssueStore, RowTransitions):
         while pending:
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(insert(upload_row), pending)
+                    self._insert(conn, pending)
                 break
             except IntegrityError:
                 now = self.lookup(pending[0]["institution_code"], [r["serial_no"] for r in pending])
@@ -196,6 +200,20 @@ class Ledger(SourceIssueStore, RowTransitions):
                 taken.update(now)
                 pending = [r for r in pending if r["serial_no"] not in now]
         return taken
+
+    def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        if not self._driver.runs_many(len(rows)):
+            conn.execute(insert(upload_row), rows)
+            return
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(tuple(row), []).append(row)
+        for keys, group in groups.items():
+            # a column's Python default is SQLAlchemy's to fill; given here, the driver gets every value
+            defaults = {k: v for k, v in _ROW_DEFAULTS.items() if k not in keys}
+            columns = (*keys, *defaults)
+            statement = self._driver.get(("insert", columns), lambda: insert(upload_row), columns)
+            statement.execute(conn, [{**row, **defaults} for row in group] if defaults else group)
 
     def _present(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``rows`` without the columns this ledger lacks (:func:`~cdyb_jxc.ledger.schema.create_tables`)."""
@@ -216,7 +234,10 @@ class Ledger(SourceIssueStore, RowTransitions):
         fitted = self._present(fit_rows(_ROW_CAPS, rows))
         with self._joined(write=True) as conn:
             for stmt, params in row_updates(institution_code, fitted, count_attempt=count_attempt):
-                conn.execute(stmt, params)
+                if self._driver.runs_many(len(params)):
+                    self._driver.get(stmt, lambda s=stmt: s).execute(conn, params)
+                else:
+                    conn.execute(stmt, params)
 
     def update_grouped(self, institution_code: str, rows: Sequence[dict[str, Any]]) -> None:
         """:meth:`update_rows` for rows with different columns: one statement per set of columns."""
@@ -286,12 +307,20 @@ class Ledger(SourceIssueStore, RowTransitions):
                 raise RuntimeError("ledger did not return the batch id")
             return int(pk[0])
 
-    def finish_batch(self, batch_id: int, *, started_at: datetime | None = None, **values: Any) -> None:
+    def finish_batch(
+        self,
+        batch_id: int,
+        *,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        **values: Any,
+    ) -> None:
         """Close the audit row of a request with its outcome.
 
         :param started_at: the row's ``started_at``, when the caller knows it (else it is read)
+        :param finished_at: when the call ended (default now): its answer may be recorded later
         """
-        now = utcnow()
+        now = finished_at or utcnow()
         with self._joined(write=True) as conn:
             started = started_at
             if started is None:

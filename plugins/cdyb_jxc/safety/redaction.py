@@ -80,12 +80,21 @@ def _hex(number: int, width: int = 0) -> str:
     return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in digits)
 
 
+def _one_byte_forms(b: int) -> list[str]:
+    """Regex alternatives for one byte: raw (as a Latin-1 character), ``%HH`` (percent-encoded again any
+    number of times), quoted-printable ``=HH`` or ``\\xHH``; each starts with a literal character."""
+    return [re.escape(chr(b)), f"%(?:25)*{_hex(b, 2)}", f"={_hex(b, 2)}", f"\\\\x{_hex(b, 2)}"]
+
+
 def _byte_forms(data: bytes) -> str:
-    """Regex for a byte sequence, each byte raw (as a Latin-1 character), ``%HH`` (percent-encoded again
-    any number of times), quoted-printable ``=HH`` or ``\\xHH``."""
-    return "".join(
-        f"(?:{re.escape(chr(b))}|%(?:25)*{_hex(b, 2)}|={_hex(b, 2)}|\\\\x{_hex(b, 2)})" for b in data
-    )
+    """Regex for a byte sequence, each byte in one of the forms of :func:`_one_byte_forms`."""
+    return "".join("(?:" + "|".join(_one_byte_forms(b)) + ")" for b in data)
+
+
+def _leading_byte_forms(data: bytes) -> list[str]:
+    """:func:`_byte_forms` of ``data`` as alternatives that each start with a literal character."""
+    rest = _byte_forms(data[1:])
+    return [form + rest for form in _one_byte_forms(data[0])]
 
 
 def _unicode_escapes(cp: int) -> list[str]:
@@ -95,8 +104,11 @@ def _unicode_escapes(cp: int) -> list[str]:
     return [rf"\\u{_hex(high, 4)}\\u{_hex(low, 4)}", rf"\\U{_hex(cp, 8)}"]
 
 
-def _char_forms(ch: str) -> list[str]:
-    """Regex alternatives (ASCII or Latin-1 only, so the same source serves str and bytes) for ``ch``."""
+def _char_forms(ch: str, *, leading: bool = False) -> list[str]:
+    """Regex alternatives (ASCII or Latin-1 only, so the same source serves str and bytes) for ``ch``.
+
+    :param leading: each alternative starts with a literal character (see :func:`secret_pattern`)
+    """
     cp = ord(ch)
     # HTML reads a numeric reference without its ';' when no further digit follows
     forms = [
@@ -117,9 +129,9 @@ def _char_forms(ch: str) -> list[str]:
             encoded = ch.encode(encoding)
         except UnicodeEncodeError:
             continue
-        form = _byte_forms(encoded)
-        if form not in forms:
-            forms.append(form)
+        for form in _leading_byte_forms(encoded) if leading else [_byte_forms(encoded)]:
+            if form not in forms:
+                forms.append(form)
     # a UTF-16/UTF-32 body nothing told us the encoding of: its bytes as they are, tried first so that a
     # match covers whole code units
     wide = [re.escape(ch.encode(encoding).decode("latin-1")) for encoding in WIDE_ENCODINGS]
@@ -127,10 +139,15 @@ def _char_forms(ch: str) -> list[str]:
 
 
 def secret_pattern(secret: str) -> tuple[str, str]:
-    """The (str, bytes) regex sources matching ``secret`` in every form named in the module doc."""
+    """The (str, bytes) regex sources matching ``secret`` in every form named in the module doc.
+
+    Every alternative for the first character starts with a literal character: the regex engine then
+    knows the characters a match can start with and skips the rest of a long text in C (~5× faster on a
+    request than trying every alternative at every position).
+    """
     text_parts, byte_parts = [], []
-    for ch in secret:
-        forms = _char_forms(ch)
+    for n, ch in enumerate(secret):
+        forms = _char_forms(ch, leading=n == 0)
         byte_parts.append("(?:" + "|".join(forms) + ")")
         text_parts.append("(?:" + "|".join([re.escape(ch), *forms]) + ")")
     return _CDATA_SEP.join(text_parts), _CDATA_SEP.join(byte_parts)
@@ -176,6 +193,10 @@ class Redactor:
         self._secrets: frozenset[str] = frozenset()
         self._text_re: re.Pattern[str] | None = None
         self._bytes_re: re.Pattern[bytes] | None = None
+        # one pattern per secret, longest first, for replacing: a pattern of one secret keeps the engine's
+        # fast scan for its first character (see secret_pattern), an alternation of several loses it
+        self._text_subs: tuple[re.Pattern[str], ...] = ()
+        self._bytes_subs: tuple[re.Pattern[bytes], ...] = ()
         self._base64_re: re.Pattern[str] = re.compile(_BASE64_RUN % 8)
         self._base64_bytes_re: re.Pattern[bytes] = re.compile((_BASE64_RUN % 8).encode("ascii"))
         self._base64_min = 8  # the shortest run those two match
@@ -194,23 +215,31 @@ class Redactor:
             secrets = self._secrets | {secret}
             # longer secrets first, so one that contains another is cut whole
             sources = [secret_pattern(s) for s in sorted(secrets, key=len, reverse=True)]
-            text_re = re.compile("|".join(t for t, _ in sources))
-            bytes_re = re.compile("|".join(b for _, b in sources).encode("latin-1"))
+            text_subs = tuple(re.compile(t) for t, _ in sources)
+            bytes_subs = tuple(re.compile(b.encode("latin-1")) for _, b in sources)
+            text_re = re.compile("|".join(t for t, _ in sources)) if len(sources) > 1 else text_subs[0]
+            bytes_re = (
+                re.compile("|".join(b for _, b in sources).encode("latin-1"))
+                if len(sources) > 1
+                else bytes_subs[0]
+            )
             # shorter runs cannot hold the shortest secret (its UTF-8 bytes, 4 characters per 3 bytes)
             shortest = max(8, min(len(s.encode()) for s in secrets) * 4 // 3)
             run = _BASE64_RUN % shortest
             # the length first (it only ever shrinks): a reader that sees the new patterns sees it too
             self._base64_min = shortest
             self._base64_re, self._base64_bytes_re = re.compile(run), re.compile(run.encode("ascii"))
+            self._text_subs, self._bytes_subs = text_subs, bytes_subs
             self._text_re, self._bytes_re, self._secrets = text_re, bytes_re, secrets
         return True
 
     def text(self, value: str) -> str:
         """``value`` with every secret replaced."""
-        pattern = self._text_re
-        if pattern is None or not value:
+        patterns = self._text_subs
+        if not patterns or not value:
             return value
-        value = pattern.sub(self._keep_cdata_marks, value)
+        for pattern in patterns:
+            value = pattern.sub(self._keep_cdata_marks, value)
         base64_re = self._base64_re
         if not self._has_run(value.encode("utf-8", "surrogatepass")):
             return value  # (a non-ASCII character is never part of a run: its UTF-8 bytes are not either)
@@ -219,8 +248,8 @@ class Redactor:
     def bytes(self, value: bytes) -> bytes:
         """A body (UTF-8, GBK, GB18030, any ASCII-compatible encoding, or UTF-16/UTF-32 naming itself by a
         BOM or its XML declaration) with every secret replaced."""
-        pattern = self._bytes_re
-        if pattern is None or not value:
+        patterns = self._bytes_subs
+        if not patterns or not value:
             return value
         wide = _wide(value)
         if wide is not None:
@@ -229,7 +258,8 @@ class Redactor:
                 return self.text(value.decode(wide)).encode(wide)
             except UnicodeError:
                 pass  # not valid in its own encoding: the byte forms below still apply
-        value = pattern.sub(self._keep_cdata_marks_bytes, value)
+        for pattern in patterns:
+            value = pattern.sub(self._keep_cdata_marks_bytes, value)
         base64_re, mark = self._base64_bytes_re, self.mark.encode("ascii")
         if not self._has_run(value):
             return value

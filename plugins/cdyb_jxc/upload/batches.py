@@ -100,6 +100,7 @@ class Flight:
     batch_id: int = 0
     started_at: datetime | None = None
     seconds: float = 0.0  # wall time of the call (set by the worker)
+    finished_at: datetime | None = None  # when the call ended (set by the worker)
 
 
 def call_executor(k: int) -> Executor:

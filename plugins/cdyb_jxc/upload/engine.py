@@ -46,7 +46,7 @@ RESEND_INTERVAL = timedelta(hours=6)
 # planning: replies are recorded and waiting batches go out while the next rows are prepared, so the centre
 # is kept busy (the ledger still has one writer, this thread).
 PLAN_ROWS = 1000
-POLL_ROWS = 50
+POLL_ROWS = 10
 
 
 class Decision(enum.Enum):

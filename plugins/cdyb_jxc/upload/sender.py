@@ -254,7 +254,7 @@ class BatchSender:
                 return self.centre.send_request(flight.request)  # type: ignore[attr-defined, no-any-return]
             return self.centre.send(self.txn_key, flight.request)
         finally:
-            flight.seconds = time.perf_counter() - started
+            flight.seconds, flight.finished_at = time.perf_counter() - started, utcnow()
 
     def _shut_down(self) -> None:
         pool, self._pool = self._pool, None
@@ -268,7 +268,16 @@ class BatchSender:
         self._apply(done)
 
     def _apply(self, done: Iterable[Future[Exchange]]) -> None:
-        for future in sorted(done, key=lambda f: self._flying[f].batch_id):
+        ordered = sorted(done, key=lambda f: self._flying[f].batch_id)
+        if ordered and all(map(_routine, ordered)):
+            # plain answers: the waiting batches take the slots before these are written, so the centre is
+            # not left idle for a ledger transaction (a stop, a refused call, a fault are applied first)
+            answered = [(self._flying.pop(f), f) for f in ordered]
+            self._fill()
+            for flight, future in answered:
+                self._settle(flight, future)
+            return
+        for future in ordered:
             if future in self._flying:  # a stop while applying an earlier one has applied it already
                 self._settle(self._flying.pop(future), future)
 
@@ -322,7 +331,9 @@ class BatchSender:
 
     def _close(self, flight: Flight, **values: Any) -> None:
         """Close the batch's audit row with its outcome (and, answered, the reply)."""
-        self.ledger.finish_batch(flight.batch_id, started_at=flight.started_at, **values)
+        self.ledger.finish_batch(
+            flight.batch_id, started_at=flight.started_at, finished_at=flight.finished_at, **values
+        )
 
     def _not_sent(self, batch: list[Planned], detail: str) -> None:
         """Nothing was stored: rows go back to PENDING, or stay IN_DOUBT if an earlier send was in doubt."""
@@ -392,6 +403,13 @@ class BatchSender:
             # the rows may have been stored: a duplicate answer now reconciles them
             for plan in batch:
                 plan.now_in_doubt()
+
+
+def _routine(future: Future[Exchange]) -> bool:
+    """Whether a finished call came back with an answer that does not stop the run."""
+    if future.exception() is not None:
+        return False
+    return not future.result().reply.whole_call_rejected
 
 
 class _Recorded(Exception):

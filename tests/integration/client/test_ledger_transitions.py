@@ -236,8 +236,9 @@ def test_contradicting_batch_does_not_hold_up_the_other_batches(profile, client,
     for a retry."""
     rows = [outbound_row("H1"), outbound_row("H2", mapping_serial_no="M9999"), outbound_row("H3")]
     simulator.set_faults("no_dataset=1x1")
+    # one request at a time: the fault hits the first call the centre gets, which must be the first batch
     with pytest.raises(InDoubtError, match="2 rows are still IN_DOUBT"):
-        _uploader(profile, client, ledger, batch_limit=2).run([rows])
+        _uploader(profile, client, ledger, batch_limit=2, max_in_flight=1).run([rows])
     state = _rows(ledger)
     assert {s: r["state"] for s, r in state.items()} == {"H1": IN_DOUBT, "H2": IN_DOUBT, "H3": ACCEPTED}
     result = _uploader(profile, client, ledger, batch_limit=2).run([rows])
@@ -563,14 +564,15 @@ def test_lost_lock_connection_stops_the_upload_and_unlocking_never_raises(pg_dat
     ledger.dispose()
 
 
-def test_four_batches_in_flight_through_the_real_client(profile, client, ledger, store):
+def test_four_batches_in_flight_through_the_real_client(profile, client, ledger, store, simulator):
     rows = [outbound_row(f"KF{i:03d}") for i in range(120)]
+    simulator.set_faults("latency=0.1")  # each call outlasts the launch of the next three
     result = _uploader(profile, client, ledger, batch_limit=10, max_in_flight=4).run([rows])
     assert result.states == {ACCEPTED: 120}
     assert _stored(store) == sorted(r["serial_no"] for r in rows)  # each stored once
     batches = ledger.batches()
     assert [b["outcome"] for b in batches] == ["success"] * 12
-    # the audit rows open at once: four (a fifth goes out only once an answer is recorded)
+    # the audit rows open at once (sent → reply back): four, never a fifth
     spans = [(b["started_at"], b["finished_at"]) for b in batches]
     assert max(sum(1 for s, f in spans if s <= t < f) for t, _ in spans) == 4
     for batch in batches:  # each audited as sent, only the 验证码 redacted

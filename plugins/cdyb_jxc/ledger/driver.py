@@ -1,0 +1,108 @@
+"""Ledger row writes compiled once per statement and dialect, then executed on the driver directly
+(SQLAlchemy Core, no Airflow).
+
+SQLAlchemy processes every parameter of every execution in Python (a bound-parameter lookup and, on SQLite, a
+``strftime`` per datetime): for a batch's writes that cost more than the database work itself. The statements
+here are the same Core statements, compiled once; their parameters are put in the driver's order with each
+column's bind processor applied once per distinct value, and passed to ``exec_driver_sql``, which still wraps
+driver errors as SQLAlchemy's (an ``IntegrityError`` stays one).
+
+A statement executed for many parameter sets goes to the driver's ``executemany`` only where that is fast
+(SQLite in process; MySQL/MariaDB drivers fold an INSERT into one multi-row statement). Elsewhere (psycopg2
+sends one statement per set) SQLAlchemy's own batching (``insertmanyvalues``) stays the faster path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.elements import BindParameter
+
+DRIVER_EXECUTEMANY = frozenset({"sqlite", "mysql", "mariadb"})
+_MISSING = object()
+
+
+class DriverStatement:
+    """One Core statement compiled for one dialect.
+
+    :param statement: the statement; its parameters are all bound parameters (names as the caller passes
+        them) or literals bound at build time (``attempts + 1``)
+    :param dialect: the dialect of the connections it runs on
+    :param column_keys: for an INSERT, the columns given (the others are left to the database)
+    """
+
+    def __init__(
+        self, statement: ClauseElement, dialect: Dialect, column_keys: Sequence[str] | None = None
+    ) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(column_keys or ()) or None)
+        self.sql = compiled.string
+        self.dialect_name = dialect.name
+        binds: dict[str, BindParameter[Any]] = compiled.binds
+        positional = compiled.positiontup
+        self.names: tuple[str, ...] = tuple(positional if positional is not None else binds)
+        self.positional = positional is not None
+        # a literal bound at build time (``attempts + 1``) keeps its value; a parameter the caller must give
+        self.fixed = {
+            n: binds[n].value for n in self.names if not binds[n].required and not binds[n].callable
+        }
+        self.processors: dict[str, Callable[[Any], Any]] = {}
+        for name in set(self.names):
+            processor = binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.processors[name] = processor
+
+    def execute(self, conn: Connection, params: Sequence[dict[str, Any]]) -> None:
+        """Run the statement once per parameter set (names as the statement's bound parameters)."""
+        if not params:
+            return
+        memo: dict[tuple[str, type, Any], Any] = {}  # a batch's rows mostly share their times and codes
+        converted = [self._driver_params(p, memo) for p in params]
+        conn.exec_driver_sql(self.sql, converted[0] if len(converted) == 1 else converted)
+
+    def _driver_params(self, given: dict[str, Any], memo: dict[tuple[str, type, Any], Any]) -> Any:
+        values = []
+        for name in self.names:
+            value = given.get(name, _MISSING)
+            if value is _MISSING:
+                value = self.fixed.get(name, _MISSING)
+                if value is _MISSING:
+                    raise KeyError(f"no value for the bound parameter {name!r}")
+            processor = self.processors.get(name)
+            if processor is not None and value is not None:
+                key = (name, type(value), value)
+                try:
+                    value = memo[key]
+                except KeyError:
+                    value = memo[key] = processor(value)
+                except TypeError:  # an unhashable value: processed each time
+                    value = processor(value)
+            values.append(value)
+        return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
+
+
+class DriverStatements:
+    """:class:`DriverStatement` by statement (or key) for one dialect, at most :data:`CACHED` kept."""
+
+    CACHED = 512
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._cache: dict[Any, DriverStatement] = {}
+
+    def get(
+        self, key: Any, build: Callable[[], ClauseElement], column_keys: Sequence[str] | None = None
+    ) -> DriverStatement:
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) >= self.CACHED:
+                self._cache.clear()  # the statements a run uses come back at once
+            found = self._cache[key] = DriverStatement(build(), self.dialect, column_keys)
+        return found
+
+    def runs_many(self, sets: int) -> bool:
+        """Whether ``sets`` parameter sets of one statement are best passed to the driver directly."""
+        return sets == 1 or self.dialect.name in DRIVER_EXECUTEMANY
