@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
 DRIVER_EXECUTEMANY = frozenset({"sqlite", "mysql", "mariadb"})
@@ -39,6 +40,8 @@ class DriverStatement:
         self, statement: ClauseElement, dialect: Dialect, column_keys: Sequence[str] | None = None
     ) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(column_keys or ()) or None)
+        if not isinstance(compiled, SQLCompiler):
+            raise TypeError(f"not a SQL statement: {statement!r}")
         self.sql = compiled.string
         self.dialect_name = dialect.name
         binds: dict[str, BindParameter[Any]] = compiled.binds

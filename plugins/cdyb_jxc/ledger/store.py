@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +30,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from cdyb_jxc import config
 from cdyb_jxc.exceptions import ConnectionConfigError
@@ -62,6 +65,10 @@ _LOOKUP_CHUNK = 500
 _ROW_CAPS = column_caps(upload_row)
 _BATCH_CAPS = column_caps(upload_batch)
 _MILESTONE_CAPS = column_caps(milestone)
+
+
+def _same(statement: Update) -> Update:
+    return statement
 
 
 def utcnow() -> datetime:
@@ -103,7 +110,9 @@ class LedgerEntry:
 
 
 # the scalar Python defaults of the row table (``attempts``, ``held_back``)
-_ROW_DEFAULTS = {c.key: c.default.arg for c in upload_row.c if c.default is not None and c.default.is_scalar}
+_ROW_DEFAULTS = {
+    c.key: c.default.arg for c in upload_row.c if isinstance(c.default, ScalarElementColumnDefault)
+}
 _ENTRY_COLUMNS = tuple(f.name for f in fields(LedgerEntry))  # what lookup() reads of a row
 
 
@@ -235,7 +244,7 @@ class Ledger(SourceIssueStore, RowTransitions):
         with self._joined(write=True) as conn:
             for stmt, params in row_updates(institution_code, fitted, count_attempt=count_attempt):
                 if self._driver.runs_many(len(params)):
-                    self._driver.get(stmt, lambda s=stmt: s).execute(conn, params)
+                    self._driver.get(stmt, partial(_same, stmt)).execute(conn, params)
                 else:
                     conn.execute(stmt, params)
 

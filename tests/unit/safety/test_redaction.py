@@ -22,7 +22,7 @@ from cdyb_jxc.wire.codec import escape as codec_escape
 from tests.conftest import SECRET
 
 SPECIAL = "S3<cr&t>\"'-验证码 x\r"
-SECRETS = [SECRET, SPECIAL, "Ab1😀z"]
+SECRETS = [SECRET, SPECIAL, "Ab1😀z", "验证Ab12"]  # the last starts with a character of several bytes
 
 
 def _percent_lower(text: str) -> str:
@@ -190,7 +190,7 @@ def _cdata_split(secret: str, at: int) -> str:
     return f"{escape(secret[:at])}<![CDATA[{secret[at:]}]]>"
 
 
-@pytest.mark.parametrize("secret", SECRETS, ids=["conftest", "special", "astral"])
+@pytest.mark.parametrize("secret", SECRETS, ids=["conftest", "special", "astral", "wide-first"])
 def test_cdata_split_anywhere_is_cut_and_the_xml_stays_well_formed(secret):
     from lxml import etree
 
@@ -215,7 +215,7 @@ def html_unescape_all(text: str) -> str:
     return text.replace("<![CDATA[", "").replace("]]>", "")
 
 
-@pytest.mark.parametrize("secret", SECRETS, ids=["conftest", "special", "astral"])
+@pytest.mark.parametrize("secret", SECRETS, ids=["conftest", "special", "astral", "wide-first"])
 def test_forms_of_the_second_attack_are_cut(secret):
     import base64
 
@@ -253,7 +253,7 @@ def test_base64_without_the_secret_and_numbers_after_refs_are_left_alone():
     assert redactor.text(near) == near
 
 
-@pytest.mark.parametrize("secret", SECRETS, ids=["conftest", "special", "astral"])
+@pytest.mark.parametrize("secret", SECRETS, ids=["conftest", "special", "astral", "wide-first"])
 def test_base64_of_the_secret_is_cut_beside_chinese_text_and_in_gbk_bytes(secret):
     import base64
 
@@ -268,7 +268,7 @@ def test_base64_of_the_secret_is_cut_beside_chinese_text_and_in_gbk_bytes(secret
 
 
 @pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
-@pytest.mark.parametrize("secret", SECRETS, ids=["conftest", "special", "astral"])
+@pytest.mark.parametrize("secret", SECRETS, ids=["conftest", "special", "astral", "wide-first"])
 def test_wide_bodies_are_cut_in_their_own_encoding(secret, codec):
     redactor = Redactor()
     redactor.add(secret)

@@ -1,0 +1,116 @@
+"""Statements compiled once and run on the driver write what SQLAlchemy's own execution writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy import bindparam, create_engine, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from cdyb_jxc.ledger.driver import DriverStatement, DriverStatements
+from cdyb_jxc.ledger.schema import create_tables, upload_row
+from tests.conftest import INSTITUTION
+
+AT = datetime(2026, 11, 30, 8, 15, 30, 123456)
+LATER = datetime(2026, 11, 30, 9, 0, 0)
+
+
+@pytest.fixture
+def engine(tmp_path) -> Iterator[Engine]:
+    eng = create_engine(f"sqlite:///{tmp_path}/driver.db")
+    create_tables(eng)
+    yield eng
+    eng.dispose()
+
+
+def _row(serial: str, **over: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "institution_code": INSTITUTION,
+        "serial_no": serial,
+        "transaction_code": "JXC003",
+        "business_date": "2026-11-30",
+        "payload_hash": "h" * 64,
+        "state": "PENDING",
+        "attempts": 0,
+        "held_back": 0,
+        "first_seen_at": AT,
+        "updated_at": AT,
+        "quantity_packages": 1.5,
+    }
+    return {**values, **over}
+
+
+def _table(engine: Engine) -> list[dict[str, object]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(upload_row).order_by(upload_row.c.serial_no))
+        return [dict(r._mapping) for r in rows]
+
+
+def test_insert_on_the_driver_reads_back_as_an_insert_through_sqlalchemy(engine, tmp_path):
+    rows = [_row("D1", detail=None), _row("D2", detail="第二行", updated_at=LATER)]
+    columns = tuple(rows[0])
+    with engine.begin() as conn:
+        DriverStatement(insert(upload_row), engine.dialect, columns).execute(conn, rows)
+    reference = create_engine(f"sqlite:///{tmp_path}/reference.db")
+    create_tables(reference)
+    with reference.begin() as conn:
+        conn.execute(insert(upload_row), rows)
+    assert _table(engine) == _table(reference)
+    assert _table(engine)[0]["first_seen_at"] == AT  # microseconds kept, a datetime again
+    reference.dispose()
+
+
+def test_update_keeps_literals_bound_at_build_time_and_touches_the_named_rows_only(engine):
+    with engine.begin() as conn:
+        conn.execute(insert(upload_row), [_row("U1"), _row("U2"), _row("U3")])
+    t = upload_row.c
+    stmt = (
+        update(upload_row)
+        .where(t.institution_code == bindparam("b_inst"), t.serial_no.in_([bindparam("s0"), bindparam("s1")]))
+        .values(state=bindparam("v_state"), updated_at=bindparam("v_at"), attempts=t.attempts + 1)
+    )
+    with engine.begin() as conn:
+        params = {"b_inst": INSTITUTION, "s0": "U1", "s1": "U3", "v_state": "IN_FLIGHT", "v_at": LATER}
+        DriverStatement(stmt, engine.dialect).execute(conn, [params])
+    got = {r["serial_no"]: (r["state"], r["attempts"], r["updated_at"]) for r in _table(engine)}
+    assert got == {"U1": ("IN_FLIGHT", 1, LATER), "U2": ("PENDING", 0, AT), "U3": ("IN_FLIGHT", 1, LATER)}
+
+
+def test_a_parameter_left_out_is_refused_before_anything_is_written(engine):
+    stmt = update(upload_row).where(upload_row.c.serial_no == bindparam("s")).values(state=bindparam("v"))
+    with engine.begin() as conn, pytest.raises(KeyError, match="'v'"):
+        DriverStatement(stmt, engine.dialect).execute(conn, [{"s": "X"}])
+
+
+def test_a_taken_key_is_still_sqlalchemys_integrity_error(engine):
+    with engine.begin() as conn:
+        conn.execute(insert(upload_row), [_row("K1")])
+    statement = DriverStatement(insert(upload_row), engine.dialect, tuple(_row("K1")))
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        statement.execute(conn, [_row("K2"), _row("K1")])
+    assert [r["serial_no"] for r in _table(engine)] == ["K1"]  # the transaction rolled back whole
+
+
+def test_executemany_goes_to_the_driver_only_where_it_batches(engine):
+    from sqlalchemy.dialects import postgresql
+
+    assert DriverStatements(engine.dialect).runs_many(500)
+    on_pg = DriverStatements(postgresql.dialect())
+    assert on_pg.runs_many(1)
+    assert not on_pg.runs_many(2)
+
+
+def test_statements_are_compiled_once_per_key(engine):
+    built: list[int] = []
+
+    def build():
+        built.append(1)
+        return insert(upload_row)
+
+    cache = DriverStatements(engine.dialect)
+    first = cache.get(("insert", ("a",)), build, tuple(_row("C")))
+    assert cache.get(("insert", ("a",)), build, tuple(_row("C"))) is first
+    assert len(built) == 1
