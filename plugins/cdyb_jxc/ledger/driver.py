@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, CursorResult
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -58,13 +58,17 @@ class DriverStatement:
             if processor is not None:
                 self.processors[name] = processor
 
-    def execute(self, conn: Connection, params: Sequence[dict[str, Any]]) -> None:
-        """Run the statement once per parameter set (names as the statement's bound parameters)."""
+    def execute(self, conn: Connection, params: Sequence[dict[str, Any]]) -> CursorResult[Any] | None:
+        """Run the statement once per parameter set (names as the statement's bound parameters); the
+        result of a single execution (its ``lastrowid``), else ``None``."""
         if not params:
-            return
+            return None
         memo: dict[tuple[str, type, Any], Any] = {}  # a batch's rows mostly share their times and codes
         converted = [self._driver_params(p, memo) for p in params]
-        conn.exec_driver_sql(self.sql, converted[0] if len(converted) == 1 else converted)
+        if len(converted) == 1:
+            return conn.exec_driver_sql(self.sql, converted[0])
+        conn.exec_driver_sql(self.sql, converted)
+        return None
 
     def _driver_params(self, given: dict[str, Any], memo: dict[tuple[str, type, Any], Any]) -> Any:
         values = []
@@ -105,6 +109,11 @@ class DriverStatements:
                 self._cache.clear()  # the statements a run uses come back at once
             found = self._cache[key] = DriverStatement(build(), self.dialect, column_keys)
         return found
+
+    @property
+    def has_lastrowid(self) -> bool:
+        """Whether the driver tells the id an INSERT gave its row (else ask SQLAlchemy: RETURNING)."""
+        return self.dialect.name in DRIVER_EXECUTEMANY
 
     def runs_many(self, sets: int) -> bool:
         """Whether ``sets`` parameter sets of one statement are best passed to the driver directly."""

@@ -94,6 +94,21 @@ def _not_sent(err: BaseException) -> bool:
     return False
 
 
+def _session_for(url: str, verify: bool | str) -> requests.Session:
+    """A session whose environment settings (proxies, CA bundle, ``.netrc``) for ``url`` are read once:
+    ``requests`` reads them at every call otherwise, a few percent of an upload's time."""
+    session = requests.Session()
+    session.verify = verify
+    settings = session.merge_environment_settings(url, {}, None, verify, None)
+    auth = requests.utils.get_netrc_auth(url)
+    session.trust_env = False
+    session.proxies.update(settings["proxies"])
+    session.verify, session.cert = settings["verify"], settings["cert"]
+    if auth:
+        session.auth = auth
+    return session
+
+
 class CentreClient:
     """Calls the profile's operation (``callBusiness``) on one endpoint with one institution's credentials.
 
@@ -140,8 +155,7 @@ class CentreClient:
         """This thread's session (kept alive between its calls)."""
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            session.verify = self.verify
+            session = _session_for(self.endpoint, self.verify)
             with self._sessions_lock:
                 self._sessions.append(session)
             self._local.session = session
