@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +19,6 @@ from cdyb_jxc.exceptions import CdybJxcError
 from cdyb_jxc.wire.profile import TRANSACTIONS
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from cdyb_jxc.hooks.cdyb_jxc import CdybJxcHook
     from cdyb_jxc.upload.result import UploadResult
     from cdyb_jxc.upload.session import CentreSession
@@ -144,14 +142,13 @@ def _upload(centre: CentreSession | CdybJxcHook, args: argparse.Namespace) -> Up
 
     txn = centre.profile.transaction(args.transaction)
     ledger = Ledger(args.ledger)
-    with _progress(args) as progress:
-        task = progress.add_task(f"{txn.code} rows sent", total=None)
+    with _progress(args, f"{txn.code} rows sent") as progress:
         uploader = centre.uploader(
             args.transaction,
             ledger,
             mapping_file=args.mapping,
             max_in_flight=args.max_in_flight,  # None: the connection's
-            progress=lambda n: progress.advance(task, n),
+            progress=progress,
             source=file_source(args.file, sheet=args.sheet, encoding=args.encoding),  # kept apart
         )
         try:
@@ -162,18 +159,19 @@ def _upload(centre: CentreSession | CdybJxcHook, args: argparse.Namespace) -> Up
             _print_states(uploader.result.states, uploader.result.as_dict())
 
 
-def _progress(args: argparse.Namespace) -> Progress:
-    """A progress bar on a terminal's stderr; none with ``--no-progress`` or when stderr is not a terminal."""
+@contextmanager
+def _progress(args: argparse.Namespace, description: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on a terminal's stderr, advanced by the callable given; none (and rich not even
+    imported) with ``--no-progress`` or when stderr is not a terminal."""
+    if args.no_progress or not sys.stderr.isatty():
+        yield None
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=args.no_progress or not sys.stderr.isatty(),
-        transient=False,
-    )
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda n: bar.advance(task, n)
 
 
 @contextmanager
