@@ -142,6 +142,7 @@ SHARED: dict[str, _Check] = {
     "mapping_file": _text,
     "schedule": _cron,
     "preflight_schedule": _cron,
+    "intraday_schedule": _cron,
     "start_date": _day,
     "recheck_days": _whole(0, 366),
     "notify": _notify,
@@ -165,6 +166,7 @@ class InstitutionConfig:
     :param sql_dir: the folder of its SQL templates
     :param schedule: cron of its daily DAG (Asia/Shanghai)
     :param preflight_schedule: cron of its preflight DAG (Asia/Shanghai)
+    :param intraday_schedule: cron of its intraday DAG (Asia/Shanghai); ``None``: no intraday uploads
     :param pool: the Airflow pool its upload tasks run in (``None``: the default pool)
     :param retries: retries of each of its tasks
     :param path: where it is in the file (``institutions[0]``), for errors found later
@@ -174,6 +176,7 @@ class InstitutionConfig:
     sql_dir: str
     schedule: str = DEFAULT_SCHEDULE
     preflight_schedule: str = DEFAULT_PREFLIGHT_SCHEDULE
+    intraday_schedule: str | None = None
     pool: str | None = None
     retries: int = 3
     path: str = ""
@@ -369,6 +372,7 @@ def _institution(
         sql_dir=paths.get("sql_dir", str(PACKAGED_SQL)),
         schedule=values.get("schedule", DEFAULT_SCHEDULE),
         preflight_schedule=values.get("preflight_schedule", DEFAULT_PREFLIGHT_SCHEDULE),
+        intraday_schedule=values.get("intraday_schedule"),
         pool=values.get("pool"),
         retries=values.get("retries", 3),
         path=where,

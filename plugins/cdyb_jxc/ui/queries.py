@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 SHORT_NAMES = {"init": "初始化", "inbound": "入库", "outbound": "出库", "stock": "库存"}
 OPEN_STATES = tuple(sorted(UNRESOLVED_STATES))  # the "in doubt" queue
+# late_seconds counts from the T+1 deadline (end of D+1): a row accepted on day D itself is a day early
+SECONDS_PER_DAY = 86_400
 STATUS_LABELS = {
     "complete": "完成",
     "partial": "部分被拒",
@@ -163,10 +165,10 @@ def summary(engine: Engine, today: date | None = None, *, profile: Profile | Non
             )
         ).scalar()
         states = {s: int(n) for s, n in conn.execute(select(t.state, func.count()).group_by(t.state))}
+        late_count = func.sum(case((t.late_seconds > 0, 1), else_=0))
+        same_day_count = func.sum(case((t.late_seconds <= -SECONDS_PER_DAY, 1), else_=0))
         accepted = conn.execute(
-            select(func.count(), func.sum(case((t.late_seconds > 0, 1), else_=0))).where(
-                t.state.in_(sorted(ACCEPTED_STATES))
-            )
+            select(func.count(), late_count, same_day_count).where(t.state.in_(sorted(ACCEPTED_STATES)))
         ).one()
         last = conn.execute(select(func.max(t.business_date))).scalar()
         issues = (
@@ -174,14 +176,17 @@ def summary(engine: Engine, today: date | None = None, *, profile: Profile | Non
             if _has_issues_table(engine)
             else 0
         )
-    total_accepted, late = int(accepted[0] or 0), int(accepted[1] or 0)
+    total_accepted, late, same_day = (int(n or 0) for n in accepted)
     rate = round((total_accepted - late) / total_accepted, 4) if total_accepted else None
+    t0_rate = round(same_day / total_accepted, 4) if total_accepted else None
     return {
         "states": states,
         "rows": sum(states.values()),
         "accepted": total_accepted,
         "late": late,
         "t1_compliance_rate": rate,
+        "same_day": same_day,
+        "t0_rate": t0_rate,
         "overdue": int(overdue or 0),
         "in_doubt": sum(states.get(s, 0) for s in OPEN_STATES),
         "conflicts": states.get(LedgerState.DUPLICATE_CONFLICT, 0),

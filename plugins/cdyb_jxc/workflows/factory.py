@@ -1,7 +1,8 @@
 """Every institution's DAGs from the deployment file: what a DAG file of a few lines calls.
 
 ``build_dags()`` finds the deployment file (:func:`cdyb_jxc.deployment.find_config`), checks it, and
-builds ``cdyb_jxc_init__<code>``, ``cdyb_jxc_daily__<code>`` and ``cdyb_jxc_preflight__<code>`` for each
+builds ``cdyb_jxc_init__<code>``, ``cdyb_jxc_daily__<code>``, ``cdyb_jxc_preflight__<code>``,
+``cdyb_jxc_watch__<code>`` and, with an ``intraday_schedule``, ``cdyb_jxc_intraday__<code>`` for each
 institution; without a file, the single institution of the ``CDYB_JXC_*`` variables keeps the ids
 ``cdyb_jxc_init`` and ``cdyb_jxc_daily`` (and has ``cdyb_jxc_preflight``).
 A bad file fails the DAG file's import with one error that names each bad key, which Airflow shows as the
@@ -19,6 +20,7 @@ from airflow.sdk import DAG
 from cdyb_jxc.deployment import PACKAGED_SQL, find_config, load_deployment
 from cdyb_jxc.exceptions import DeploymentConfigError
 from cdyb_jxc.workflows.builder import TIMEZONE, build_daily_dag, build_init_dag
+from cdyb_jxc.workflows.intraday import build_intraday_dag
 from cdyb_jxc.workflows.preflight import build_preflight_dag
 from cdyb_jxc.workflows.settings import DagSettings
 from cdyb_jxc.workflows.watch import build_watch_dag
@@ -46,11 +48,17 @@ def build_dags(config: str | Path | None = None, environ: Mapping[str, str] | No
 
 
 def _dags(settings: DagSettings, where: str) -> dict[str, DAG]:
-    for key, cron in (("schedule", settings.schedule), ("preflight_schedule", settings.preflight_schedule)):
-        _check_schedule(cron, f"{where}.{key}" if where else key)
-    built = [build_init_dag(settings), build_daily_dag(settings), build_preflight_dag(settings)]
-    built.append(build_watch_dag(settings))
-    return {dag.dag_id: dag for dag in built}
+    crons = {
+        "schedule": settings.schedule,
+        "preflight_schedule": settings.preflight_schedule,
+        "intraday_schedule": settings.intraday_schedule,
+    }
+    for key, cron in crons.items():
+        if cron is not None:
+            _check_schedule(cron, f"{where}.{key}" if where else key)
+    built: list[DAG | None] = [build_init_dag(settings), build_daily_dag(settings)]
+    built += [build_preflight_dag(settings), build_watch_dag(settings), build_intraday_dag(settings)]
+    return {dag.dag_id: dag for dag in built if dag is not None}
 
 
 def _check_schedule(cron: str, key: str) -> None:

@@ -25,8 +25,8 @@ PREFLIGHT_DATE = "{{ cdyb_preflight_date(dag_run, logical_date) }}"
 
 
 def preflight_date(dag_run: Any, logical_date: Any, timezone: str = TIMEZONE) -> str:
-    """Day D of a preflight run (the ``cdyb_preflight_date`` macro): ``business_date`` from the trigger,
-    else the day the run was scheduled for (22:00 of day D), else today, in Asia/Shanghai.
+    """Day D of a preflight or intraday run (its macro): ``business_date`` from the trigger, else the day
+    the run was scheduled for (22:00 of day D; 08:00–22:00 for intraday), else today, in Asia/Shanghai.
 
     :raises ValueError: a given date that is not ``YYYY-MM-DD``
     """

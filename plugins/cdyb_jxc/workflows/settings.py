@@ -5,13 +5,16 @@ The variables and their defaults are listed in :mod:`cdyb_jxc.workflows.builder`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from pathlib import Path
 
 from cdyb_jxc.config import EnvironmentSettings, InstitutionSettings
 from cdyb_jxc.deployment import DEFAULT_PREFLIGHT_SCHEDULE, DEFAULT_SCHEDULE, InstitutionConfig
+
+INTRADAY_SCHEDULE_VAR = "CDYB_JXC_INTRADAY_SCHEDULE"  # the environment's single institution's intraday cron
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,6 +26,7 @@ class DagSettings(InstitutionSettings):
     :param schedule: cron of the daily DAG, Asia/Shanghai
     :param pool: the Airflow pool of the upload tasks (``None``: the default pool)
     :param preflight_schedule: cron of the preflight DAG, Asia/Shanghai
+    :param intraday_schedule: cron of the intraday DAG, Asia/Shanghai (``None``: no intraday DAG)
     """
 
     sql_dir: str
@@ -30,6 +34,7 @@ class DagSettings(InstitutionSettings):
     schedule: str = DEFAULT_SCHEDULE
     pool: str | None = None
     preflight_schedule: str = DEFAULT_PREFLIGHT_SCHEDULE
+    intraday_schedule: str | None = None
 
     @classmethod
     def from_env(cls, sql_dir: str | Path, environ: Mapping[str, str] | None = None) -> DagSettings:
@@ -39,12 +44,10 @@ class DagSettings(InstitutionSettings):
         :param environ: the environment (default: this process's)
         :raises ValueError: a number setting that is not one
         """
-        env = (
-            EnvironmentSettings.from_environ()
-            if environ is None
-            else EnvironmentSettings.from_environ(environ)
-        )
-        return cls.for_institution(env.institution(), sql_dir)
+        environ = os.environ if environ is None else environ
+        settings = cls.for_institution(EnvironmentSettings.from_environ(environ).institution(), sql_dir)
+        intraday = environ.get(INTRADAY_SCHEDULE_VAR, "").strip()
+        return replace(settings, intraday_schedule=" ".join(intraday.split()) or None)
 
     @classmethod
     def for_institution(cls, institution: InstitutionSettings, sql_dir: str | Path) -> DagSettings:
@@ -61,6 +64,7 @@ class DagSettings(InstitutionSettings):
             retries=institution.retries,
             schedule=institution.schedule,
             preflight_schedule=institution.preflight_schedule,
+            intraday_schedule=institution.intraday_schedule,
             pool=institution.pool,
             **given,
         )

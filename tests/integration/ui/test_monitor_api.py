@@ -332,3 +332,28 @@ def test_bad_profile_is_a_503_naming_the_key_not_a_500(client, token, filled_led
         "接口配置文件错误 (profile): profile key service.inner_encoding must hold every GBK character in two "
         "bytes (GBK or GB18030), not 'latin-1'"
     )
+
+
+def test_summary_counts_rows_accepted_on_their_own_day_beside_t1(tmp_path):
+    from datetime import datetime
+
+    from cdyb_jxc.ledger import Ledger
+    from cdyb_jxc.ui import queries
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    at = datetime(2026, 11, 30, 12)
+    # seconds from the T+1 deadline (end of D+1): on day D itself, on D+1, after the deadline
+    lateness = {"T0-1": -90_000.0, "T0-2": -86_400.0, "T1-1": -3_600.0, "LATE": 120.0}
+    ledger.insert_rows([
+        {
+            "institution_code": INSTITUTION, "serial_no": serial, "transaction_code": "JXC003",
+            "business_date": "2026-11-29", "payload_hash": "h", "state": "ACCEPTED", "attempts": 1,
+            "held_back": 0, "first_seen_at": at, "updated_at": at, "accepted_at": at, "late_seconds": late,
+        }
+        for serial, late in lateness.items()
+    ])  # fmt: skip
+    s = queries.summary(ledger.engine)
+    ledger.dispose()
+    assert (s["accepted"], s["same_day"], s["late"]) == (4, 2, 1)
+    assert s["t0_rate"] == 0.5
+    assert s["t1_compliance_rate"] == 0.75

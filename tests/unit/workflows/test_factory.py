@@ -100,3 +100,41 @@ def test_each_institution_has_a_preflight_at_22_that_never_calls_the_centre(conf
     assert {c.institution_code for c in checks} == {"H51010400002"}
     assert {c.pool for c in checks} == {"default_pool"}  # the centre's pool is for uploads only
     assert preflight.get_task("report_preflight").trigger_rule == "all_done"
+
+
+def test_an_intraday_schedule_adds_a_same_day_dag_of_inbound_and_outbound_only(config, tmp_path):
+    from airflow.sdk import CronTriggerTimetable
+
+    config.write_text(CONFIG.replace("    pool: east_only\n", '    intraday_schedule: "0  8-22 * * *"\n'))
+    dags = build_dags(config, {"AIRFLOW_HOME": str(tmp_path)})
+    assert "cdyb_jxc_intraday__H51010400001" not in dags  # optional: only where it is set
+    intraday = dags["cdyb_jxc_intraday__H51010400002"]
+    assert isinstance(intraday.timetable, CronTriggerTimetable)
+    assert intraday.timetable.expression == "0 8-22 * * *"
+    assert {"当日上传", "H51010400002"} <= set(intraday.tags)
+    assert set(intraday.task_ids) == {
+        "wait_for_initialization",
+        "upload_inbound",
+        "upload_outbound",
+        "resend_returns",
+    }  # no stock: the snapshot stays end-of-day
+    uploads = [intraday.get_task(t) for t in ("upload_inbound", "upload_outbound", "resend_returns")]
+    assert {u.institution_code for u in uploads} == {"H51010400002"}
+    assert {u.recheck_days for u in uploads} == {0}  # earlier days are the daily DAG's
+    assert uploads[2].resend_now == ("original_missing",)
+    assert intraday.get_task("upload_outbound").upstream_task_ids == {"upload_inbound"}
+
+
+def test_a_bad_intraday_cron_is_named_by_its_key(config, tmp_path):
+    config.write_text(CONFIG.replace("  pool: cdyb_jxc_centre\n", '  intraday_schedule: "0 8-25 * * *"\n'))
+    with pytest.raises(
+        DeploymentConfigError, match=r"institutions\[0\]\.intraday_schedule: .*out of (range|bands)"
+    ):
+        build_dags(config, {"AIRFLOW_HOME": str(tmp_path)})
+
+
+def test_the_environments_institution_has_an_intraday_dag_when_the_variable_is_set(tmp_path):
+    env = {"AIRFLOW_HOME": str(tmp_path), "CDYB_JXC_INTRADAY_SCHEDULE": "30 9-21/2 * * *"}
+    dags = build_dags(None, env)
+    assert dags["cdyb_jxc_intraday"].timetable.expression == "30 9-21/2 * * *"
+    assert "cdyb_jxc_intraday" not in build_dags(None, {"AIRFLOW_HOME": str(tmp_path)})
