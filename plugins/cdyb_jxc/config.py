@@ -75,6 +75,7 @@ class EnvironmentSettings:
     mapping_file: str | None = _variable("CDYB_JXC_MAPPING_FILE")
     retry_delay_seconds: str | None = _variable("CDYB_JXC_RETRY_DELAY_SECONDS")
     task_timeout_minutes: str | None = _variable(TASK_TIMEOUT_VAR)
+    intraday_schedule: str | None = _variable("CDYB_JXC_INTRADAY_SCHEDULE")  # a DAG setting (workflows)
     airflow_home: str | None = _variable("AIRFLOW_HOME")
     config_file: str | None = _variable(CONFIG_VAR)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 
+from cdyb_jxc.ledger import Ledger
 from tests.dags.test_dags_end_to_end import _run_for, _tis
 
 
@@ -20,5 +21,14 @@ def test_the_daily_run_reports_an_item_the_his_does_not_balance(repo_dag, demo_e
         rows = {r["mapping_serial_no"]: r for r in csv.DictReader(fh)}
     item_1 = next(r for serial, r in rows.items() if serial.endswith("0001"))
     assert item_1["source_status"] == "imbalance"
+    # the monitor's copy: the day's counts and the items that are not ok, item 1 among them
+    ledger = Ledger(demo_env["ledger_url"])
+    day = demo_env["days"][-1]
+    audited = ledger.balance_days(day, day)[day]
+    assert (audited["items"], audited["source_imbalance"]) == (balance["items"], balance["source_imbalance"])
+    flagged = {r["mapping_serial_no"]: r for r in ledger.balance_items(day)}
+    ledger.dispose()
+    assert flagged[next(s for s in flagged if s.endswith("0001"))]["source_status"] == "imbalance"
+    assert all(r["status"] != "ok" or r["source_status"] != "ok" for r in flagged.values())
     assert last["check_partial_success"].state == "success"
     assert last["report_rejects"].state == "success"

@@ -136,6 +136,39 @@ source_issue = Table(
     Column("seen_at", DateTime, nullable=False),
 )
 
+# The 进销存平衡 audit of a business day (cdyb_jxc.upload.balance), as the daily run last wrote it: one row
+# per day, and one per item whose balance is not ok in the accepted rows or in the source's, for the
+# monitor. A later audit of the same day replaces both.
+balance_day = Table(
+    "cdyb_jxc_balance_day",
+    metadata,
+    Column("institution_code", String(30), primary_key=True),
+    Column("business_date", String(10), primary_key=True),
+    Column("items", Integer, nullable=False),
+    Column("imbalance", Integer, nullable=False),  # items out of balance in the accepted rows
+    Column("source_imbalance", Integer, nullable=False),  # … in every row the source gave
+    Column("unchecked", Integer, nullable=False),  # items without an opening or a closing stock
+    Column("report", Text),  # the report's CSV
+    Column("audited_at", DateTime, nullable=False),
+)
+# no key: an item is whatever the source named it (a source row may carry any text there); the audit wrote
+# each (institution, day, item) once, and the next audit of the day deletes them all first
+balance_item = Table(
+    "cdyb_jxc_balance_item",
+    metadata,
+    Column("institution_code", String(30), nullable=False),
+    Column("business_date", String(10), nullable=False),
+    Column("mapping_serial_no", Text),
+    Column("opening", Float(precision=53)),
+    Column("inbound", Float(precision=53)),
+    Column("outbound", Float(precision=53)),
+    Column("closing", Float(precision=53)),
+    Column("difference", Float(precision=53)),
+    Column("status", String(16)),
+    Column("source_difference", Float(precision=53)),
+    Column("source_status", String(16)),
+)
+Index("ix_cdyb_jxc_balance_item_day", balance_item.c.institution_code, balance_item.c.business_date)
 
 CREATE_ATTEMPTS = 10
 # PostgreSQL advisory lock serialising the creation of the tables (any 64-bit key of our own)

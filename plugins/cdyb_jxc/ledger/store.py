@@ -36,6 +36,7 @@ from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from cdyb_jxc import config
 from cdyb_jxc.exceptions import ConnectionConfigError
+from cdyb_jxc.ledger.balance_store import BalanceStore
 from cdyb_jxc.ledger.driver import DriverStatements
 from cdyb_jxc.ledger.issue_store import SourceIssueStore
 from cdyb_jxc.ledger.lock import is_sqlite_uri, sqlite_file
@@ -126,7 +127,7 @@ _ROW_DEFAULTS = {
 _ENTRY_COLUMNS = tuple(f.name for f in fields(LedgerEntry))  # what lookup() reads of a row
 
 
-class Ledger(SourceIssueStore, RowTransitions):
+class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
     """Access to the ledger tables.
 
     :param url: SQLAlchemy URL, e.g. ``sqlite:///ledger.db`` or ``postgresql+psycopg2://…``

@@ -192,6 +192,12 @@ def api_calendar(user: User, days: Annotated[int, Query(ge=1, le=366)] = 31, tod
     return _ask(queries.calendar, days, today, profile=profile())
 
 
+@app.get("/api/balance")
+def api_balance(user: User, day: Annotated[date, Query()]) -> dict:
+    """The day's 进销存平衡 audit: its status and the items that did not balance."""
+    return _ask(queries.balance, day)
+
+
 @app.get("/api/trend")
 def api_trend(user: User, days: Annotated[int, Query(ge=1, le=366)] = 31, today: Today = None) -> dict:
     """Rows per day and reject rate per transaction."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, and_, case, func, inspect, select
 
+from cdyb_jxc.ledger.balance_store import DAY_COUNTS, balance_days, balance_items
 from cdyb_jxc.ledger.schema import source_issue, upload_batch, upload_row
 from cdyb_jxc.ledger.states import ACCEPTED_STATES, ATTENTION_STATES, UNRESOLVED_STATES, LedgerState
 from cdyb_jxc.wire.profile import DAILY_TRANSACTIONS
@@ -81,12 +82,20 @@ def calendar(
     start = end - timedelta(days=days - 1)
     codes, names = daily_codes(profile), transaction_names(profile)
     cells, first = _calendar_cells(engine, start, end, codes)
+    audits = balance_days(engine, start.isoformat(), end.isoformat())
     rows = []
     for n in range(days):
         day = (start + timedelta(days=n)).isoformat()
         if not first or day < first:
             continue  # before the first daily upload there is nothing to report
-        rows.append({"business_date": day, "transactions": _calendar_day(day, codes, cells, first)})
+        balance = _balance_cell(audits.get(day))
+        rows.append(
+            {
+                "business_date": day,
+                "transactions": _calendar_day(day, codes, cells, first),
+                "balance": balance,
+            }
+        )
     return {
         "start": start.isoformat(),
         "end": end.isoformat(),
@@ -94,6 +103,26 @@ def calendar(
         "names": names,
         "days": rows,
         "labels": STATUS_LABELS,
+    }
+
+
+def _balance_cell(audit: dict[str, Any] | None) -> dict[str, Any]:
+    """The day's 进销存平衡 status: ``none`` (not audited), ``imbalance`` (the accepted rows do not add up),
+    ``source_imbalance`` (the source's rows do not: the HIS itself), ``unchecked`` (items without an opening
+    or closing stock) or ``ok``."""
+    if audit is None:
+        return {"status": "none", **dict.fromkeys(DAY_COUNTS, 0)}
+    status = next((key for key in DAY_COUNTS[1:] if audit[key]), "ok")
+    return {"status": status, **audit}
+
+
+def balance(engine: Engine, day: date) -> dict[str, Any]:
+    """The items of ``day``'s audit that were not ok (the day's list beside the calendar)."""
+    audit = balance_days(engine, day.isoformat(), day.isoformat()).get(day.isoformat())
+    return {
+        "business_date": day.isoformat(),
+        **_balance_cell(audit),
+        "rows": balance_items(engine, day.isoformat()),
     }
 
 

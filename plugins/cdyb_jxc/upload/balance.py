@@ -219,7 +219,9 @@ def write_balance_report(
 ) -> BalanceReport:
     """Audit ``day`` twice — the rows the centre accepted, and every row the source gave — and write both
     side by side to ``balance_<institution>_<day>.csv`` and ``.xlsx``: an imbalance in both says the HIS
-    does not add up, one in the accepted rows only says rows are missing at the centre."""
+    does not add up, one in the accepted rows only says rows are missing at the centre. The day's counts
+    and the items that are not ok also go into the ledger (:meth:`~cdyb_jxc.ledger.Ledger.record_balance`),
+    where the monitor reads them."""
     from cdyb_jxc.safety.spreadsheet import write_csv, write_xlsx
 
     audits = [
@@ -230,7 +232,7 @@ def write_balance_report(
         for only in (True, False)
     ]
     accepted, source = audits
-    rows, imbalance, source_imbalance = [], 0, 0
+    rows, flagged, imbalance, source_imbalance = [], [], 0, 0
     # every item of either audit: one whose rows were all refused shows in the source's only
     for item in sorted(accepted.keys() | source.keys()):
         row, other = accepted.get(item), source.get(item)
@@ -239,10 +241,29 @@ def write_balance_report(
         mine = (*row.as_row()[:-1], str(row.status)) if row else (day, item, *[None] * 6)  # nothing accepted
         extra = (other.difference, str(other.status)) if other else (None, None)
         rows.append(tuple(plain(v) for v in (*mine, *extra)))
+        if _flagged(row) or _flagged(other):
+            flagged.append(dict(zip(_ITEM_KEYS, (*mine[1:], *extra), strict=True)))
     folder = Path(report_dir)
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"balance_{institution_code}_{day}"
     csv_path, excel_path = folder / f"{stem}.csv", folder / f"{stem}.xlsx"
     write_csv(csv_path, REPORT_HEADER, rows)  # one day's items (thousands at most), not its rows
     write_xlsx(excel_path, REPORT_HEADER, rows, "balance")
+    unchecked = sum(
+        r.status in (BalanceStatus.NO_OPENING, BalanceStatus.NO_CLOSING) for r in accepted.values()
+    )
+    summary = {"items": len(rows), "imbalance": imbalance, "source_imbalance": source_imbalance}
+    summary.update(unchecked=unchecked)
+    ledger.record_balance(
+        institution_code, day, {**summary, "report": str(csv_path)}, flagged
+    )  # the monitor's
     return BalanceReport(len(rows), imbalance, source_imbalance, csv_path, excel_path)
+
+
+# the ledger's columns of a flagged item (cdyb_jxc.ledger.balance_store), in the report's order
+_ITEM_KEYS = (*COLUMNS[1:], "source_difference", "source_status")
+
+
+def _flagged(row: BalanceRow | None) -> bool:
+    """Whether the monitor lists the item: anything but ok (or 院外配送, reported as such)."""
+    return row is not None and row.status not in (BalanceStatus.OK, BalanceStatus.OFF_HOSPITAL)

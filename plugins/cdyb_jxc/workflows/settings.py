@@ -14,8 +14,6 @@ from pathlib import Path
 from cdyb_jxc.config import EnvironmentSettings, InstitutionSettings
 from cdyb_jxc.deployment import DEFAULT_PREFLIGHT_SCHEDULE, DEFAULT_SCHEDULE, InstitutionConfig
 
-INTRADAY_SCHEDULE_VAR = "CDYB_JXC_INTRADAY_SCHEDULE"  # the environment's single institution's intraday cron
-
 
 @dataclass(frozen=True, kw_only=True)
 class DagSettings(InstitutionSettings):
@@ -44,10 +42,9 @@ class DagSettings(InstitutionSettings):
         :param environ: the environment (default: this process's)
         :raises ValueError: a number setting that is not one
         """
-        environ = os.environ if environ is None else environ
-        settings = cls.for_institution(EnvironmentSettings.from_environ(environ).institution(), sql_dir)
-        intraday = environ.get(INTRADAY_SCHEDULE_VAR, "").strip()
-        return replace(settings, intraday_schedule=" ".join(intraday.split()) or None)
+        env = EnvironmentSettings.from_environ(os.environ if environ is None else environ)
+        intraday = " ".join((env.intraday_schedule or "").split()) or None
+        return replace(cls.for_institution(env.institution(), sql_dir), intraday_schedule=intraday)
 
     @classmethod
     def for_institution(cls, institution: InstitutionSettings, sql_dir: str | Path) -> DagSettings:

@@ -357,3 +357,26 @@ def test_summary_counts_rows_accepted_on_their_own_day_beside_t1(tmp_path):
     assert (s["accepted"], s["same_day"], s["late"]) == (4, 2, 1)
     assert s["t0_rate"] == 0.5
     assert s["t1_compliance_rate"] == 0.75
+
+
+def test_the_calendar_shows_each_days_balance_and_the_day_lists_its_items(
+    client, token, filled_ledger, tmp_path
+):
+    from cdyb_jxc.upload.balance import write_balance_report
+
+    report = write_balance_report(filled_ledger, INSTITUTION, D1, tmp_path / "reports")
+    cal = client.get("/cdyb-jxc/api/calendar?days=3", headers=_auth(token)).json()
+    by_day = {d["business_date"]: d["balance"] for d in cal["days"]}
+    # D1 has stock but no opening (no initialization, no stock the day before): not checkable, not ok
+    assert by_day[D1]["status"] == "unchecked"
+    assert by_day[D1]["items"] == report.items > 0
+    assert by_day[D2]["status"] == "none"  # not audited
+    day = client.get(f"/cdyb-jxc/api/balance?day={D1}", headers=_auth(token)).json()
+    assert day["status"] == "unchecked"
+    accepted = [r for r in day["rows"] if r["status"] is not None]
+    assert {r["status"] for r in accepted} == {"no_opening"}
+    assert len(accepted) == day["unchecked"]
+    # an item whose every row was refused (未对码) is in the source's audit only
+    refused = {r["mapping_serial_no"]: r for r in day["rows"] if r["status"] is None}
+    assert refused["M9999"]["source_status"] == "no_opening"
+    assert client.get("/cdyb-jxc/api/balance?day=not-a-day", headers=_auth(token)).status_code == 422
