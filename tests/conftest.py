@@ -220,3 +220,16 @@ def pg_database() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def assert_day_counts_match_rows(engine) -> None:
+    """The ledger's day counts (kept by every write) equal a recount of its rows: checked after every
+    scenario that writes a ledger, so a write that forgets them fails the scenario that made it."""
+    from sqlalchemy import inspect
+
+    from cdyb_jxc.ledger import rollup
+
+    if not inspect(engine).has_table("cdyb_jxc_day_count"):
+        return
+    with engine.connect() as conn:
+        assert rollup.stored(conn) == rollup.recounted(conn)

@@ -13,7 +13,7 @@ from cdyb_jxc.ledger.schema import metadata
 from cdyb_jxc.simulator.server import Simulator
 from cdyb_jxc.wire.client import CentreClient
 from cdyb_jxc.wire.profile import Profile
-from tests.conftest import INSTITUTION, SECRET, USER
+from tests.conftest import INSTITUTION, SECRET, USER, assert_day_counts_match_rows
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -31,6 +31,7 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path) -> str:
 def ledger(ledger_url: str) -> Iterator[Ledger]:
     led = Ledger(ledger_url)
     yield led
+    assert_day_counts_match_rows(led.engine)
     led.dispose()
 
 

@@ -136,6 +136,23 @@ source_issue = Table(
     Column("seen_at", DateTime, nullable=False),
 )
 
+# Row counts per (institution, business day, transaction, state), kept by every row write in the same
+# transaction (cdyb_jxc.ledger.rollup): what the monitor's summary, calendar and trend read instead of
+# scanning the rows. ``late`` and ``same_day`` count the accepted rows past the T+1 deadline and accepted on
+# day D itself.
+day_count = Table(
+    "cdyb_jxc_day_count",
+    metadata,
+    Column("institution_code", String(30), primary_key=True),
+    Column("business_date", String(10), primary_key=True),
+    Column("transaction_code", String(16), primary_key=True),
+    Column("state", String(24), primary_key=True),
+    Column("rows", Integer, nullable=False),
+    Column("late", Integer, nullable=False),
+    Column("same_day", Integer, nullable=False),
+)
+Index("ix_cdyb_jxc_day_count_day", day_count.c.business_date, day_count.c.transaction_code)
+
 # The 进销存平衡 audit of a business day (cdyb_jxc.upload.balance), as the daily run last wrote it: one row
 # per day, and one per item whose balance is not ok in the accepted rows or in the source's, for the
 # monitor. A later audit of the same day replaces both.
@@ -245,7 +262,13 @@ def _create_once(engine: Engine) -> None:
         elif dialect == "sqlite":
             # pysqlite runs DDL outside a transaction unless one is open: make check-and-create one step
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+        existing = set(inspect(conn).get_table_names())
         metadata.create_all(conn)
+        if upload_row.name in existing and day_count.name not in existing:
+            from cdyb_jxc.ledger.rollup import rebuild  # the rows of an earlier version, counted once
+
+            log.info("counting the ledger's rows per day and state for the monitor (once)")
+            rebuild(conn)
         conn.commit()
 
 

@@ -36,6 +36,7 @@ from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from cdyb_jxc import config
 from cdyb_jxc.exceptions import ConnectionConfigError
+from cdyb_jxc.ledger import rollup
 from cdyb_jxc.ledger.balance_store import BalanceStore
 from cdyb_jxc.ledger.driver import DriverStatements
 from cdyb_jxc.ledger.issue_store import SourceIssueStore
@@ -215,6 +216,7 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
             try:
                 with self.engine.begin() as conn:
                     self._insert(conn, pending)
+                    rollup.apply(conn, rollup.tally_insert(pending))  # the day counts, same transaction
                 break
             except IntegrityError:
                 now = self.lookup(pending[0]["institution_code"], [r["serial_no"] for r in pending])
@@ -256,11 +258,18 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
             return
         fitted = self._present(fit_rows(_ROW_CAPS, rows))
         with self._joined(write=True) as conn:
+            counted = rollup.counted_change(fitted)
+            # the rows' counted values before the update, read in its transaction (the day counts follow)
+            before = (
+                rollup.current(conn, institution_code, [r["serial_no"] for r in fitted]) if counted else {}
+            )
             for stmt, params in row_updates(institution_code, fitted, count_attempt=count_attempt):
                 if self._driver.runs_many(len(params)):
                     self._driver.get(stmt, partial(_same, stmt)).execute(conn, params)
                 else:
                     conn.execute(stmt, params)
+            if counted:
+                rollup.apply(conn, rollup.tally_update(institution_code, before, fitted))
 
     def update_grouped(self, institution_code: str, rows: Sequence[dict[str, Any]]) -> None:
         """:meth:`update_rows` for rows with different columns: one statement per set of columns."""

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, and_, case, func, inspect, select
 
 from cdyb_jxc.ledger.balance_store import DAY_COUNTS, balance_days, balance_items
-from cdyb_jxc.ledger.schema import source_issue, upload_batch, upload_row
+from cdyb_jxc.ledger.rollup import counts_from_rows
+from cdyb_jxc.ledger.schema import day_count, source_issue, upload_batch, upload_row
 from cdyb_jxc.ledger.states import ACCEPTED_STATES, ATTENTION_STATES, UNRESOLVED_STATES, LedgerState
 from cdyb_jxc.wire.profile import DAILY_TRANSACTIONS
 
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
 
 SHORT_NAMES = {"init": "初始化", "inbound": "入库", "outbound": "出库", "stock": "库存"}
 OPEN_STATES = tuple(sorted(UNRESOLVED_STATES))  # the "in doubt" queue
-# late_seconds counts from the T+1 deadline (end of D+1): a row accepted on day D itself is a day early
-SECONDS_PER_DAY = 86_400
 STATUS_LABELS = {
     "complete": "完成",
     "partial": "部分被拒",
@@ -58,6 +57,14 @@ def local_today(profile: Profile | None = None) -> date:
     """Today in the centre's time zone (business days are Asia/Shanghai days)."""
     offset = int(_chosen(profile).service["timezone_offset_hours"])
     return (datetime.now(UTC) + timedelta(hours=offset)).date()
+
+
+def _counts(engine: Engine) -> Any:
+    """The rows counted per (institution, day, transaction, state): the ledger's day counts, or for a
+    ledger of an earlier version (the monitor never writes one) the same counts read from its rows."""
+    if inspect(engine).has_table(day_count.name):
+        return day_count
+    return counts_from_rows().subquery()
 
 
 def ledger_ready(engine: Engine) -> bool:
@@ -131,17 +138,19 @@ def _calendar_cells(
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], str | None]:
     """Row counts per (day, code, state), late rows and source issues of ``[start, end]``; and the first
     business day with a daily upload."""
-    late_expr = func.sum(case((t.late_seconds > 0, 1), else_=0))
+    c = _counts(engine).c
     query = (
-        select(t.business_date, t.transaction_code, t.state, func.count(), late_expr)
-        .where(t.business_date >= start.isoformat(), t.business_date <= end.isoformat())
-        .group_by(t.business_date, t.transaction_code, t.state)
+        select(c.business_date, c.transaction_code, c.state, func.sum(c.rows), func.sum(c.late))
+        .where(c.business_date >= start.isoformat(), c.business_date <= end.isoformat())
+        .group_by(c.business_date, c.transaction_code, c.state)
     )
     cells: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"states": {}, "late": 0, "source_issues": 0}
     )
     with engine.connect() as conn:
         for day, code, state, count, late in conn.execute(query):
+            if not count:
+                continue  # every row of that state moved on
             acc = cells[(day, code)]
             acc["states"][state] = int(count)
             acc["late"] += int(late or 0)
@@ -153,7 +162,9 @@ def _calendar_cells(
             )
             for day, code, count in conn.execute(issues):
                 cells[(day, code)]["source_issues"] = int(count)
-        first = conn.execute(select(func.min(t.business_date)).where(t.transaction_code.in_(codes))).scalar()
+        first = conn.execute(
+            select(func.min(c.business_date)).where(c.transaction_code.in_(codes), c.rows > 0)
+        ).scalar()
     return cells, first
 
 
@@ -185,21 +196,24 @@ def summary(engine: Engine, today: date | None = None, *, profile: Profile | Non
     today = today or local_today(profile)
     # day D is due by the end of D+1: rows of days up to today-2 that are still not accepted are overdue
     due_by = (today - timedelta(days=2)).isoformat()
+    c = _counts(engine).c
+    accepted_states = sorted(ACCEPTED_STATES)
     with engine.connect() as conn:
         overdue = conn.execute(
-            select(func.count()).where(
-                t.transaction_code.in_(daily_codes(profile)),
-                t.business_date <= due_by,
-                t.state.not_in(sorted(ACCEPTED_STATES)),
+            select(func.sum(c.rows)).where(
+                c.transaction_code.in_(daily_codes(profile)),
+                c.business_date <= due_by,
+                c.state.not_in(accepted_states),
             )
         ).scalar()
-        states = {s: int(n) for s, n in conn.execute(select(t.state, func.count()).group_by(t.state))}
-        late_count = func.sum(case((t.late_seconds > 0, 1), else_=0))
-        same_day_count = func.sum(case((t.late_seconds <= -SECONDS_PER_DAY, 1), else_=0))
+        by_state = conn.execute(select(c.state, func.sum(c.rows)).group_by(c.state))
+        states = {s: int(n) for s, n in by_state if n}
         accepted = conn.execute(
-            select(func.count(), late_count, same_day_count).where(t.state.in_(sorted(ACCEPTED_STATES)))
+            select(func.sum(c.rows), func.sum(c.late), func.sum(c.same_day)).where(
+                c.state.in_(accepted_states)
+            )
         ).one()
-        last = conn.execute(select(func.max(t.business_date))).scalar()
+        last = conn.execute(select(func.max(c.business_date)).where(c.rows > 0)).scalar()
         issues = (
             int(conn.execute(select(func.count()).select_from(source_issue)).scalar() or 0)
             if _has_issues_table(engine)
@@ -230,16 +244,19 @@ def trend(
     """Rows per business day and reject rate, per transaction."""
     today = today or local_today(profile)
     start = (today - timedelta(days=days)).isoformat()
-    rejected = func.sum(case((t.state.in_(sorted(ATTENTION_STATES)), 1), else_=0))
+    c = _counts(engine).c
+    rejected = func.sum(case((c.state.in_(sorted(ATTENTION_STATES)), c.rows), else_=0))
     query = (
-        select(t.business_date, t.transaction_code, func.count(), rejected)
-        .where(t.business_date >= start)
-        .group_by(t.business_date, t.transaction_code)
-        .order_by(t.business_date)
+        select(c.business_date, c.transaction_code, func.sum(c.rows), rejected)
+        .where(c.business_date >= start)
+        .group_by(c.business_date, c.transaction_code)
+        .order_by(c.business_date, c.transaction_code)
     )
     points = []
     with engine.connect() as conn:
         for day, code, count, bad in conn.execute(query):
+            if not count:
+                continue
             points.append(
                 {
                     "business_date": day,

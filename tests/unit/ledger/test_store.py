@@ -16,7 +16,7 @@ from cdyb_jxc.ledger import Ledger, LedgerState
 from cdyb_jxc.ledger.schema import upload_batch, upload_row
 from cdyb_jxc.ledger.store import compress, decompress
 from cdyb_jxc.safety.textcap import MARKER, REPLY_MAX, TEXT_MAX
-from tests.conftest import INSTITUTION, OTHER_INSTITUTION
+from tests.conftest import INSTITUTION, OTHER_INSTITUTION, assert_day_counts_match_rows
 
 S = LedgerState
 NOW = datetime(2026, 11, 21, 12, 0, 0)
@@ -26,6 +26,7 @@ NOW = datetime(2026, 11, 21, 12, 0, 0)
 def ledger(tmp_path) -> Iterator[Ledger]:
     led = Ledger(f"sqlite:///{tmp_path}/ledger.db")
     yield led
+    assert_day_counts_match_rows(led.engine)
     led.dispose()
 
 
