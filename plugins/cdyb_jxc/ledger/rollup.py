@@ -11,12 +11,14 @@ check the counts: the tests compare both after every scenario).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache, partial
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, insert, select
+from sqlalchemy import Connection, Select, and_, bindparam, case, delete, func, insert, select
 
+from cdyb_jxc.ledger.driver import DriverStatements
 from cdyb_jxc.ledger.schema import day_count, upload_row
 from cdyb_jxc.ledger.states import ACCEPTED_STATES
 
@@ -33,14 +35,12 @@ class Tally:
     def __init__(self) -> None:
         self.changes: dict[Key, list[int]] = defaultdict(lambda: [0, 0, 0])
 
-    def add(self, institution_code: str, values: Mapping[str, Any], sign: int = 1) -> None:
-        """Count one row with ``values`` (its day, transaction, state and lateness) in or (``-1``) out."""
-        state = str(values["state"])
-        key = (institution_code, values["business_date"], values["transaction_code"], state)
-        late = values.get("late_seconds") if state in _ACCEPTED else None
-        counts = self.changes[key]
+    def add(self, institution_code: str, counted: Sequence[Any], sign: int = 1) -> None:
+        """Count ``sign`` rows in (or, negative, out) with ``counted``: their values of :data:`COUNTED`."""
+        day, code, state, late = counted
+        counts = self.changes[(institution_code, day, code, str(state))]
         counts[0] += sign
-        if late is not None:
+        if late is not None and str(state) in _ACCEPTED:
             counts[1] += sign * (late > 0)
             counts[2] += sign * (late <= SAME_DAY_SECONDS)
 
@@ -53,42 +53,61 @@ def counted_change(rows: Sequence[Mapping[str, Any]]) -> bool:
     return bool(rows) and any(key in rows[0] for key in COUNTED)
 
 
-def current(conn: Connection, institution_code: str, serials: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """What the counts know of these rows now, by 流水号."""
-    t = upload_row.c
-    columns = [t.serial_no, *[t[c] for c in COUNTED]]
-    wanted = list(dict.fromkeys(serials))
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(wanted), _IN_CHUNK):
-        chunk = wanted[start : start + _IN_CHUNK]
-        query = select(*columns).where(t.institution_code == institution_code, t.serial_no.in_(chunk))
-        for r in conn.execute(query):
-            found[r.serial_no] = dict(r._mapping)
+def current(
+    conn: Connection, driver: DriverStatements, institution_code: str, serials: Sequence[str]
+) -> dict[str, tuple[Any, ...]]:
+    """What the counts know of these rows now (their values of :data:`COUNTED`), by 流水号; one indexed
+    read per 500, compiled once per size."""
+    found: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(serials), _IN_CHUNK):
+        chunk = serials[start : start + _IN_CHUNK]
+        statement = driver.get(("rollup_current", len(chunk)), partial(_current_statement, len(chunk)))
+        params = {"b_institution": institution_code, **{f"s_{i}": s for i, s in enumerate(chunk)}}
+        result = statement.execute(conn, [params])
+        for record in result or ():
+            found[record[0]] = tuple(record[1:])
     return found
 
 
+@lru_cache(maxsize=64)
+def _current_statement(n: int) -> Select[Any]:
+    t = upload_row.c
+    serials = [bindparam(f"s_{i}", type_=t.serial_no.type) for i in range(n)]
+    where = (t.institution_code == bindparam("b_institution"), t.serial_no.in_(serials))
+    return select(t.serial_no, *[t[c] for c in COUNTED]).where(*where)
+
+
 def tally_update(
-    institution_code: str, before: Mapping[str, Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
+    institution_code: str, before: Mapping[str, tuple[Any, ...]], rows: Sequence[Mapping[str, Any]]
 ) -> Tally:
-    """The change of an update writing ``rows`` over the rows as they were (``before``)."""
-    tally = Tally()
+    """The change of an update writing ``rows`` over the rows as they were (``before``): the rows of a
+    batch mostly make one or two moves (PENDING → IN_FLIGHT), counted once each with their number."""
+    given = [(i, key) for i, key in enumerate(COUNTED) if rows and key in rows[0]]
+    moves: Counter[tuple[tuple[Any, ...], tuple[Any, ...]]] = Counter()
     for row in rows:
         old = before.get(row["serial_no"])
         if old is None:
             continue  # not in the ledger: the update changes nothing
-        tally.add(institution_code, old, -1)
-        tally.add(institution_code, {**old, **{k: row[k] for k in COUNTED if k in row}})
+        written = list(old)
+        for i, key in given:
+            written[i] = row[key]
+        moves[(old, tuple(written))] += 1
+    tally = Tally()
+    for (was, now), n in moves.items():
+        if was != now:
+            tally.add(institution_code, was, -n)
+            tally.add(institution_code, now, n)
     return tally
 
 
 def tally_insert(rows: Iterable[Mapping[str, Any]]) -> Tally:
     tally = Tally()
     for row in rows:
-        tally.add(row["institution_code"], row)
+        tally.add(row["institution_code"], [row.get(key) for key in COUNTED])
     return tally
 
 
-def apply(conn: Connection, tally: Tally) -> None:
+def apply(conn: Connection, driver: DriverStatements, tally: Tally) -> None:
     """Add the tally to the counts: one upsert per changed count, in key order (no two writers wait on each
     other's counts in opposite orders)."""
     changed = sorted((k, v) for k, v in tally.changes.items() if any(v))
@@ -98,7 +117,11 @@ def apply(conn: Connection, tally: Tally) -> None:
         dict(zip(_KEY_COLUMNS, key, strict=True), rows=n, late=late, same_day=same)
         for key, (n, late, same) in changed
     ]
-    conn.execute(_upsert(conn.dialect.name), values)
+    dialect = conn.dialect.name
+    if driver.runs_many(len(values)):
+        driver.get(("rollup_upsert",), partial(_upsert, dialect)).execute(conn, values)
+    else:
+        conn.execute(_upsert(dialect), values)
 
 
 _KEY_COLUMNS = ("institution_code", "business_date", "transaction_code", "state")

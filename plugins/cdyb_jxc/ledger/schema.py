@@ -74,6 +74,8 @@ upload_row = Table(
 )
 Index("ix_cdyb_jxc_upload_row_day", upload_row.c.business_date, upload_row.c.transaction_code)
 Index("ix_cdyb_jxc_upload_row_state", upload_row.c.state)
+# the rows of one DAG run (the monitor's run page)
+RUN_INDEX = Index("ix_cdyb_jxc_upload_row_run", upload_row.c.dag_id, upload_row.c.run_id)
 
 upload_batch = Table(
     "cdyb_jxc_upload_batch",
@@ -204,6 +206,7 @@ def create_tables(engine: Engine) -> frozenset[str]:
     :returns: the row columns the ledger still lacks (see :func:`add_missing_columns`)
     """
     if set(metadata.tables) <= set(inspect(engine).get_table_names()):
+        add_missing_indexes(engine)
         return add_missing_columns(engine)  # the usual case: no lock (a read-only copy of a ledger opens too)
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
@@ -214,12 +217,32 @@ def create_tables(engine: Engine) -> frozenset[str]:
                 raise
             log.info("another process created ledger tables at the same time (%s); checking again", err.orig)
             time.sleep(random.uniform(0.01, 0.05) * attempt)  # jitter: the losers do not collide again
+    add_missing_indexes(engine)
     return add_missing_columns(engine)  # a table that was there already may be of an earlier version
 
 
 # Columns added after a ledger's tables were first created: nullable, so one ALTER TABLE adds each.
 ADDED_COLUMNS = ((upload_row, "quantity_packages"),)
 _ALREADY = ("duplicate column", "already exists")
+
+
+# Indexes added after a ledger's tables were first created.
+ADDED_INDEXES = (RUN_INDEX,)
+
+
+def add_missing_indexes(engine: Engine) -> None:
+    """Build the :data:`ADDED_INDEXES` a ledger of an earlier version lacks (once; on a large ledger it takes
+    a while, logged). A ledger that cannot be altered keeps working without them, only slower to read."""
+    for index in ADDED_INDEXES:
+        table = index.table
+        if table is None or index.name in {ix["name"] for ix in inspect(engine).get_indexes(table.name)}:
+            continue
+        log.info("ledger upgrade: building index %s on %s", index.name, table.name)
+        try:
+            index.create(engine)
+        except DBAPIError as err:
+            if not any(m in str(err.orig).lower() for m in _ALREADY):
+                log.warning("ledger index %s is missing and could not be built (%s)", index.name, err.orig)
 
 
 def add_missing_columns(engine: Engine) -> frozenset[str]:

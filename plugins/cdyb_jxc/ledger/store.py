@@ -216,7 +216,7 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
             try:
                 with self.engine.begin() as conn:
                     self._insert(conn, pending)
-                    rollup.apply(conn, rollup.tally_insert(pending))  # the day counts, same transaction
+                    rollup.apply(conn, self._driver, rollup.tally_insert(pending))  # the day counts too
                 break
             except IntegrityError:
                 now = self.lookup(pending[0]["institution_code"], [r["serial_no"] for r in pending])
@@ -261,7 +261,9 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
             counted = rollup.counted_change(fitted)
             # the rows' counted values before the update, read in its transaction (the day counts follow)
             before = (
-                rollup.current(conn, institution_code, [r["serial_no"] for r in fitted]) if counted else {}
+                rollup.current(conn, self._driver, institution_code, [r["serial_no"] for r in fitted])
+                if counted
+                else {}
             )
             for stmt, params in row_updates(institution_code, fitted, count_attempt=count_attempt):
                 if self._driver.runs_many(len(params)):
@@ -269,7 +271,7 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
                 else:
                     conn.execute(stmt, params)
             if counted:
-                rollup.apply(conn, rollup.tally_update(institution_code, before, fitted))
+                rollup.apply(conn, self._driver, rollup.tally_update(institution_code, before, fitted))
 
     def update_grouped(self, institution_code: str, rows: Sequence[dict[str, Any]]) -> None:
         """:meth:`update_rows` for rows with different columns: one statement per set of columns."""
