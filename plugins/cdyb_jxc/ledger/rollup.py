@@ -23,10 +23,11 @@ from cdyb_jxc.ledger.schema import day_count, upload_row
 from cdyb_jxc.ledger.states import ACCEPTED_STATES
 
 SAME_DAY_SECONDS = -86_400  # late_seconds counts from the end of D+1: a day early is on day D itself
-COUNTED = ("business_date", "transaction_code", "state", "late_seconds")  # what a count depends on
+# what a count depends on (a row's category is the centre's reason, or the hold-back's)
+COUNTED = ("business_date", "transaction_code", "state", "category", "late_seconds")
 _IN_CHUNK = 500
 _ACCEPTED = frozenset(str(s) for s in ACCEPTED_STATES)
-Key = tuple[str, str, str, str]  # institution, business day, transaction, state
+Key = tuple[str, str, str, str, str]  # institution, business day, transaction, state, category ("": none)
 
 
 class Tally:
@@ -37,8 +38,8 @@ class Tally:
 
     def add(self, institution_code: str, counted: Sequence[Any], sign: int = 1) -> None:
         """Count ``sign`` rows in (or, negative, out) with ``counted``: their values of :data:`COUNTED`."""
-        day, code, state, late = counted
-        counts = self.changes[(institution_code, day, code, str(state))]
+        day, code, state, category, late = counted
+        counts = self.changes[(institution_code, day, code, str(state), category or "")]
         counts[0] += sign
         if late is not None and str(state) in _ACCEPTED:
             counts[1] += sign * (late > 0)
@@ -124,7 +125,7 @@ def apply(conn: Connection, driver: DriverStatements, tally: Tally) -> None:
         conn.execute(_upsert(dialect), values)
 
 
-_KEY_COLUMNS = ("institution_code", "business_date", "transaction_code", "state")
+_KEY_COLUMNS = ("institution_code", "business_date", "transaction_code", "state", "category")
 
 
 def _upsert(dialect: str) -> Any:
@@ -166,7 +167,7 @@ def counts_from_rows(*conditions: Any) -> Any:
     accepted = t.state.in_(sorted(_ACCEPTED))
     late = func.sum(case((and_(accepted, t.late_seconds > 0), 1), else_=0))
     same_day = func.sum(case((and_(accepted, t.late_seconds <= SAME_DAY_SECONDS), 1), else_=0))
-    group = (t.institution_code, t.business_date, t.transaction_code, t.state)
+    group = (t.institution_code, t.business_date, t.transaction_code, t.state, func.coalesce(t.category, ""))
     counts = (func.count().label("rows"), late.label("late"), same_day.label("same_day"))
     return select(*group, *counts).where(and_(True, *conditions)).group_by(*group)
 
@@ -188,7 +189,7 @@ def stored(conn: Connection) -> dict[Key, tuple[int, int, int]]:
     out = {}
     for r in conn.execute(select(day_count)):
         if r.rows or r.late or r.same_day:
-            out[(r.institution_code, r.business_date, r.transaction_code, r.state)] = (
+            out[(r.institution_code, r.business_date, r.transaction_code, r.state, r.category)] = (
                 r.rows,
                 r.late,
                 r.same_day,
@@ -199,6 +200,6 @@ def stored(conn: Connection) -> dict[Key, tuple[int, int, int]]:
 def recounted(conn: Connection) -> dict[Key, tuple[int, int, int]]:
     """The counts as the rows give them now."""
     return {
-        (i, d, t, s): (int(n), int(late or 0), int(same or 0))
-        for i, d, t, s, n, late, same in conn.execute(counts_from_rows())
+        (i, d, t, s, c): (int(n), int(late or 0), int(same or 0))
+        for i, d, t, s, c, n, late, same in conn.execute(counts_from_rows())
     }

@@ -73,7 +73,8 @@ upload_row = Table(
     Column("quantity_packages", Float(precision=53)),  # double precision on every database (MySQL: DOUBLE)
 )
 Index("ix_cdyb_jxc_upload_row_day", upload_row.c.business_date, upload_row.c.transaction_code)
-Index("ix_cdyb_jxc_upload_row_state", upload_row.c.state)
+# the rows in a state, latest change first (the monitor's queues read the newest of each state)
+STATE_INDEX = Index("ix_cdyb_jxc_upload_row_state_time", upload_row.c.state, upload_row.c.updated_at)
 # the rows of one DAG run (the monitor's run page)
 RUN_INDEX = Index("ix_cdyb_jxc_upload_row_run", upload_row.c.dag_id, upload_row.c.run_id)
 
@@ -138,10 +139,10 @@ source_issue = Table(
     Column("seen_at", DateTime, nullable=False),
 )
 
-# Row counts per (institution, business day, transaction, state), kept by every row write in the same
-# transaction (cdyb_jxc.ledger.rollup): what the monitor's summary, calendar and trend read instead of
-# scanning the rows. ``late`` and ``same_day`` count the accepted rows past the T+1 deadline and accepted on
-# day D itself.
+# Row counts per (institution, business day, transaction, state, category), kept by every row write in its
+# transaction (cdyb_jxc.ledger.rollup): what the monitor's summary, calendar, trend and reject counts read
+# instead of scanning the rows. ``late`` and ``same_day`` count the accepted rows past the T+1 deadline and
+# accepted on day D itself.
 day_count = Table(
     "cdyb_jxc_day_count",
     metadata,
@@ -149,6 +150,7 @@ day_count = Table(
     Column("business_date", String(10), primary_key=True),
     Column("transaction_code", String(16), primary_key=True),
     Column("state", String(24), primary_key=True),
+    Column("category", String(64), primary_key=True),  # the rows' category, "" for none
     Column("rows", Integer, nullable=False),
     Column("late", Integer, nullable=False),
     Column("same_day", Integer, nullable=False),
@@ -226,8 +228,10 @@ ADDED_COLUMNS = ((upload_row, "quantity_packages"),)
 _ALREADY = ("duplicate column", "already exists")
 
 
-# Indexes added after a ledger's tables were first created.
-ADDED_INDEXES = (RUN_INDEX,)
+# Indexes added after a ledger's tables were first created, and those they replace (dropped once the new
+# one is built: every index costs each row write).
+ADDED_INDEXES = (STATE_INDEX, RUN_INDEX)
+RETIRED_INDEXES: dict[str, str] = {str(STATE_INDEX.name): "ix_cdyb_jxc_upload_row_state"}
 
 
 def add_missing_indexes(engine: Engine) -> None:
@@ -240,6 +244,9 @@ def add_missing_indexes(engine: Engine) -> None:
         log.info("ledger upgrade: building index %s on %s", index.name, table.name)
         try:
             index.create(engine)
+            retired = RETIRED_INDEXES.get(str(index.name))
+            if retired and retired in {ix["name"] for ix in inspect(engine).get_indexes(table.name)}:
+                Index(retired, *index.columns).drop(engine)
         except DBAPIError as err:
             if not any(m in str(err.orig).lower() for m in _ALREADY):
                 log.warning("ledger index %s is missing and could not be built (%s)", index.name, err.orig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -312,6 +313,59 @@ REJECT_COLUMNS = (
 
 
 def rejects(engine: Engine, *, limit: int = 200, offset: int = 0, **filters: str | None) -> dict[str, Any]:
+    """A page of the rejected and conflicting rows (latest day first), their total and their categories.
+    Without an ``item`` filter the day counts give the total, the categories and the days the page lies
+    in, so only those days' rows are read; an ``item`` (a substring) is searched in the rows."""
+    if filters.get("item"):
+        return _rejects_from_rows(engine, limit, offset, **filters)
+    c = _counts(engine).c
+    conds = [c.state.in_(sorted(ATTENTION_STATES))]
+    if filters.get("day"):
+        conds.append(c.business_date == filters["day"])
+    if filters.get("transaction"):
+        conds.append(c.transaction_code == filters["transaction"])
+    narrowed = [*conds, c.category == filters["category"]] if filters.get("category") else conds
+    with engine.connect() as conn:
+        per_day = conn.execute(
+            select(c.business_date, func.sum(c.rows))
+            .where(*narrowed)
+            .group_by(c.business_date)
+            .order_by(c.business_date.desc())
+        ).all()
+        found = [(day, int(n)) for day, n in per_day if n]
+        categories = conn.execute(select(c.category).where(*narrowed, c.rows > 0).distinct()).scalars()
+        days, skip = _page_days(found, offset, limit)
+        rows: Sequence[Any] = []
+        if days:
+            rows = conn.execute(
+                select(*[getattr(t, col) for col in REJECT_COLUMNS])
+                .where(rejects_query(**filters), t.business_date.in_(days))
+                .order_by(t.business_date.desc(), t.serial_no)
+                .limit(limit)
+                .offset(skip)
+            ).all()
+    return {
+        "total": sum(n for _, n in found),
+        "rows": [_jsonable(dict(r._mapping)) for r in rows],
+        "categories": sorted({cat for cat in categories if cat}),
+    }
+
+
+def _page_days(per_day: list[tuple[str, int]], offset: int, limit: int) -> tuple[list[str], int]:
+    """The days (latest first, with their counts) holding rows ``[offset, offset + limit)``, and how many
+    rows of the first of them come before the page."""
+    days: list[str] = []
+    before = seen = 0
+    for day, n in per_day:
+        if seen + n > offset and seen < offset + limit:
+            if not days:
+                before = seen
+            days.append(day)
+        seen += n
+    return days, offset - before
+
+
+def _rejects_from_rows(engine: Engine, limit: int, offset: int, **filters: str | None) -> dict[str, Any]:
     cond = rejects_query(**filters)
     cols = [getattr(t, c) for c in REJECT_COLUMNS]
     with engine.connect() as conn:
@@ -358,10 +412,17 @@ def queues(engine: Engine, limit: int = 200) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with engine.connect() as conn:
         for name, states in (("in_doubt", OPEN_STATES), ("conflicts", (LedgerState.DUPLICATE_CONFLICT,))):
-            rows = conn.execute(
-                select(*cols).where(t.state.in_(states)).order_by(t.updated_at.desc()).limit(limit)
-            ).all()
-            out[name] = [_jsonable(dict(r._mapping)) for r in rows]
+            # the newest of each state by its index (state, updated_at), merged: one query over all of the
+            # states would sort every row they hold
+            found = [
+                r
+                for state in states
+                for r in conn.execute(
+                    select(*cols).where(t.state == state).order_by(t.updated_at.desc()).limit(limit)
+                )
+            ]
+            found.sort(key=lambda r: r.updated_at, reverse=True)
+            out[name] = [_jsonable(dict(r._mapping)) for r in found[:limit]]
         out["source_issues"] = []
         if _has_issues_table(engine):
             issue_cols = [

@@ -380,3 +380,17 @@ def test_the_calendar_shows_each_days_balance_and_the_day_lists_its_items(
     refused = {r["mapping_serial_no"]: r for r in day["rows"] if r["status"] is None}
     assert refused["M9999"]["source_status"] == "no_opening"
     assert client.get("/cdyb-jxc/api/balance?day=not-a-day", headers=_auth(token)).status_code == 422
+
+
+@pytest.mark.parametrize("filters", [{}, {"day": D1}, {"category": "未对码"}, {"transaction": "JXC004"}])
+def test_reject_pages_from_the_day_counts_are_the_pages_the_rows_give(filled_ledger, filters):
+    from cdyb_jxc.ui import queries
+
+    engine = filled_ledger.engine
+    for offset in range(5):
+        counted = queries.rejects(engine, limit=1, offset=offset, **filters)
+        scanned = queries._rejects_from_rows(engine, 1, offset, **filters)
+        assert counted == scanned
+    everything = queries.rejects(engine, limit=10)
+    assert everything["total"] == 3
+    assert [r["business_date"] for r in everything["rows"]] == [D2, D1, D1]  # latest day first

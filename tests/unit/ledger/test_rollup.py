@@ -27,10 +27,20 @@ def ledger(tmp_path) -> Iterator[Ledger]:
 
 
 def _counts(ledger: Ledger) -> dict[tuple[str, str, str], tuple[int, int, int]]:
+    """The counts by (day, transaction, state), categories added up."""
     with ledger.engine.connect() as conn:
         kept, recount = rollup.stored(conn), rollup.recounted(conn)
     assert kept == recount  # the counts kept are the counts of the rows
-    return {(day, code, state): v for (_, day, code, state), v in kept.items()}
+    out: dict[tuple[str, str, str], tuple[int, int, int]] = {}
+    for (_, day, code, state, _category), v in kept.items():
+        was = out.get((day, code, state), (0, 0, 0))
+        out[(day, code, state)] = tuple(a + b for a, b in zip(was, v, strict=True))  # type: ignore[assignment]
+    return out
+
+
+def _categories(ledger: Ledger) -> dict[tuple[str, str], int]:
+    with ledger.engine.connect() as conn:
+        return {(state, category): v[0] for (_, _, _, state, category), v in rollup.stored(conn).items()}
 
 
 def test_counts_follow_a_batch_from_planning_to_its_answer(ledger):
@@ -51,6 +61,12 @@ def test_counts_follow_a_batch_from_planning_to_its_answer(ledger):
         (D1, "JXC003", "ACCEPTED"): (2, 1, 1),
         (D1, "JXC003", "REJECTED"): (2, 0, 0),
         (D1, "JXC003", "DUPLICATE_CONFLICT"): (1, 0, 0),
+    }
+    assert _categories(ledger) == {
+        ("ACCEPTED", ""): 2,
+        ("REJECTED", "未对码"): 1,
+        ("REJECTED", "字段校验失败"): 1,
+        ("DUPLICATE_CONFLICT", "重复上传"): 1,
     }
 
 

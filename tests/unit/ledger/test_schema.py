@@ -48,3 +48,22 @@ def test_a_ledger_that_cannot_gain_a_column_leaves_it_out_of_its_writes(tmp_path
         assert [r["state"] for r in ledger.iter_rows()] == ["ACCEPTED"]
     finally:
         ledger.dispose()
+
+
+def test_a_ledger_of_an_earlier_version_gains_the_new_indexes_and_drops_the_one_they_replace(tmp_path):
+    from sqlalchemy import create_engine, inspect, text
+
+    from cdyb_jxc.ledger import Ledger
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    Ledger(url).dispose()
+    engine = create_engine(url)
+    with engine.begin() as conn:  # as an earlier version left it
+        conn.execute(text("DROP INDEX ix_cdyb_jxc_upload_row_state_time"))
+        conn.execute(text("DROP INDEX ix_cdyb_jxc_upload_row_run"))
+        conn.execute(text("CREATE INDEX ix_cdyb_jxc_upload_row_state ON cdyb_jxc_upload_row (state)"))
+    Ledger(url).dispose()
+    names = {ix["name"] for ix in inspect(engine).get_indexes("cdyb_jxc_upload_row")}
+    engine.dispose()
+    assert {"ix_cdyb_jxc_upload_row_state_time", "ix_cdyb_jxc_upload_row_run"} <= names
+    assert "ix_cdyb_jxc_upload_row_state" not in names
