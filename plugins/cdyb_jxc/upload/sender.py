@@ -273,13 +273,31 @@ class BatchSender:
             # plain answers: the waiting batches take the slots before these are written, so the centre is
             # not left idle for a ledger transaction (a stop, a refused call, a fault are applied first)
             answered = [(self._flying.pop(f), f) for f in ordered]
-            self._fill()
+            try:
+                self._fill()
+            except BaseException:
+                self._record_stopped(answered)  # a launch stopped the run: these answers still count
+                raise
             for flight, future in answered:
                 self._settle(flight, future)
             return
         for future in ordered:
             if future in self._flying:  # a stop while applying an earlier one has applied it already
                 self._settle(self._flying.pop(future), future)
+
+    def _record_stopped(self, answered: list[tuple[Flight, Future[Exchange]]]) -> None:
+        """Record answers that were back when the run stopped (nothing is sent again for them)."""
+        self._stopping = True
+        try:
+            for flight, future in answered:
+                try:
+                    self._settle(flight, future)
+                except Exception:  # the error that stopped the run is the one raised
+                    log.exception(
+                        "%s: recording a batch that was back when the run stopped failed", self.txn.code
+                    )
+        finally:
+            self._stopping = False
 
     def _settle(self, flight: Flight, future: Future[Exchange]) -> None:
         self.result.send_seconds += flight.seconds

@@ -659,3 +659,24 @@ def test_a_second_failure_while_stopping_neither_hides_the_first_nor_strands_the
     final = states(ledger)
     assert list(final.values()).count(S.ACCEPTED) == 2, final
     assert list(final.values()).count(S.IN_FLIGHT) == 4, final  # the failed call's and the hiccup's rows
+
+
+def test_an_answer_back_when_the_next_launch_stops_the_run_is_still_recorded(profile, ledger, centre):
+    class LockLostAfterOne:
+        def __init__(self) -> None:
+            self.checks = 0
+
+        def check(self) -> None:
+            self.checks += 1
+            if self.checks > 1:
+                raise TransportError("lost the upload lock")
+
+    batch_sender = sender(profile, ledger, centre, batch_limit=1, max_in_flight=1)
+    batch_sender.lock = LockLostAfterOne()  # type: ignore[assignment]
+
+    with pytest.raises(TransportError, match="lost the upload lock"):
+        batch_sender.send_all(planned(profile, ledger, "L1", "L2"))
+
+    # L1's answer came back before L2 could leave: recorded, not left in flight
+    assert states(ledger) == {"L1": S.ACCEPTED, "L2": S.PENDING}
+    assert len(centre.requests) == 1
