@@ -75,7 +75,9 @@ def _current_statement(n: int) -> Select[Any]:
     t = upload_row.c
     serials = [bindparam(f"s_{i}", type_=t.serial_no.type) for i in range(n)]
     where = (t.institution_code == bindparam("b_institution"), t.serial_no.in_(serials))
-    return select(t.serial_no, *[t[c] for c in COUNTED]).where(*where)
+    # locked to the update's end (PostgreSQL, MySQL; SQLite writes one at a time): no other writer can change
+    # the rows between this read and the update, so the counts move by exactly what the update changed
+    return select(t.serial_no, *[t[c] for c in COUNTED]).where(*where).with_for_update()
 
 
 def tally_update(
@@ -167,7 +169,8 @@ def counts_from_rows(*conditions: Any) -> Any:
     accepted = t.state.in_(sorted(_ACCEPTED))
     late = func.sum(case((and_(accepted, t.late_seconds > 0), 1), else_=0))
     same_day = func.sum(case((and_(accepted, t.late_seconds <= SAME_DAY_SECONDS), 1), else_=0))
-    group = (t.institution_code, t.business_date, t.transaction_code, t.state, func.coalesce(t.category, ""))
+    category = func.coalesce(t.category, "").label("category")  # named: the monitor reads it as a table's
+    group = (t.institution_code, t.business_date, t.transaction_code, t.state, category)
     counts = (func.count().label("rows"), late.label("late"), same_day.label("same_day"))
     return select(*group, *counts).where(and_(True, *conditions)).group_by(*group)
 

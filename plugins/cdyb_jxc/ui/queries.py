@@ -333,7 +333,7 @@ def rejects(engine: Engine, *, limit: int = 200, offset: int = 0, **filters: str
             .order_by(c.business_date.desc())
         ).all()
         found = [(day, int(n)) for day, n in per_day if n]
-        categories = conn.execute(select(c.category).where(*narrowed, c.rows > 0).distinct()).scalars()
+        categories = conn.execute(select(c.category).where(*narrowed, c.rows > 0).distinct()).scalars().all()
         days, skip = _page_days(found, offset, limit)
         rows: Sequence[Any] = []
         if days:

@@ -278,8 +278,12 @@ class BatchSender:
             except BaseException:
                 self._record_stopped(answered)  # a launch stopped the run: these answers still count
                 raise
-            for flight, future in answered:
-                self._settle(flight, future)
+            for n, (flight, future) in enumerate(answered):
+                try:
+                    self._settle(flight, future)
+                except BaseException:
+                    self._record_stopped(answered[n + 1 :])  # out of _flying: nothing else would record them
+                    raise
             return
         for future in ordered:
             if future in self._flying:  # a stop while applying an earlier one has applied it already

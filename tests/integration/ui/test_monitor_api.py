@@ -394,3 +394,23 @@ def test_reject_pages_from_the_day_counts_are_the_pages_the_rows_give(filled_led
     everything = queries.rejects(engine, limit=10)
     assert everything["total"] == 3
     assert [r["business_date"] for r in everything["rows"]] == [D2, D1, D1]  # latest day first
+
+
+def test_a_ledger_without_day_counts_is_read_from_its_rows_alike(filled_ledger):
+    from sqlalchemy import text
+
+    from cdyb_jxc.ui import queries
+
+    engine = filled_ledger.engine
+    today = queries.local_today()
+    routes = {
+        "summary": lambda: queries.summary(engine, today),
+        "calendar": lambda: queries.calendar(engine, 7, today),
+        "trend": lambda: queries.trend(engine, 7, today),
+        "rejects": lambda: queries.rejects(engine, limit=2, offset=1),
+        "rejects by category": lambda: queries.rejects(engine, category="未对码"),
+    }
+    counted = {name: route() for name, route in routes.items()}
+    with engine.begin() as conn:  # as a ledger of an earlier version, which the monitor never upgrades
+        conn.execute(text("DROP TABLE cdyb_jxc_day_count"))
+    assert {name: route() for name, route in routes.items()} == counted
