@@ -141,7 +141,7 @@ def load(engine: Engine, rows: int, days: int) -> tuple[str, float]:
 
 def routes(last: str) -> dict[str, Callable[[Engine], Any]]:
     """Each API route's query, called as the route calls it."""
-    from cdyb_jxc.ui import queries
+    from cdyb_jxc.ui import drilldown, queries
 
     today = date.fromisoformat(last) + timedelta(days=1)
     day = (today - timedelta(days=3)).isoformat()
@@ -155,6 +155,7 @@ def routes(last: str) -> dict[str, Callable[[Engine], Any]]:
         "api/queues": lambda e: queries.queues(e),
         "api/run": lambda e: queries.run_view(e, "cdyb_jxc_daily", f"scheduled__{day}"),
         "api/balance?day=D": lambda e: queries.balance(e, date.fromisoformat(day)),
+        "api/day?day=D&JXC003": lambda e: drilldown.day_detail(e, date.fromisoformat(day), "JXC003"),
     }
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cdyb_jxc.config import EnvironmentSettings, connection_profile, resolve_ledger_url, resolve_profile
 from cdyb_jxc.exceptions import ProfileError
-from cdyb_jxc.ui import queries
+from cdyb_jxc.ui import drilldown, queries
 
 if TYPE_CHECKING:
     from cdyb_jxc.wire.profile import Profile
@@ -196,6 +196,16 @@ def api_calendar(user: User, days: Annotated[int, Query(ge=1, le=366)] = 31, tod
 def api_balance(user: User, day: Annotated[date, Query()]) -> dict:
     """The day's 进销存平衡 audit: its status and the items that did not balance."""
     return _ask(queries.balance, day)
+
+
+@app.get("/api/day")
+def api_day(
+    user: User, day: Annotated[date, Query()], transaction: Annotated[str, Query(max_length=16)]
+) -> dict:
+    """One calendar cell opened: counts per state and category, rejects, rows in doubt, source issues, the
+    day's balance items and the DAG runs that wrote its rows."""
+    code = _filters(None, transaction, None, None)["transaction"]
+    return _ask(drilldown.day_detail, day, code)
 
 
 @app.get("/api/trend")

@@ -50,7 +50,7 @@ def daily_codes(profile: Profile | None = None) -> list[str]:
     return [chosen.transaction(key).code for key in DAILY_TRANSACTIONS]
 
 
-def _has_issues_table(engine: Engine) -> bool:
+def has_issues_table(engine: Engine) -> bool:
     return bool(inspect(engine).has_table(source_issue.name))
 
 
@@ -60,7 +60,7 @@ def local_today(profile: Profile | None = None) -> date:
     return (datetime.now(UTC) + timedelta(hours=offset)).date()
 
 
-def _counts(engine: Engine) -> Any:
+def counts_source(engine: Engine) -> Any:
     """The rows counted per (institution, day, transaction, state): the ledger's day counts, or for a
     ledger of an earlier version (the monitor never writes one) the same counts read from its rows."""
     if inspect(engine).has_table(day_count.name):
@@ -139,7 +139,7 @@ def _calendar_cells(
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], str | None]:
     """Row counts per (day, code, state), late rows and source issues of ``[start, end]``; and the first
     business day with a daily upload."""
-    c = _counts(engine).c
+    c = counts_source(engine).c
     query = (
         select(c.business_date, c.transaction_code, c.state, func.sum(c.rows), func.sum(c.late))
         .where(c.business_date >= start.isoformat(), c.business_date <= end.isoformat())
@@ -155,7 +155,7 @@ def _calendar_cells(
             acc = cells[(day, code)]
             acc["states"][state] = int(count)
             acc["late"] += int(late or 0)
-        if _has_issues_table(engine):
+        if has_issues_table(engine):
             issues = (
                 select(si.business_date, si.transaction_code, func.count())
                 .where(si.business_date >= start.isoformat(), si.business_date <= end.isoformat())
@@ -197,7 +197,7 @@ def summary(engine: Engine, today: date | None = None, *, profile: Profile | Non
     today = today or local_today(profile)
     # day D is due by the end of D+1: rows of days up to today-2 that are still not accepted are overdue
     due_by = (today - timedelta(days=2)).isoformat()
-    c = _counts(engine).c
+    c = counts_source(engine).c
     accepted_states = sorted(ACCEPTED_STATES)
     with engine.connect() as conn:
         overdue = conn.execute(
@@ -217,7 +217,7 @@ def summary(engine: Engine, today: date | None = None, *, profile: Profile | Non
         last = conn.execute(select(func.max(c.business_date)).where(c.rows > 0)).scalar()
         issues = (
             int(conn.execute(select(func.count()).select_from(source_issue)).scalar() or 0)
-            if _has_issues_table(engine)
+            if has_issues_table(engine)
             else 0
         )
     total_accepted, late, same_day = (int(n or 0) for n in accepted)
@@ -245,7 +245,7 @@ def trend(
     """Rows per business day and reject rate, per transaction."""
     today = today or local_today(profile)
     start = (today - timedelta(days=days)).isoformat()
-    c = _counts(engine).c
+    c = counts_source(engine).c
     rejected = func.sum(case((c.state.in_(sorted(ATTENTION_STATES)), c.rows), else_=0))
     query = (
         select(c.business_date, c.transaction_code, func.sum(c.rows), rejected)
@@ -318,7 +318,7 @@ def rejects(engine: Engine, *, limit: int = 200, offset: int = 0, **filters: str
     in, so only those days' rows are read; an ``item`` (a substring) is searched in the rows."""
     if filters.get("item"):
         return _rejects_from_rows(engine, limit, offset, **filters)
-    c = _counts(engine).c
+    c = counts_source(engine).c
     conds = [c.state.in_(sorted(ATTENTION_STATES))]
     if filters.get("day"):
         conds.append(c.business_date == filters["day"])
@@ -346,7 +346,7 @@ def rejects(engine: Engine, *, limit: int = 200, offset: int = 0, **filters: str
             ).all()
     return {
         "total": sum(n for _, n in found),
-        "rows": [_jsonable(dict(r._mapping)) for r in rows],
+        "rows": [jsonable(dict(r._mapping)) for r in rows],
         "categories": sorted({cat for cat in categories if cat}),
     }
 
@@ -380,7 +380,7 @@ def _rejects_from_rows(engine: Engine, limit: int, offset: int, **filters: str |
         categories = [c for (c,) in conn.execute(select(t.category).where(cond).distinct()) if c]
     return {
         "total": int(total),
-        "rows": [_jsonable(dict(r._mapping)) for r in rows],
+        "rows": [jsonable(dict(r._mapping)) for r in rows],
         "categories": sorted(categories),
     }
 
@@ -422,9 +422,9 @@ def queues(engine: Engine, limit: int = 200) -> dict[str, Any]:
                 )
             ]
             found.sort(key=lambda r: r.updated_at, reverse=True)
-            out[name] = [_jsonable(dict(r._mapping)) for r in found[:limit]]
+            out[name] = [jsonable(dict(r._mapping)) for r in found[:limit]]
         out["source_issues"] = []
-        if _has_issues_table(engine):
+        if has_issues_table(engine):
             issue_cols = [
                 si.transaction_code,
                 si.business_date,
@@ -439,7 +439,7 @@ def queues(engine: Engine, limit: int = 200) -> dict[str, Any]:
             rows = conn.execute(
                 select(*issue_cols).order_by(si.business_date.desc(), si.source_row).limit(limit)
             ).all()
-            out["source_issues"] = [_jsonable(dict(r._mapping)) for r in rows]
+            out["source_issues"] = [jsonable(dict(r._mapping)) for r in rows]
     return out
 
 
@@ -486,12 +486,12 @@ def run_view(engine: Engine, dag_id: str, run_id: str) -> dict[str, Any]:
         "dag_id": dag_id,
         "run_id": run_id,
         "transactions": dict(per_txn),
-        "batches": [_jsonable(dict(r._mapping)) for r in batches],
-        "rejects": [_jsonable(dict(r._mapping)) for r in rows],
+        "batches": [jsonable(dict(r._mapping)) for r in batches],
+        "rejects": [jsonable(dict(r._mapping)) for r in rows],
     }
 
 
-def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+def jsonable(record: dict[str, Any]) -> dict[str, Any]:
     return {
         k: (v.isoformat(sep=" ", timespec="seconds") if hasattr(v, "isoformat") else v)
         for k, v in record.items()

@@ -28,6 +28,8 @@ def _auth(token):
         "/cdyb-jxc/api/rejects/export",
         "/cdyb-jxc/api/queues",
         "/cdyb-jxc/api/run?dag_id=a&run_id=b",
+        "/cdyb-jxc/api/balance?day=2026-11-29",
+        "/cdyb-jxc/api/day?day=2026-11-29&transaction=JXC003",
     ],
 )
 def test_anonymous_requests_get_401(client, path):
@@ -414,3 +416,30 @@ def test_a_ledger_without_day_counts_is_read_from_its_rows_alike(filled_ledger):
     with engine.begin() as conn:  # as a ledger of an earlier version, which the monitor never upgrades
         conn.execute(text("DROP TABLE cdyb_jxc_day_count"))
     assert {name: route() for name, route in routes.items()} == counted
+
+
+def test_a_calendar_cell_opens_to_its_counts_reasons_and_runs(client, token, filled_ledger):
+    cell = client.get(f"/cdyb-jxc/api/day?day={D1}&transaction=JXC003", headers=_auth(token)).json()
+    assert (cell["business_date"], cell["transaction_code"], cell["rows"]) == (D1, "JXC003", 7)
+    assert cell["states"] == {"ACCEPTED": 5, "REJECTED": 2}
+    assert sum(cell["categories"].values()) == 2
+    assert "未对码" in cell["categories"]
+    reasons = {r["serial_no"]: (r["category"], r["detail"]) for r in cell["rejects"]["rows"]}
+    assert set(reasons) == {"A-BAD", "A-UNMAPPED"}
+    assert all(category and detail for category, detail in reasons.values())  # every reject says why
+    assert cell["runs"] == [{"dag_id": "cdyb_jxc_daily", "run_id": "run_d1", "rows": 7}]
+    assert (cell["in_doubt"], cell["source_issues"]) == ([], [])
+    assert cell["balance"]["status"] == "none"  # not audited
+
+    inbound = client.get(f"/cdyb-jxc/api/day?day={D2}&transaction=JXC002", headers=_auth(token)).json()
+    (issue,) = inbound["source_issues"]
+    assert issue["field"] == "serial_no"
+    assert issue["detail"]
+    assert inbound["rows"] == 0  # the row without 流水号 never reached the ledger's rows
+
+
+@pytest.mark.parametrize(
+    "query", ["day=2026-02-30&transaction=JXC003", f"day={D1}&transaction=JXC999", f"day={D1}"]
+)
+def test_a_bad_calendar_cell_is_a_422(client, token, filled_ledger, query):
+    assert client.get(f"/cdyb-jxc/api/day?{query}", headers=_auth(token)).status_code == 422
