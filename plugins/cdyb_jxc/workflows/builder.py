@@ -108,13 +108,12 @@ def build_daily_dag(settings: DagSettings) -> DAG:
         default_args=settings.default_args(),
         doc_md=__doc__,
     ) as dag:
-        wait_for_initialization = ShortCircuitOperator(
-            task_id="wait_for_initialization",
-            python_callable=dag_tasks.initialization_done,
-            op_kwargs=settings.ledger_kwargs,
-            ignore_downstream_trigger_rules=True,
+        wait_for_initialization = initialization_gate(settings)
+        upload_inbound, upload_outbound, resend_returns = day_uploads(
+            settings, BUSINESS_DATE, settings.recheck_days
         )
-        upload_inbound, upload_outbound, resend_returns, upload_stock = _daily_uploads(settings)
+        common = _common(settings, BUSINESS_DATE, settings.recheck_days)
+        upload_stock = CdybJxcStockOperator(task_id="upload_stock", sql="stock.sql", **common)
         audit_balance = _audit_balance(settings)
         check_partial_success = BranchPythonOperator(
             task_id="check_partial_success", python_callable=dag_tasks.choose_branch
@@ -138,24 +137,39 @@ def business_date_param() -> Param:
     )
 
 
-def _daily_uploads(
-    settings: DagSettings,
-) -> tuple[CdybJxcInboundOperator, CdybJxcOutboundOperator, CdybJxcInboundOperator, CdybJxcStockOperator]:
-    """The upload tasks of day D, in the order they run (created inside the DAG's context). Inbound goes
-    before outbound, so a patient return (入库类型 15) of the same day is refused 【原出库记录不存在】
-    at first: ``resend_returns`` sends those again once the outbound is accepted, in the same run."""
-    common = {
-        **settings.upload_kwargs(),
-        "business_date": BUSINESS_DATE,
-        "recheck_days": settings.recheck_days,
-    }
+def initialization_gate(settings: DagSettings) -> ShortCircuitOperator:
+    """Skips the rest of a run until the institution's initialization is recorded."""
+    return ShortCircuitOperator(
+        task_id="wait_for_initialization",
+        python_callable=dag_tasks.initialization_done,
+        op_kwargs=settings.ledger_kwargs,
+        ignore_downstream_trigger_rules=True,
+    )
+
+
+def _common(settings: DagSettings, business_date: str, recheck_days: int) -> dict:
+    """What every upload task of a run is given."""
+    return {**settings.upload_kwargs(), "business_date": business_date, "recheck_days": recheck_days}
+
+
+def day_uploads(
+    settings: DagSettings, business_date: str, recheck_days: int
+) -> tuple[CdybJxcInboundOperator, CdybJxcOutboundOperator, CdybJxcInboundOperator]:
+    """The inbound and outbound upload tasks of day D, in the order they run (created inside the DAG's
+    context). Inbound goes before outbound, so a patient return (入库类型 15) of the same day is refused
+    【原出库记录不存在】 at first: ``resend_returns`` sends those again once the outbound is accepted, in the
+    same run.
+
+    :param business_date: the template of day D
+    :param recheck_days: earlier days re-read while they have rows not accepted
+    """
+    common = _common(settings, business_date, recheck_days)
     return (
         CdybJxcInboundOperator(task_id="upload_inbound", sql="inbound.sql", **common),
         CdybJxcOutboundOperator(task_id="upload_outbound", sql="outbound.sql", **common),
         CdybJxcInboundOperator(
             task_id="resend_returns", sql="inbound.sql", resend_now=("original_missing",), **common
         ),
-        CdybJxcStockOperator(task_id="upload_stock", sql="stock.sql", **common),
     )
 
 

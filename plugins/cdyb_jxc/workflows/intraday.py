@@ -14,12 +14,16 @@ institution of a deployment file. A manual run can name the day (``business_date
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import DAG, CronTriggerTimetable
 
-from cdyb_jxc.operators.upload import CdybJxcInboundOperator, CdybJxcOutboundOperator
-from cdyb_jxc.workflows import tasks as dag_tasks
-from cdyb_jxc.workflows.builder import TAGS, TIMEZONE, business_date_param, start_of
+from cdyb_jxc.workflows.builder import (
+    TAGS,
+    TIMEZONE,
+    business_date_param,
+    day_uploads,
+    initialization_gate,
+    start_of,
+)
 from cdyb_jxc.workflows.preflight import preflight_date
 from cdyb_jxc.workflows.settings import DagSettings
 
@@ -47,18 +51,7 @@ def build_intraday_dag(settings: DagSettings) -> DAG | None:
         default_args=settings.default_args(),
         doc_md=__doc__,
     ) as dag:
-        wait_for_initialization = ShortCircuitOperator(
-            task_id="wait_for_initialization",
-            python_callable=dag_tasks.initialization_done,
-            op_kwargs=settings.ledger_kwargs,
-            ignore_downstream_trigger_rules=True,
-        )
         # day D only: the earlier open days are the daily DAG's to re-read
-        common = {**settings.upload_kwargs(), "business_date": INTRADAY_DATE, "recheck_days": 0}
-        upload_inbound = CdybJxcInboundOperator(task_id="upload_inbound", sql="inbound.sql", **common)
-        upload_outbound = CdybJxcOutboundOperator(task_id="upload_outbound", sql="outbound.sql", **common)
-        resend_returns = CdybJxcInboundOperator(
-            task_id="resend_returns", sql="inbound.sql", resend_now=("original_missing",), **common
-        )
-        wait_for_initialization >> upload_inbound >> upload_outbound >> resend_returns
+        upload_inbound, upload_outbound, resend_returns = day_uploads(settings, INTRADAY_DATE, recheck_days=0)
+        initialization_gate(settings) >> upload_inbound >> upload_outbound >> resend_returns
     return dag
