@@ -53,18 +53,26 @@ def start_of(day: str) -> pendulum.DateTime:
     return pendulum.instance(datetime.fromisoformat(day), tz=TIMEZONE)
 
 
+def dag_arguments(settings: DagSettings) -> dict:
+    """What every packaged DAG of an institution is built with: its start, no catch-up, one run at a time,
+    the tasks' retries."""
+    return {
+        "start_date": start_of(settings.start_date),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": settings.default_args(),
+    }
+
+
 def build_init_dag(settings: DagSettings) -> DAG:
     """One-time initialization: upload the opening stock (JXC001), record completion, emit an Asset."""
     with DAG(
         settings.dag_id(INIT_DAG_ID),
         description="药品采购信息初始化 (JXC001): the counted opening stock, sent once",
         schedule=None,
-        start_date=start_of(settings.start_date),
-        catchup=False,
-        max_active_runs=1,
+        **dag_arguments(settings),
         tags=settings.tags(TAGS),
         template_searchpath=[settings.sql_dir],
-        default_args=settings.default_args(),
         params={
             "force": Param(
                 False,
@@ -98,14 +106,11 @@ def build_daily_dag(settings: DagSettings) -> DAG:
         settings.dag_id(DAILY_DAG_ID),
         description="药品入库/出库/库存 daily T+1 upload (JXC002, JXC003, JXC004)",
         schedule=CronDataIntervalTimetable(settings.schedule, timezone=TIMEZONE),
-        start_date=start_of(settings.start_date),
-        catchup=False,
-        max_active_runs=1,
+        **dag_arguments(settings),
         tags=settings.tags(TAGS),
         template_searchpath=[settings.sql_dir],
         user_defined_macros={"cdyb_business_date": dag_tasks.business_date},
         params={"business_date": business_date_param()},
-        default_args=settings.default_args(),
         doc_md=__doc__,
     ) as dag:
         wait_for_initialization = initialization_gate(settings)

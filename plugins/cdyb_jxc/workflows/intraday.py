@@ -20,9 +20,9 @@ from cdyb_jxc.workflows.builder import (
     TAGS,
     TIMEZONE,
     business_date_param,
+    dag_arguments,
     day_uploads,
     initialization_gate,
-    start_of,
 )
 from cdyb_jxc.workflows.preflight import preflight_date
 from cdyb_jxc.workflows.settings import DagSettings
@@ -41,14 +41,11 @@ def build_intraday_dag(settings: DagSettings) -> DAG | None:
         settings.dag_id(INTRADAY_DAG_ID),
         description="当日上传 intraday: day D's inbound and outbound rows so far, sent during the day (T+0)",
         schedule=CronTriggerTimetable(settings.intraday_schedule, timezone=TIMEZONE),
-        start_date=start_of(settings.start_date),
-        catchup=False,
-        max_active_runs=1,
+        **dag_arguments(settings),
         tags=settings.tags([*TAGS, "当日上传"]),
         template_searchpath=[settings.sql_dir],
         user_defined_macros={"cdyb_run_day": preflight_date},
         params={"business_date": business_date_param()},
-        default_args=settings.default_args(),
         doc_md=__doc__,
     ) as dag:
         # day D only: the earlier open days are the daily DAG's to re-read

@@ -17,7 +17,7 @@ from airflow.sdk import DAG, CronTriggerTimetable, TriggerRule
 
 from cdyb_jxc.operators.validate import CdybJxcValidateOperator
 from cdyb_jxc.wire.profile import DAILY_TRANSACTIONS
-from cdyb_jxc.workflows.builder import TAGS, TIMEZONE, business_date_param, start_of
+from cdyb_jxc.workflows.builder import TAGS, TIMEZONE, business_date_param, dag_arguments
 from cdyb_jxc.workflows.settings import DagSettings
 
 PREFLIGHT_DAG_ID = "cdyb_jxc_preflight"
@@ -47,14 +47,11 @@ def build_preflight_dag(settings: DagSettings) -> DAG:
         settings.dag_id(PREFLIGHT_DAG_ID),
         description="预检 preflight: day D's rows checked the evening before the upload; nothing is sent",
         schedule=CronTriggerTimetable(settings.preflight_schedule, timezone=TIMEZONE),
-        start_date=start_of(settings.start_date),
-        catchup=False,
-        max_active_runs=1,
+        **dag_arguments(settings),
         tags=settings.tags([*TAGS, "预检"]),
         template_searchpath=[settings.sql_dir],
         user_defined_macros={"cdyb_preflight_date": preflight_date},
         params={"business_date": business_date_param()},
-        default_args=settings.default_args(),
         doc_md=__doc__,
     ) as dag:
         kwargs = {

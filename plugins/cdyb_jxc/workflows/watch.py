@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, CronTriggerTimetable
 
-from cdyb_jxc.workflows.builder import TAGS, TIMEZONE, business_date_param, start_of
+from cdyb_jxc.workflows.builder import TAGS, TIMEZONE, business_date_param, dag_arguments
 from cdyb_jxc.workflows.settings import DagSettings
 
 WATCH_DAG_ID = "cdyb_jxc_watch"
@@ -43,13 +43,10 @@ def build_watch_dag(settings: DagSettings) -> DAG:
         settings.dag_id(WATCH_DAG_ID),
         description="T+1 watch: day D not fully accepted by its deadline, routed to data owner or operations",
         schedule=CronTriggerTimetable(f"{minute} {hour} * * *", timezone=TIMEZONE),
-        start_date=start_of(settings.start_date),
-        catchup=False,
-        max_active_runs=1,
+        **dag_arguments(settings),
         tags=settings.tags([*TAGS, "T+1"]),
         user_defined_macros={"cdyb_watch_date": watch_date},
         params={"business_date": business_date_param()},
-        default_args=settings.default_args(),
         doc_md=__doc__,
     ) as dag:
         PythonOperator(
