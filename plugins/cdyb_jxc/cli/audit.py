@@ -51,6 +51,12 @@ def add_parser(sub: Any) -> None:
     e.set_defaults(func=run_export)
 
 
+def _usage(command: str, message: str) -> int:
+    """Say what is wrong with the command line; the usage exit status."""
+    print(f"cdyb-jxc audit {command}: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def _ledger_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ledger", required=True, help="SQLAlchemy URL of the ledger")
     parser.add_argument("--institution", required=True, help="定点机构编码")
@@ -64,20 +70,16 @@ def run_balance(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         first, last = iso_day(args.first), iso_day(args.last)
     except ValueError:
-        print("cdyb-jxc audit balance: --from and --to must be dates written YYYY-MM-DD", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage("balance", "--from and --to must be dates written YYYY-MM-DD")
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     if first > last or tolerance < 0:
-        print("cdyb-jxc audit balance: --from after --to, or a negative --tolerance", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage("balance", "--from after --to, or a negative --tolerance")
     if _missing_sqlite(args.ledger):
-        print(f"cdyb-jxc audit balance: --ledger {args.ledger}: no such ledger file", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage("balance", f"--ledger {args.ledger}: no such ledger file")
     try:
         return _print_balance(args, first, last, tolerance, out)
     except CdybJxcError as err:
-        print(f"cdyb-jxc audit balance: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage("balance", str(err))
 
 
 def run_export(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -89,11 +91,9 @@ def run_export(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         day = iso_day(args.day)
     except ValueError:
-        print("cdyb-jxc audit export: --day must be a date written YYYY-MM-DD", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage("export", "--day must be a date written YYYY-MM-DD")
     if _missing_sqlite(args.ledger):
-        print(f"cdyb-jxc audit export: --ledger {args.ledger}: no such ledger file", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage("export", f"--ledger {args.ledger}: no such ledger file")
     try:
         profile = resolve_profile(args.profile)
         ledger = Ledger(args.ledger)
@@ -102,8 +102,7 @@ def run_export(args: argparse.Namespace, out: TextIO | None = None) -> int:
         finally:
             ledger.dispose()
     except CdybJxcError as err:
-        print(f"cdyb-jxc audit export: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage("export", str(err))
     print(f"{pack.path}: {pack.rows} rows of {day}, {pack.batches} batches", file=out)
     return EXIT_OK
 

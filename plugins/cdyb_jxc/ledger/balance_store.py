@@ -68,7 +68,7 @@ def balance_days(
     if not inspect(engine).has_table(balance_day.name):
         return {}
     d = balance_day.c
-    query = select(d.business_date, d["items"], d.imbalance, d.source_imbalance, d.unchecked).where(
+    query = select(d.business_date, *[d[k] for k in DAY_COUNTS]).where(
         d.business_date >= first, d.business_date <= last
     )
     if institution_code:
