@@ -1,12 +1,13 @@
-"""Row counts per (institution, business day, transaction, state), kept in ``cdyb_jxc_day_count`` by the
-row writes themselves, in their transaction (SQLAlchemy Core, no Airflow).
+"""Row counts per (institution, business day, transaction, state, category), kept in ``cdyb_jxc_day_count``
+by the row writes themselves, in their transaction (SQLAlchemy Core, no Airflow).
 
-The monitor's summary, calendar and trend read these few thousand counts instead of aggregating millions of
-rows. :class:`Tally` collects what one write changes: an insert adds its rows; an update that sets the
-state, the lateness or the day reads the rows' current values first (one indexed read by 流水号 per
-statement) and subtracts them, then adds the values written. :func:`apply` adds the tally with one upsert
-per changed count. :func:`rebuild` counts from the rows again (a ledger of an earlier version, once, or to
-check the counts: the tests compare both after every scenario).
+The monitor's summary, calendar, trend and reject counts read these few thousand counts instead of
+aggregating millions of rows. :class:`Tally` collects what one write changes: an insert adds its rows; an
+update that sets the state, the category, the lateness or the day reads the rows' current values first (one
+indexed read by 流水号 per statement) and subtracts them, then adds the values written. :func:`apply` adds
+the tally with one upsert per changed count. :func:`rebuild` counts from the rows again (a ledger of an
+earlier version, once); the tests compare :func:`stored` with :func:`recounted` after every scenario that
+writes a ledger.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ COUNTED = ("business_date", "transaction_code", "state", "category", "late_secon
 _IN_CHUNK = 500
 _ACCEPTED = frozenset(str(s) for s in ACCEPTED_STATES)
 Key = tuple[str, str, str, str, str]  # institution, business day, transaction, state, category ("": none)
+_KEY_COLUMNS = ("institution_code", "business_date", "transaction_code", "state", "category")
 
 
 class Tally:
@@ -44,9 +46,6 @@ class Tally:
         if late is not None and str(state) in _ACCEPTED:
             counts[1] += sign * (late > 0)
             counts[2] += sign * (late <= SAME_DAY_SECONDS)
-
-    def __bool__(self) -> bool:
-        return any(any(c) for c in self.changes.values())
 
 
 def counted_change(rows: Sequence[Mapping[str, Any]]) -> bool:
@@ -127,9 +126,7 @@ def apply(conn: Connection, driver: DriverStatements, tally: Tally) -> None:
         conn.execute(_upsert(dialect), values)
 
 
-_KEY_COLUMNS = ("institution_code", "business_date", "transaction_code", "state", "category")
-
-
+@lru_cache(maxsize=8)
 def _upsert(dialect: str) -> Any:
     c = day_count.c
     if dialect in ("mysql", "mariadb"):
@@ -175,16 +172,12 @@ def counts_from_rows(*conditions: Any) -> Any:
     return select(*group, *counts).where(and_(True, *conditions)).group_by(*group)
 
 
-def rebuild(conn: Connection, institution_code: str | None = None) -> None:
-    """Count the rows again (one institution's, or all), replacing the counts, in ``conn``'s transaction."""
-    t, c = upload_row.c, day_count.c
-    if institution_code is None:
-        conn.execute(delete(day_count))
-        query = counts_from_rows()
-    else:
-        conn.execute(delete(day_count).where(c.institution_code == institution_code))
-        query = counts_from_rows(t.institution_code == institution_code)
-    conn.execute(insert(day_count).from_select([*_KEY_COLUMNS, "rows", "late", "same_day"], query))
+def rebuild(conn: Connection) -> None:
+    """Count the rows again, replacing the counts, in ``conn``'s transaction."""
+    conn.execute(delete(day_count))
+    conn.execute(
+        insert(day_count).from_select([*_KEY_COLUMNS, "rows", "late", "same_day"], counts_from_rows())
+    )
 
 
 def stored(conn: Connection) -> dict[Key, tuple[int, int, int]]:
