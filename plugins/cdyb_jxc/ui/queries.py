@@ -277,13 +277,7 @@ def rejects_query(
     category: str | None = None,
     item: str | None = None,
 ) -> Any:
-    conds: list[Any] = [t.state.in_(sorted(ATTENTION_STATES))]
-    if day:
-        conds.append(t.business_date == day)
-    if transaction:
-        conds.append(t.transaction_code == transaction)
-    if category:
-        conds.append(t.category == category)
+    conds = _reject_conditions(t, day=day, transaction=transaction, category=category)
     if item:
         # the filter is a plain substring: % and _ typed by a user match themselves, not any text
         escaped = item.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -294,6 +288,20 @@ def rejects_query(
             | t.serial_no.like(like, escape="\\")
         )
     return and_(*conds)
+
+
+def _reject_conditions(
+    columns: Any, *, day: str | None, transaction: str | None, category: str | None
+) -> list[Any]:
+    """The reject filters on ``columns`` (the rows', or the day counts': they share these names)."""
+    conds: list[Any] = [columns.state.in_(sorted(ATTENTION_STATES))]
+    if day:
+        conds.append(columns.business_date == day)
+    if transaction:
+        conds.append(columns.transaction_code == transaction)
+    if category:
+        conds.append(columns.category == category)
+    return conds
 
 
 REJECT_COLUMNS = (
@@ -319,12 +327,9 @@ def rejects(engine: Engine, *, limit: int = 200, offset: int = 0, **filters: str
     if filters.get("item"):
         return _rejects_from_rows(engine, limit, offset, **filters)
     c = counts_source(engine).c
-    conds = [c.state.in_(sorted(ATTENTION_STATES))]
-    if filters.get("day"):
-        conds.append(c.business_date == filters["day"])
-    if filters.get("transaction"):
-        conds.append(c.transaction_code == filters["transaction"])
-    narrowed = [*conds, c.category == filters["category"]] if filters.get("category") else conds
+    narrowed = _reject_conditions(
+        c, day=filters.get("day"), transaction=filters.get("transaction"), category=filters.get("category")
+    )
     with engine.connect() as conn:
         per_day = conn.execute(
             select(c.business_date, func.sum(c.rows))

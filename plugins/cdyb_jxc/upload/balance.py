@@ -252,11 +252,11 @@ def write_balance_report(
     unchecked = sum(
         r.status in (BalanceStatus.NO_OPENING, BalanceStatus.NO_CLOSING) for r in accepted.values()
     )
+    # the monitor's copy: the day's counts and the items that are not ok
     summary = {"items": len(rows), "imbalance": imbalance, "source_imbalance": source_imbalance}
-    summary.update(unchecked=unchecked)
     ledger.record_balance(
-        institution_code, day, {**summary, "report": str(csv_path)}, flagged
-    )  # the monitor's
+        institution_code, day, {**summary, "unchecked": unchecked, "report": str(csv_path)}, flagged
+    )
     return BalanceReport(len(rows), imbalance, source_imbalance, csv_path, excel_path)
 
 
