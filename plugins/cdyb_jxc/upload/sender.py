@@ -272,18 +272,16 @@ class BatchSender:
         if ordered and all(map(_routine, ordered)):
             # plain answers: the waiting batches take the slots before these are written, so the centre is
             # not left idle for a ledger transaction (a stop, a refused call, a fault are applied first)
-            answered = [(self._flying.pop(f), f) for f in ordered]
+            answered = deque((self._flying.pop(f), f) for f in ordered)
             try:
                 self._fill()
+                while answered:
+                    self._settle(*answered.popleft())
             except BaseException:
-                self._record_stopped(answered)  # a launch stopped the run: these answers still count
+                # a launch or an earlier answer stopped the run: the answers still back are out of _flying,
+                # so nothing else would record them
+                self._record_stopped(list(answered))
                 raise
-            for n, (flight, future) in enumerate(answered):
-                try:
-                    self._settle(flight, future)
-                except BaseException:
-                    self._record_stopped(answered[n + 1 :])  # out of _flying: nothing else would record them
-                    raise
             return
         for future in ordered:
             if future in self._flying:  # a stop while applying an earlier one has applied it already
