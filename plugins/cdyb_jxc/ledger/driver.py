@@ -110,6 +110,10 @@ class DriverStatements:
             found = self._cache[key] = DriverStatement(build(), self.dialect, column_keys)
         return found
 
+    def of(self, statement: ClauseElement) -> DriverStatement:
+        """``statement`` itself (built and cached elsewhere), compiled once."""
+        return self.get(statement, lambda: statement)
+
     @property
     def has_lastrowid(self) -> bool:
         """Whether the driver tells the id an INSERT gave its row (else ask SQLAlchemy: RETURNING)."""

@@ -70,10 +70,6 @@ _BATCH_CAPS = column_caps(upload_batch)
 _MILESTONE_CAPS = column_caps(milestone)
 
 
-def _same(statement: Update) -> Update:
-    return statement
-
-
 def _finish_statement(keys: tuple[str, ...]) -> Update:
     """``UPDATE`` of an audit row's ``keys`` (parameters ``v_<key>``) by id (``b_id``)."""
     values = {k: bindparam(f"v_{k}", type_=upload_batch.c[k].type) for k in keys}
@@ -267,7 +263,7 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
             )
             for stmt, params in row_updates(institution_code, fitted, count_attempt=count_attempt):
                 if self._driver.runs_many(len(params)):
-                    self._driver.get(stmt, partial(_same, stmt)).execute(conn, params)
+                    self._driver.of(stmt).execute(conn, params)
                 else:
                     conn.execute(stmt, params)
             if counted:
