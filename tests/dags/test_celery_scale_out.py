@@ -162,6 +162,10 @@ def celery_deployment(tmp_path: Path, pg_db: str, simulator, store, demo_env) ->
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: requests.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200, 180, "api")
+        # a worker still starting takes no task: the other would run them all
+        for worker in WORKERS:
+            log = tmp_path / f"{worker}.log"
+            _wait(lambda log=log: " ready." in log.read_text(errors="replace"), 180, f"{worker} ready")
         token = requests.post(
             f"{base}/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10
         ).json()["access_token"]
@@ -256,8 +260,11 @@ def test_three_institutions_on_two_celery_workers_survive_a_killed_worker(
     # three institutions' daily DAGs at once, for the same business day
     day = demo_env["days"][1]
     body = {"logical_date": None, "conf": {"business_date": day}}
+    # each call takes 1 s, so three institutions' uploads overlap: more than one worker's two slots
+    simulator.set_faults("latency=1")
     dailies = {f"cdyb_jxc_daily__{c}": _trigger(api, f"cdyb_jxc_daily__{c}", body) for c in CODES}
     finished = _finished(api, dailies)
+    simulator.set_faults("")
     hosts = set()
     for dag_id, run in finished.items():
         assert run["state"] == "success", (dag_id, {t: ti["state"] for t, ti in run["tis"].items()})
