@@ -141,7 +141,7 @@ def load(engine: Engine, rows: int, days: int) -> tuple[str, float]:
 
 def routes(last: str) -> dict[str, Callable[[Engine], Any]]:
     """Each API route's query, called as the route calls it."""
-    from cdyb_jxc.ui import drilldown, queries
+    from cdyb_jxc.ui import drilldown, queries, rejects
 
     today = date.fromisoformat(last) + timedelta(days=1)
     day = (today - timedelta(days=3)).isoformat()
@@ -150,8 +150,8 @@ def routes(last: str) -> dict[str, Callable[[Engine], Any]]:
         "api/calendar?days=31": lambda e: queries.calendar(e, 31, today),
         "api/calendar?days=90": lambda e: queries.calendar(e, 90, today),
         "api/trend?days=31": lambda e: queries.trend(e, 31, today),
-        "api/rejects": lambda e: queries.rejects(e, limit=200),
-        "api/rejects?day=D": lambda e: queries.rejects(e, limit=200, day=day),
+        "api/rejects": lambda e: rejects.rejects(e, limit=200),
+        "api/rejects?day=D": lambda e: rejects.rejects(e, limit=200, day=day),
         "api/queues": lambda e: queries.queues(e),
         "api/run": lambda e: queries.run_view(e, "cdyb_jxc_daily", f"scheduled__{day}"),
         "api/balance?day=D": lambda e: queries.balance(e, date.fromisoformat(day)),

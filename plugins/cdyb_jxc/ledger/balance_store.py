@@ -54,25 +54,32 @@ class BalanceStore:
     def balance_days(
         self, first: str, last: str, institution_code: str | None = None
     ) -> dict[str, dict[str, Any]]:
-        return balance_days(self.engine, first, last, institution_code)
+        return balance_days(self.engine, first, last, _only(institution_code))
 
     def balance_items(self, business_date: str, institution_code: str | None = None) -> list[dict[str, Any]]:
-        return balance_items(self.engine, business_date, institution_code)
+        return balance_items(self.engine, business_date, _only(institution_code))
+
+
+def _only(institution_code: str | None) -> tuple[str, ...] | None:
+    return (institution_code,) if institution_code else None
 
 
 def balance_days(
-    engine: Engine, first: str, last: str, institution_code: str | None = None
+    engine: Engine, first: str, last: str, institutions: Sequence[str] | None = None
 ) -> dict[str, dict[str, Any]]:
     """The audits of ``[first, last]`` by business day (several institutions' counts added up); none when
-    the ledger predates the audit's tables."""
+    the ledger predates the audit's tables.
+
+    :param institutions: only these institutions' audits (``None``: every institution's)
+    """
     if not inspect(engine).has_table(balance_day.name):
         return {}
     d = balance_day.c
     query = select(d.business_date, *[d[k] for k in DAY_COUNTS]).where(
         d.business_date >= first, d.business_date <= last
     )
-    if institution_code:
-        query = query.where(d.institution_code == institution_code)
+    if institutions is not None:
+        query = query.where(d.institution_code.in_(list(institutions)))
     out: dict[str, dict[str, Any]] = {}
     with engine.connect() as conn:
         for day, *counts in conn.execute(query):
@@ -83,15 +90,15 @@ def balance_days(
 
 
 def balance_items(
-    engine: Engine, business_date: str, institution_code: str | None = None
+    engine: Engine, business_date: str, institutions: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
     """The items of a day's audit that were not ok, by institution and item."""
     if not inspect(engine).has_table(balance_item.name):
         return []
     i = balance_item.c
     query = select(i.institution_code, *[i[c] for c in ITEM_COLUMNS]).where(i.business_date == business_date)
-    if institution_code:
-        query = query.where(i.institution_code == institution_code)
+    if institutions is not None:
+        query = query.where(i.institution_code.in_(list(institutions)))
     with engine.connect() as conn:
         rows = conn.execute(query.order_by(i.institution_code, i.mapping_serial_no))
         return [dict(r._mapping) for r in rows]

@@ -2,6 +2,8 @@
 
 It reads the ledger only, with short timeouts, and says so on the page when the ledger cannot be reached.
 Every route needs an Airflow login: the UI's session cookie or a ``Bearer`` token; anonymous requests get 401.
+A user sees the institutions whose daily DAG Airflow lets them read (:mod:`cdyb_jxc.ui.access`): every
+route answers for those, or for the one ``institution`` names (403 when it is not one of them).
 Every query parameter is checked before it reaches SQL or a response header: a bad one is a 422. The app
 publishes no ``/docs``, ``/redoc`` or ``/openapi.json`` (they would be served without the login).
 """
@@ -23,8 +25,8 @@ from sqlalchemy import URL, Engine, create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from cdyb_jxc.config import EnvironmentSettings, connection_profile, resolve_ledger_url, resolve_profile
-from cdyb_jxc.exceptions import ProfileError
-from cdyb_jxc.ui import drilldown, queries
+from cdyb_jxc.exceptions import DeploymentConfigError, ProfileError
+from cdyb_jxc.ui import access, drilldown, queries, rejects
 
 if TYPE_CHECKING:
     from cdyb_jxc.wire.profile import Profile
@@ -78,6 +80,7 @@ async def require_user(request: Request) -> Any:
 
 
 User = Annotated[Any, Depends(require_user)]
+InstitutionCode = Annotated[str | None, Query(max_length=30, pattern=r"^[0-9A-Za-z_-]*$")]
 
 
 def ledger_url() -> URL:
@@ -150,9 +153,38 @@ async def _unavailable(request: Request, exc: LedgerUnavailable) -> JSONResponse
     return JSONResponse(status_code=503, content={"detail": str(exc)})
 
 
+@app.exception_handler(DeploymentConfigError)
+async def _bad_deployment(request: Request, exc: DeploymentConfigError) -> JSONResponse:
+    return JSONResponse(status_code=503, content={"detail": f"部署文件错误 (deployment file): {exc}"})
+
+
 @app.exception_handler(ProfileError)
 async def _bad_profile(request: Request, exc: ProfileError) -> JSONResponse:
     return JSONResponse(status_code=503, content={"detail": f"接口配置文件错误 (profile): {exc}"})
+
+
+def _institutions(user: Any) -> tuple[list[access.Institution], bool]:
+    """The institutions ``user`` may see, and whether that is every institution."""
+    return access.visible(user, access.directory(_ask(queries.institution_codes)))
+
+
+def scope(user: User, institution: InstitutionCode = None) -> queries.Scope:
+    """The institutions a request is about: the one named, else every one the user may see (``None``
+    when that is all of them: no filter)."""
+    seen, everything = _institutions(user)
+    codes = [i.code for i in seen]
+    if institution:
+        if institution not in codes:
+            raise HTTPException(status_code=403, detail=f"无权查看机构 {institution} (cannot read its DAGs)")
+        return (institution,)
+    if everything:
+        return None
+    if not codes:
+        raise HTTPException(status_code=403, detail="无权查看任何机构 (cannot read any institution's DAGs)")
+    return tuple(codes)
+
+
+Scoped = Annotated[queries.Scope, Depends(scope)]
 
 
 def _filters(day: str | None, transaction: str | None, category: str | None, item: str | None) -> dict:
@@ -180,43 +212,64 @@ def run_page(user: User) -> str:
     return _page("run.html")
 
 
+@app.get("/api/institutions")
+def api_institutions(user: User) -> dict:
+    """The institutions the user may see, with the daily DAG that uploads each (for 补传)."""
+    seen, _ = _institutions(user)
+    return {"institutions": [i.as_dict() for i in seen]}
+
+
 @app.get("/api/summary")
-def api_summary(user: User) -> dict:
+def api_summary(user: User, institutions: Scoped) -> dict:
     """Counts per state, T+1 compliance rate, queue sizes."""
-    return _ask(queries.summary, profile=profile())
+    return _ask(queries.summary, profile=profile(), institutions=institutions)
 
 
 @app.get("/api/calendar")
-def api_calendar(user: User, days: Annotated[int, Query(ge=1, le=366)] = 31, today: Today = None) -> dict:
+def api_calendar(
+    user: User,
+    institutions: Scoped,
+    days: Annotated[int, Query(ge=1, le=366)] = 31,
+    today: Today = None,
+) -> dict:
     """Business days × transaction coloured by status (complete, partial, failed, late, missing)."""
-    return _ask(queries.calendar, days, today, profile=profile())
+    return _ask(queries.calendar, days, today, profile=profile(), institutions=institutions)
 
 
 @app.get("/api/balance")
-def api_balance(user: User, day: Annotated[date, Query()]) -> dict:
+def api_balance(user: User, institutions: Scoped, day: Annotated[date, Query()]) -> dict:
     """The day's 进销存平衡 audit: its status and the items that did not balance."""
-    return _ask(queries.balance, day)
+    return _ask(queries.balance, day, institutions=institutions)
 
 
 @app.get("/api/day")
 def api_day(
-    user: User, day: Annotated[date, Query()], transaction: Annotated[str, Query(max_length=16)]
+    user: User,
+    institutions: Scoped,
+    day: Annotated[date, Query()],
+    transaction: Annotated[str, Query(max_length=16)],
 ) -> dict:
     """One calendar cell opened: counts per state and category, rejects, rows in doubt, source issues, the
     day's balance items and the DAG runs that wrote its rows."""
     code = _filters(None, transaction, None, None)["transaction"]
-    return _ask(drilldown.day_detail, day, code)
+    return _ask(drilldown.day_detail, day, code, institutions=institutions)
 
 
 @app.get("/api/trend")
-def api_trend(user: User, days: Annotated[int, Query(ge=1, le=366)] = 31, today: Today = None) -> dict:
-    """Rows per day and reject rate per transaction."""
-    return _ask(queries.trend, days, today, profile=profile())
+def api_trend(
+    user: User,
+    institutions: Scoped,
+    days: Annotated[int, Query(ge=1, le=366)] = 31,
+    today: Today = None,
+) -> dict:
+    """Rows per day, reject rate and T+1 lateness per transaction."""
+    return _ask(queries.trend, days, today, profile=profile(), institutions=institutions)
 
 
 @app.get("/api/rejects")
 def api_rejects(
     user: User,
+    institutions: Scoped,
     day: Day = None,
     transaction: Transaction = None,
     category: Text = None,
@@ -226,12 +279,13 @@ def api_rejects(
 ) -> dict:
     """Rejected and conflicting rows with their reasons; filter by day, transaction, category, item."""
     filters = _filters(day, transaction, category, item)
-    return _ask(queries.rejects, limit=limit, offset=offset, **filters)
+    return _ask(rejects.rejects, limit=limit, offset=offset, institutions=institutions, **filters)
 
 
 @app.get("/api/rejects/export")
 def api_rejects_export(
     user: User,
+    institutions: Scoped,
     fmt: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
     day: Day = None,
     transaction: Transaction = None,
@@ -243,7 +297,7 @@ def api_rejects_export(
     from cdyb_jxc.upload.reports import COLUMNS, SHEET_NAME, report_rows
 
     filters = _filters(day, transaction, category, item)
-    rows = report_rows(_ask(queries.all_rejects, **filters))
+    rows = report_rows(_ask(rejects.all_rejects, institutions=institutions, **filters))
     buf = io.BytesIO()
     if fmt == "csv":
         write_csv(buf, list(COLUMNS.values()), rows)
@@ -258,12 +312,15 @@ def api_rejects_export(
 
 
 @app.get("/api/queues")
-def api_queues(user: User) -> dict:
+def api_queues(user: User, institutions: Scoped) -> dict:
     """IN_DOUBT (and not yet finished) rows and DUPLICATE_CONFLICT rows."""
-    return _ask(queries.queues)
+    return _ask(queries.queues, institutions=institutions)
 
 
 @app.get("/api/run")
 def api_run(user: User, dag_id: RunKey, run_id: RunKey) -> dict:
-    """One DAG run's upload: states per transaction, requests, rejects."""
+    """One DAG run's upload: states per transaction, requests, rejects (403 unless the user may read the
+    DAG)."""
+    if not access.may_read_dag(user, dag_id):
+        raise HTTPException(status_code=403, detail=f"无权查看 DAG {dag_id} (cannot read it)")
     return _ask(queries.run_view, dag_id, run_id)

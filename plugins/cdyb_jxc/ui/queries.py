@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, and_, case, func, inspect, select
+from sqlalchemy import Engine, case, func, inspect, select
 
 from cdyb_jxc.ledger.balance_store import DAY_COUNTS, balance_days, balance_items
 from cdyb_jxc.ledger.rollup import counts_from_rows
@@ -29,6 +29,19 @@ STATUS_LABELS = {
 }
 t = upload_row.c
 si = source_issue.c
+Scope = Sequence[str] | None  # the institutions a question is about (``None``: every institution)
+
+
+def within(columns: Any, institutions: Scope) -> list[Any]:
+    """The condition keeping ``columns``' rows to ``institutions`` (none for ``None``)."""
+    return [] if institutions is None else [columns.institution_code.in_(list(institutions))]
+
+
+def institution_codes(engine: Engine) -> list[str]:
+    """The institutions the ledger holds rows of."""
+    c = counts_source(engine).c
+    with engine.connect() as conn:
+        return sorted(conn.execute(select(c.institution_code).distinct()).scalars())
 
 
 def _chosen(profile: Profile | None) -> Profile:
@@ -82,15 +95,20 @@ def _status(states: dict[str, int], late: int, issues: int = 0) -> str:
 
 
 def calendar(
-    engine: Engine, days: int = 31, today: date | None = None, *, profile: Profile | None = None
+    engine: Engine,
+    days: int = 31,
+    today: date | None = None,
+    *,
+    profile: Profile | None = None,
+    institutions: Scope = None,
 ) -> dict[str, Any]:
     """Business days × transaction with a status: complete, partial, failed, late or missing."""
     today = today or local_today(profile)
     end = today - timedelta(days=1)
     start = end - timedelta(days=days - 1)
     codes, names = daily_codes(profile), transaction_names(profile)
-    cells, first = _calendar_cells(engine, start, end, codes)
-    audits = balance_days(engine, start.isoformat(), end.isoformat())
+    cells, first = _calendar_cells(engine, start, end, codes, institutions)
+    audits = balance_days(engine, start.isoformat(), end.isoformat(), institutions)
     rows = []
     for n in range(days):
         day = (start + timedelta(days=n)).isoformat()
@@ -124,25 +142,30 @@ def _balance_cell(audit: dict[str, Any] | None) -> dict[str, Any]:
     return {"status": status, **audit}
 
 
-def balance(engine: Engine, day: date) -> dict[str, Any]:
+def balance(engine: Engine, day: date, *, institutions: Scope = None) -> dict[str, Any]:
     """The items of ``day``'s audit that were not ok (the day's list beside the calendar)."""
-    audit = balance_days(engine, day.isoformat(), day.isoformat()).get(day.isoformat())
+    on_day = day.isoformat()
+    audit = balance_days(engine, on_day, on_day, institutions).get(on_day)
     return {
-        "business_date": day.isoformat(),
+        "business_date": on_day,
         **_balance_cell(audit),
-        "rows": balance_items(engine, day.isoformat()),
+        "rows": balance_items(engine, on_day, institutions),
     }
 
 
 def _calendar_cells(
-    engine: Engine, start: date, end: date, codes: list[str]
+    engine: Engine, start: date, end: date, codes: list[str], institutions: Scope
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], str | None]:
     """Row counts per (day, code, state), late rows and source issues of ``[start, end]``; and the first
     business day with a daily upload."""
     c = counts_source(engine).c
     query = (
         select(c.business_date, c.transaction_code, c.state, func.sum(c.rows), func.sum(c.late))
-        .where(c.business_date >= start.isoformat(), c.business_date <= end.isoformat())
+        .where(
+            c.business_date >= start.isoformat(),
+            c.business_date <= end.isoformat(),
+            *within(c, institutions),
+        )
         .group_by(c.business_date, c.transaction_code, c.state)
     )
     cells: dict[tuple[str, str], dict[str, Any]] = defaultdict(
@@ -158,13 +181,19 @@ def _calendar_cells(
         if has_issues_table(engine):
             issues = (
                 select(si.business_date, si.transaction_code, func.count())
-                .where(si.business_date >= start.isoformat(), si.business_date <= end.isoformat())
+                .where(
+                    si.business_date >= start.isoformat(),
+                    si.business_date <= end.isoformat(),
+                    *within(si, institutions),
+                )
                 .group_by(si.business_date, si.transaction_code)
             )
             for day, code, count in conn.execute(issues):
                 cells[(day, code)]["source_issues"] = int(count)
         first = conn.execute(
-            select(func.min(c.business_date)).where(c.transaction_code.in_(codes), c.rows > 0)
+            select(func.min(c.business_date)).where(
+                c.transaction_code.in_(codes), c.rows > 0, *within(c, institutions)
+            )
         ).scalar()
     return cells, first
 
@@ -192,31 +221,40 @@ def _calendar_day(
     return transactions
 
 
-def summary(engine: Engine, today: date | None = None, *, profile: Profile | None = None) -> dict[str, Any]:
+def summary(
+    engine: Engine, today: date | None = None, *, profile: Profile | None = None, institutions: Scope = None
+) -> dict[str, Any]:
     """Counts per state, T+1 compliance rate, rows overdue against T+1 and the size of the queues."""
     today = today or local_today(profile)
     # day D is due by the end of D+1: rows of days up to today-2 that are still not accepted are overdue
     due_by = (today - timedelta(days=2)).isoformat()
     c = counts_source(engine).c
     accepted_states = sorted(ACCEPTED_STATES)
+    mine = within(c, institutions)
     with engine.connect() as conn:
         overdue = conn.execute(
             select(func.sum(c.rows)).where(
+                *mine,
                 c.transaction_code.in_(daily_codes(profile)),
                 c.business_date <= due_by,
                 c.state.not_in(accepted_states),
             )
         ).scalar()
-        by_state = conn.execute(select(c.state, func.sum(c.rows)).group_by(c.state))
+        by_state = conn.execute(select(c.state, func.sum(c.rows)).where(*mine).group_by(c.state))
         states = {s: int(n) for s, n in by_state if n}
         accepted = conn.execute(
             select(func.sum(c.rows), func.sum(c.late), func.sum(c.same_day)).where(
-                c.state.in_(accepted_states)
+                *mine, c.state.in_(accepted_states)
             )
         ).one()
-        last = conn.execute(select(func.max(c.business_date)).where(c.rows > 0)).scalar()
+        last = conn.execute(select(func.max(c.business_date)).where(*mine, c.rows > 0)).scalar()
         issues = (
-            int(conn.execute(select(func.count()).select_from(source_issue)).scalar() or 0)
+            int(
+                conn.execute(
+                    select(func.count()).select_from(source_issue).where(*within(si, institutions))
+                ).scalar()
+                or 0
+            )
             if has_issues_table(engine)
             else 0
         )
@@ -240,24 +278,34 @@ def summary(engine: Engine, today: date | None = None, *, profile: Profile | Non
 
 
 def trend(
-    engine: Engine, days: int = 31, today: date | None = None, *, profile: Profile | None = None
+    engine: Engine,
+    days: int = 31,
+    today: date | None = None,
+    *,
+    profile: Profile | None = None,
+    institutions: Scope = None,
 ) -> dict[str, Any]:
-    """Rows per business day and reject rate, per transaction."""
+    """Rows per business day, reject rate and T+1 lateness (accepted rows that came late), per
+    transaction."""
     today = today or local_today(profile)
     start = (today - timedelta(days=days)).isoformat()
     c = counts_source(engine).c
     rejected = func.sum(case((c.state.in_(sorted(ATTENTION_STATES)), c.rows), else_=0))
+    accepted = c.state.in_(sorted(ACCEPTED_STATES))
+    late = func.sum(case((accepted, c.late), else_=0))
+    on_time = func.sum(case((accepted, c.rows), else_=0))
     query = (
-        select(c.business_date, c.transaction_code, func.sum(c.rows), rejected)
-        .where(c.business_date >= start)
+        select(c.business_date, c.transaction_code, func.sum(c.rows), rejected, late, on_time)
+        .where(c.business_date >= start, *within(c, institutions))
         .group_by(c.business_date, c.transaction_code)
         .order_by(c.business_date, c.transaction_code)
     )
     points = []
     with engine.connect() as conn:
-        for day, code, count, bad in conn.execute(query):
+        for day, code, count, bad, came_late, accepted_rows in conn.execute(query):
             if not count:
                 continue
+            late_rows, taken = int(came_late or 0), int(accepted_rows or 0)
             points.append(
                 {
                     "business_date": day,
@@ -265,46 +313,15 @@ def trend(
                     "rows": int(count),
                     "rejected": int(bad or 0),
                     "reject_rate": round(int(bad or 0) / int(count), 4),
+                    "late": late_rows,
+                    "late_rate": round(late_rows / taken, 4) if taken else None,
                 }
             )
     return {"points": points}
 
 
-def rejects_query(
-    *,
-    day: str | None = None,
-    transaction: str | None = None,
-    category: str | None = None,
-    item: str | None = None,
-) -> Any:
-    conds = _reject_conditions(t, day=day, transaction=transaction, category=category)
-    if item:
-        # the filter is a plain substring: % and _ typed by a user match themselves, not any text
-        escaped = item.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        like = f"%{escaped}%"
-        conds.append(
-            t.mapping_serial_no.like(like, escape="\\")
-            | t.item_name.like(like, escape="\\")
-            | t.serial_no.like(like, escape="\\")
-        )
-    return and_(*conds)
-
-
-def _reject_conditions(
-    columns: Any, *, day: str | None, transaction: str | None, category: str | None
-) -> list[Any]:
-    """The reject filters on ``columns`` (the rows', or the day counts': they share these names)."""
-    conds: list[Any] = [columns.state.in_(sorted(ATTENTION_STATES))]
-    if day:
-        conds.append(columns.business_date == day)
-    if transaction:
-        conds.append(columns.transaction_code == transaction)
-    if category:
-        conds.append(columns.category == category)
-    return conds
-
-
 REJECT_COLUMNS = (
+    "institution_code",
     "serial_no",
     "transaction_code",
     "business_date",
@@ -320,89 +337,11 @@ REJECT_COLUMNS = (
 )
 
 
-def rejects(engine: Engine, *, limit: int = 200, offset: int = 0, **filters: str | None) -> dict[str, Any]:
-    """A page of the rejected and conflicting rows (latest day first), their total and their categories.
-    Without an ``item`` filter the day counts give the total, the categories and the days the page lies
-    in, so only those days' rows are read; an ``item`` (a substring) is searched in the rows."""
-    if filters.get("item"):
-        return _rejects_from_rows(engine, limit, offset, **filters)
-    c = counts_source(engine).c
-    narrowed = _reject_conditions(
-        c, day=filters.get("day"), transaction=filters.get("transaction"), category=filters.get("category")
-    )
-    with engine.connect() as conn:
-        per_day = conn.execute(
-            select(c.business_date, func.sum(c.rows))
-            .where(*narrowed)
-            .group_by(c.business_date)
-            .order_by(c.business_date.desc())
-        ).all()
-        found = [(day, int(n)) for day, n in per_day if n]
-        categories = conn.execute(select(c.category).where(*narrowed, c.rows > 0).distinct()).scalars().all()
-        days, skip = _page_days(found, offset, limit)
-        rows: Sequence[Any] = []
-        if days:
-            rows = conn.execute(
-                select(*[getattr(t, col) for col in REJECT_COLUMNS])
-                .where(rejects_query(**filters), t.business_date.in_(days))
-                .order_by(t.business_date.desc(), t.serial_no)
-                .limit(limit)
-                .offset(skip)
-            ).all()
-    return {
-        "total": sum(n for _, n in found),
-        "rows": [jsonable(dict(r._mapping)) for r in rows],
-        "categories": sorted({cat for cat in categories if cat}),
-    }
-
-
-def _page_days(per_day: list[tuple[str, int]], offset: int, limit: int) -> tuple[list[str], int]:
-    """The days (latest first, with their counts) holding rows ``[offset, offset + limit)``, and how many
-    rows of the first of them come before the page."""
-    days: list[str] = []
-    before = seen = 0
-    for day, n in per_day:
-        if seen + n > offset and seen < offset + limit:
-            if not days:
-                before = seen
-            days.append(day)
-        seen += n
-    return days, offset - before
-
-
-def _rejects_from_rows(engine: Engine, limit: int, offset: int, **filters: str | None) -> dict[str, Any]:
-    cond = rejects_query(**filters)
-    cols = [getattr(t, c) for c in REJECT_COLUMNS]
-    with engine.connect() as conn:
-        total = conn.execute(select(func.count()).where(cond)).scalar() or 0
-        rows = conn.execute(
-            select(*cols)
-            .where(cond)
-            .order_by(t.business_date.desc(), t.serial_no)
-            .limit(limit)
-            .offset(offset)
-        ).all()
-        categories = [c for (c,) in conn.execute(select(t.category).where(cond).distinct()) if c]
-    return {
-        "total": int(total),
-        "rows": [jsonable(dict(r._mapping)) for r in rows],
-        "categories": sorted(categories),
-    }
-
-
-def all_rejects(engine: Engine, **filters: str | None) -> list[dict[str, Any]]:
-    cols = [getattr(t, c) for c in REJECT_COLUMNS]
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(*cols).where(rejects_query(**filters)).order_by(t.business_date, t.serial_no)
-        )
-        return [dict(r._mapping) for r in rows]
-
-
-def queues(engine: Engine, limit: int = 200) -> dict[str, Any]:
+def queues(engine: Engine, limit: int = 200, *, institutions: Scope = None) -> dict[str, Any]:
     """Rows needing a person: in doubt (sent, outcome unknown), duplicate conflicts, and source rows that
     could not be sent (no 流水号, repeated, used by another transaction, changed after acceptance)."""
     cols = [
+        t.institution_code,
         t.serial_no,
         t.transaction_code,
         t.business_date,
@@ -423,7 +362,10 @@ def queues(engine: Engine, limit: int = 200) -> dict[str, Any]:
                 r
                 for state in states
                 for r in conn.execute(
-                    select(*cols).where(t.state == state).order_by(t.updated_at.desc()).limit(limit)
+                    select(*cols)
+                    .where(t.state == state, *within(t, institutions))
+                    .order_by(t.updated_at.desc())
+                    .limit(limit)
                 )
             ]
             found.sort(key=lambda r: r.updated_at, reverse=True)
@@ -431,6 +373,7 @@ def queues(engine: Engine, limit: int = 200) -> dict[str, Any]:
         out["source_issues"] = []
         if has_issues_table(engine):
             issue_cols = [
+                si.institution_code,
                 si.transaction_code,
                 si.business_date,
                 si.source_row,
@@ -442,7 +385,10 @@ def queues(engine: Engine, limit: int = 200) -> dict[str, Any]:
                 si.seen_at,
             ]
             rows = conn.execute(
-                select(*issue_cols).order_by(si.business_date.desc(), si.source_row).limit(limit)
+                select(*issue_cols)
+                .where(*within(si, institutions))
+                .order_by(si.business_date.desc(), si.source_row)
+                .limit(limit)
             ).all()
             out["source_issues"] = [jsonable(dict(r._mapping)) for r in rows]
     return out

@@ -32,7 +32,7 @@ from cdyb_jxc.cli import main as cli_main
 from cdyb_jxc.exceptions import CallRejectedError, InDoubtError
 from cdyb_jxc.ledger import IN_DOUBT, PENDING, REJECTED, Ledger
 from cdyb_jxc.ledger.schema import metadata
-from cdyb_jxc.ui import queries
+from cdyb_jxc.ui import queries, rejects
 from cdyb_jxc.wire.client import CentreClient
 from cdyb_jxc.wire.profile import Profile
 from cdyb_jxc.wire.transport import MAX_REPLY_BYTES
@@ -109,11 +109,11 @@ def ledger_haystack(ledger: Ledger) -> list[str]:
     engine = ledger.engine
     answers = [
         queries.summary(engine),
-        queries.rejects(engine),
+        rejects.rejects(engine),
         queries.queues(engine),
         queries.calendar(engine),
     ]
-    answers += [queries.trend(engine), queries.all_rejects(engine)]
+    answers += [queries.trend(engine), rejects.all_rejects(engine)]
     out += [json.dumps(a, default=str, ensure_ascii=False) for a in answers]
     return out
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from cdyb_jxc.ledger import Ledger
 from cdyb_jxc.ledger.schema import upload_batch, upload_row
-from cdyb_jxc.ui import queries
+from cdyb_jxc.ui import queries, rejects
 from cdyb_jxc.upload.reports import write_reject_report
 from tests.conftest import AIRFLOW_HOME, INSTITUTION, SECRET, USER, outbound_row
 from tests.dag_factory import upload_task
@@ -86,7 +86,7 @@ def test_verification_code_is_nowhere(
         json.dumps(answer, default=str, ensure_ascii=False)
         for answer in (
             queries.summary(led.engine),
-            queries.rejects(led.engine),
+            rejects.rejects(led.engine),
             queries.queues(led.engine),
             queries.run_view(led.engine, dr.dag_id, dr.run_id),
         )

@@ -386,14 +386,14 @@ def test_the_calendar_shows_each_days_balance_and_the_day_lists_its_items(
 
 @pytest.mark.parametrize("filters", [{}, {"day": D1}, {"category": "未对码"}, {"transaction": "JXC004"}])
 def test_reject_pages_from_the_day_counts_are_the_pages_the_rows_give(filled_ledger, filters):
-    from cdyb_jxc.ui import queries
+    from cdyb_jxc.ui import rejects
 
     engine = filled_ledger.engine
     for offset in range(5):
-        counted = queries.rejects(engine, limit=1, offset=offset, **filters)
-        scanned = queries._rejects_from_rows(engine, 1, offset, **filters)
+        counted = rejects.rejects(engine, limit=1, offset=offset, **filters)
+        scanned = rejects._rejects_from_rows(engine, 1, offset, **filters)
         assert counted == scanned
-    everything = queries.rejects(engine, limit=10)
+    everything = rejects.rejects(engine, limit=10)
     assert everything["total"] == 3
     assert [r["business_date"] for r in everything["rows"]] == [D2, D1, D1]  # latest day first
 
@@ -401,7 +401,7 @@ def test_reject_pages_from_the_day_counts_are_the_pages_the_rows_give(filled_led
 def test_a_ledger_without_day_counts_is_read_from_its_rows_alike(filled_ledger):
     from sqlalchemy import text
 
-    from cdyb_jxc.ui import queries
+    from cdyb_jxc.ui import queries, rejects
 
     engine = filled_ledger.engine
     today = queries.local_today()
@@ -409,8 +409,8 @@ def test_a_ledger_without_day_counts_is_read_from_its_rows_alike(filled_ledger):
         "summary": lambda: queries.summary(engine, today),
         "calendar": lambda: queries.calendar(engine, 7, today),
         "trend": lambda: queries.trend(engine, 7, today),
-        "rejects": lambda: queries.rejects(engine, limit=2, offset=1),
-        "rejects by category": lambda: queries.rejects(engine, category="未对码"),
+        "rejects": lambda: rejects.rejects(engine, limit=2, offset=1),
+        "rejects by category": lambda: rejects.rejects(engine, category="未对码"),
     }
     counted = {name: route() for name, route in routes.items()}
     with engine.begin() as conn:  # as a ledger of an earlier version, which the monitor never upgrades
