@@ -125,7 +125,10 @@ def calendar(
     return {
         "start": start.isoformat(),
         "end": end.isoformat(),
-        "columns": [{"code": code, "label": names.get(code, code)} for code in codes],
+        "columns": [
+            {"code": code, "label": names.get(code, code), "key": key}
+            for key, code in zip(DAILY_TRANSACTIONS, codes, strict=True)
+        ],
         "names": names,
         "days": rows,
         "labels": STATUS_LABELS,

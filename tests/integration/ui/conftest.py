@@ -15,12 +15,22 @@ from cdyb_jxc.ui import app as monitor
 from cdyb_jxc.upload.engine import Uploader
 from cdyb_jxc.upload.result import RunInfo
 from cdyb_jxc.wire.client import CentreClient
-from tests.conftest import AIRFLOW_HOME, INSTITUTION, SECRET, USER, inbound_row, outbound_row, stock_row
+from tests.conftest import (
+    AIRFLOW_HOME,
+    INSTITUTION,
+    OTHER_INSTITUTION,
+    SECRET,
+    USER,
+    inbound_row,
+    outbound_row,
+    stock_row,
+)
 
 ADMIN_PASSWORD = "monitor-admin-pw"
 TODAY = (datetime.now(UTC) + timedelta(hours=8)).date()  # business days are Asia/Shanghai days
 D1 = (TODAY - timedelta(days=2)).isoformat()
 D2 = (TODAY - timedelta(days=1)).isoformat()
+DAILY = {code: f"cdyb_jxc_daily__{code}" for code in (INSTITUTION, OTHER_INSTITUTION)}
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +103,37 @@ def filled_ledger(tmp_path, monkeypatch, profile, simulator, store):
     upload("inbound", [inbound_row("", event_time=f"{D2} 09:00:00")], "run_d2")
     yield ledger
     monitor._engine.cache_clear()
+
+
+@pytest.fixture
+def two_institutions(filled_ledger, profile, simulator, store, tmp_path, monkeypatch):
+    """The shared ledger: ``INSTITUTION``'s two days, and ``OTHER_INSTITUTION``'s D2 with one reject."""
+    store.add_mapping([(OTHER_INSTITUTION, "M0001", "XA000001", False)])
+    client = CentreClient(
+        profile,
+        endpoint=simulator.url,
+        user="other",
+        verification_code="other-secret",
+        institution_code=OTHER_INSTITUTION,
+    )
+    run = RunInfo(token="o2", dag_id=DAILY[OTHER_INSTITUTION], run_id="o2", task_id="upload_outbound")
+    rows = [outbound_row(f"O{i}", event_time=f"{D2} 10:00:00") for i in range(3)]
+    rows.append(outbound_row("O-BAD", event_time=f"{D2} 11:00:00", quantity="0"))
+    Uploader(
+        profile=profile,
+        txn_key="outbound",
+        institution_code=OTHER_INSTITUTION,
+        sender=client,
+        ledger=filled_ledger,
+        run=run,
+        resend_attempts=0,
+    ).run([rows])
+    config = tmp_path / "cdyb_jxc.yaml"
+    config.write_text(
+        "institutions:\n"
+        f"  - code: {INSTITUTION}\n    name: 第一医院\n    conn_id: centre_a\n"
+        f"  - code: {OTHER_INSTITUTION}\n    name: 第二医院\n    conn_id: centre_b\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("CDYB_JXC_CONFIG", str(config))
+    return filled_ledger

@@ -30,6 +30,8 @@ def _auth(token):
         "/cdyb-jxc/api/run?dag_id=a&run_id=b",
         "/cdyb-jxc/api/balance?day=2026-11-29",
         "/cdyb-jxc/api/day?day=2026-11-29&transaction=JXC003",
+        "/cdyb-jxc/api/institutions",
+        "/cdyb-jxc/static/monitor.js",
     ],
 )
 def test_anonymous_requests_get_401(client, path):
@@ -443,3 +445,26 @@ def test_a_calendar_cell_opens_to_its_counts_reasons_and_runs(client, token, fil
 )
 def test_a_bad_calendar_cell_is_a_422(client, token, filled_ledger, query):
     assert client.get(f"/cdyb-jxc/api/day?{query}", headers=_auth(token)).status_code == 422
+
+
+def test_the_vendored_echarts_is_the_npm_release_recorded_beside_it_with_its_licence(client, token):
+    import hashlib
+    from importlib import resources
+
+    recorded = dict(
+        line.split("=", 1)
+        for line in resources.files("cdyb_jxc.ui").joinpath("static/echarts/VERSION").read_text().split()
+    )
+    script = client.get("/cdyb-jxc/static/echarts.min.js", headers=_auth(token))
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert hashlib.sha256(script.content).hexdigest() == recorded["sha256"]
+    assert recorded["integrity"].startswith("sha512-")
+    licence = client.get("/cdyb-jxc/static/echarts-LICENSE", headers=_auth(token)).text
+    assert "Apache License" in licence
+    assert "Apache ECharts" in client.get("/cdyb-jxc/static/echarts-NOTICE", headers=_auth(token)).text
+
+
+@pytest.mark.parametrize("name", ["app.py", "..%2Fapp.py", "echarts/LICENSE", "monitor.html"])
+def test_only_the_pages_assets_are_served(client, token, name):
+    assert client.get(f"/cdyb-jxc/static/{name}", headers=_auth(token)).status_code in (404, 422)
