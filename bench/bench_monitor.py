@@ -145,6 +145,7 @@ def routes(last: str) -> dict[str, Callable[[Engine], Any]]:
 
     today = date.fromisoformat(last) + timedelta(days=1)
     day = (today - timedelta(days=3)).isoformat()
+    one = (INSTITUTION,)
     return {
         "api/summary": lambda e: queries.summary(e, today),
         "api/calendar?days=31": lambda e: queries.calendar(e, 31, today),
@@ -156,6 +157,16 @@ def routes(last: str) -> dict[str, Callable[[Engine], Any]]:
         "api/run": lambda e: queries.run_view(e, "cdyb_jxc_daily", f"scheduled__{day}"),
         "api/balance?day=D": lambda e: queries.balance(e, date.fromisoformat(day)),
         "api/day?day=D&JXC003": lambda e: drilldown.day_detail(e, date.fromisoformat(day), "JXC003"),
+        # the page asks for 90 days, and for one institution once a user chooses it (or may see only some)
+        "api/institutions": lambda e: queries.institution_codes(e),
+        "api/summary?institution=I": lambda e: queries.summary(e, today, institutions=one),
+        "api/calendar?days=90&institution=I": lambda e: queries.calendar(e, 90, today, institutions=one),
+        "api/trend?days=90&institution=I": lambda e: queries.trend(e, 90, today, institutions=one),
+        "api/rejects?institution=I": lambda e: rejects.rejects(e, limit=50, institutions=one),
+        "api/queues?institution=I": lambda e: queries.queues(e, institutions=one),
+        "api/day?day=D&JXC003&institution=I": lambda e: drilldown.day_detail(
+            e, date.fromisoformat(day), "JXC003", institutions=one
+        ),
     }
 
 
