@@ -82,6 +82,10 @@ def test_trend_has_rows_and_reject_rate(client, token, filled_ledger):
     points = client.get("/cdyb-jxc/api/trend", headers=_auth(token)).json()["points"]
     d1 = next(p for p in points if p["business_date"] == D1 and p["transaction_code"] == "JXC003")
     assert (d1["rows"], d1["rejected"], d1["reject_rate"]) == (7, 2, round(2 / 7, 4))
+    # D1 was uploaded after its T+1 deadline: its 5 accepted rows all came late; D2's 4 on time
+    assert (d1["late"], d1["late_rate"]) == (5, 1.0)
+    d2 = next(p for p in points if p["business_date"] == D2 and p["transaction_code"] == "JXC003")
+    assert (d2["late"], d2["late_rate"]) == (0, 0.0)
 
 
 def test_rejects_with_reasons_and_filters(client, token, filled_ledger):

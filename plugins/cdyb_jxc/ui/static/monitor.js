@@ -255,6 +255,7 @@ window.addEventListener("storage", (e) => { if (e.key === "theme") { applyTheme(
 window.addEventListener("resize", () => ui.charts.forEach((c) => c.resize()));
 $("institution").addEventListener("change", (e) => {
   ui.institution = e.target.value; ui.offset = 0;
+  $("f-cat").length = 1;  // the categories are the chosen institution's
   const url = new URL(location.href);
   if (ui.institution) url.searchParams.set("institution", ui.institution); else url.searchParams.delete("institution");
   history.replaceState(null, "", url);
