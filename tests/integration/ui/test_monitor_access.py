@@ -140,4 +140,18 @@ def test_a_broken_deployment_file_is_named_on_the_page(client, token, two_instit
 
 def test_without_a_deployment_file_the_single_institution_is_the_ledgers(client, token, filled_ledger):
     listed = _get(client, token, "institutions").json()["institutions"]
-    assert listed == [{"code": INSTITUTION, "name": None, "daily_dag_id": "cdyb_jxc_daily"}]
+    from cdyb_jxc.workflows.builder import DAILY_DAG_ID
+
+    assert listed == [{"code": INSTITUTION, "name": None, "daily_dag_id": DAILY_DAG_ID}]
+
+
+def test_the_dag_each_institution_triggers_is_a_daily_dag_the_deployment_builds(two_institutions, tmp_path):
+    from cdyb_jxc.ui import access
+    from cdyb_jxc.workflows.factory import build_dags
+
+    built = build_dags(tmp_path / "cdyb_jxc.yaml")
+    listed = access.directory([])
+    assert [i.code for i in listed] == [INSTITUTION, OTHER_INSTITUTION]
+    for institution in listed:
+        dag = built[institution.daily_dag_id]
+        assert "business_date" in dag.params  # what 补传 sets in the run's conf
