@@ -224,7 +224,7 @@ def main() -> int:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
-    print(f"\n{'route':<24}" + "".join(f"{label + ' p50/p95 ms':>34}" for label in results))
+    print(f"\n{'route':<36}" + "".join(f"{label + ' p50/p95 ms':>34}" for label in results))
     names = [name for name, _, _ in next(iter(results.values()))] if results else []
     worst = 0.0
     for i, name in enumerate(names):
@@ -233,7 +233,7 @@ def main() -> int:
             _, p50, p95 = values[i]
             worst = max(worst, p95)
             cells.append(f"{p50:>16.1f} / {p95:<8.1f}{'✓' if p95 <= TARGET_MS else '✗':>7}")
-        print(f"{name:<24}" + "".join(f"{c:>34}" for c in cells))
+        print(f"{name:<36}" + "".join(f"{c:>34}" for c in cells))
     print(f"\nslowest p95: {worst:.0f} ms (target ≤ {TARGET_MS:.0f} ms per route)")
     return 0
 
