@@ -71,9 +71,9 @@ def test_calendar_colours_days_by_status(client, token, filled_ledger):
     # the day's only inbound row had no 流水号: nothing sent, not "missing" but failed, with the issue count
     assert (days[D2]["JXC002"]["status"], days[D2]["JXC002"]["source_issues"]) == ("failed", 1)
     assert cal["columns"] == [
-        {"code": "JXC002", "label": "入库"},
-        {"code": "JXC003", "label": "出库"},
-        {"code": "JXC004", "label": "库存"},
+        {"code": "JXC002", "label": "入库", "key": "inbound"},
+        {"code": "JXC003", "label": "出库", "key": "outbound"},
+        {"code": "JXC004", "label": "库存", "key": "stock"},
     ]
     assert cal["labels"]["missing"] == "缺报"
 

@@ -93,9 +93,9 @@ def test_monitor_uses_the_profile_the_centre_connection_names(
 
     cal = client.get("/cdyb-jxc/api/calendar?days=3", headers=_auth(token)).json()
     assert cal["columns"] == [
-        {"code": "YB102", "label": "入库"},
-        {"code": "YB103", "label": "出库"},
-        {"code": "YB104", "label": "库存"},
+        {"code": "YB102", "label": "入库", "key": "inbound"},
+        {"code": "YB103", "label": "出库", "key": "outbound"},
+        {"code": "YB104", "label": "库存", "key": "stock"},
     ]
     assert cal["names"] == {"YB101": "初始化", "YB102": "入库", "YB103": "出库", "YB104": "库存"}
     day = next(d for d in cal["days"] if d["business_date"] == D1)
