@@ -74,12 +74,12 @@ function monthBlock(month, days) {
     days.map((d) => {
       const cell = d.transactions[code];
       const mark = cell.status === "none" ? "" : (cell.status === "complete" ? "✓" : (cell.status === "missing" ? "×" : "!"));
-      return `<td class="cell ${cell.status}" data-day="${d.business_date}" data-txn="${esc(code)}" data-status="${cell.status}"` +
+      return `<td class="cell ${cell.status}" data-day="${esc(d.business_date)}" data-txn="${esc(code)}" data-status="${cell.status}"` +
         ` title="${esc(cellTitle(d.business_date, code, cell))}">${mark}</td>`;
     }).join("") + "</tr>").join("");
   const balance = "<tr><th>进销存平衡 <span class=\"muted\">balance</span></th>" + days.map((d) => {
     const b = d.balance || {status: "none"};
-    return `<td class="cell balance ${b.status}" data-day="${d.business_date}" data-txn="${esc(stockCode())}" data-status="${b.status}"` +
+    return `<td class="cell balance ${b.status}" data-day="${esc(d.business_date)}" data-txn="${esc(stockCode())}" data-status="${b.status}"` +
       ` title="${esc(d.business_date + " " + (BALANCE_LABELS[b.status] || "未核对"))}">${b.status === "none" || b.status === "ok" ? "" : "!"}</td>`;
   }).join("") + "</tr>";
   return `<table class="month" data-month="${esc(month)}"><thead>${head}</thead><tbody>${body}${balance}</tbody></table>`;
