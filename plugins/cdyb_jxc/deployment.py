@@ -234,6 +234,35 @@ def load_deployment(path: str | Path, environ: Mapping[str, str] = os.environ) -
     return Deployment(path, tuple(institutions))
 
 
+def deployment_institutions(path: str | Path) -> list[tuple[str, str]]:
+    """The (code, name) of each institution the file at ``path`` names, without the rest of
+    :func:`load_deployment`'s checks (the upload monitor lists institutions; the DAGs check the rest).
+
+    :raises DeploymentConfigError: the file cannot be read, is not YAML, or an institution has no valid code
+    """
+    import yaml
+
+    path = Path(path).resolve()
+    try:
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_loader())
+    except (OSError, UnicodeDecodeError) as err:
+        raise DeploymentConfigError(f"{path}: cannot be read: {err}") from err
+    except yaml.YAMLError as err:
+        raise DeploymentConfigError(f"{path}: not valid YAML: {err}") from err
+    listed = document.get("institutions") if isinstance(document, dict) else None
+    if not isinstance(listed, list) or not listed:
+        raise DeploymentConfigError(f"{path}: institutions: must be a non-empty list")
+    out = []
+    for n, entry in enumerate(listed):
+        try:
+            code = _code(entry.get("code") if isinstance(entry, dict) else None)
+        except ValueError as err:
+            raise DeploymentConfigError(f"{path}: institutions[{n}].code: {err}") from err
+        name = entry.get("name")
+        out.append((code, name.strip() if isinstance(name, str) and name.strip() else code))
+    return out
+
+
 def _loader() -> Any:
     """YAML's safe loader without its date resolver: a date stays text and is checked here, so that an
     impossible one (2026-13-01) is reported by its key path instead of failing the whole file."""

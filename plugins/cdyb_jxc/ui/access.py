@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cdyb_jxc.deployment import find_config, load_deployment
+from cdyb_jxc.deployment import deployment_institutions, find_config
 
 DAILY_DAG_BASE = "cdyb_jxc_daily"  # the packaged daily DAG (cdyb_jxc.workflows.builder.DAILY_DAG_ID)
 
@@ -60,30 +60,30 @@ def directory(ledger_codes: Iterable[str], environ: Mapping[str, str] = os.envir
 
 @lru_cache(maxsize=8)
 def _deployment(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, Institution], ...]:
-    """The institutions of the file at ``path`` as it was at (``mtime_ns``, ``size``): read again once
-    edited."""
+    """The institutions the file at ``path`` names, as it was at (``mtime_ns``, ``size``): read again once
+    edited. Only their codes and names: the monitor does not need the SQL templates or mapping files the
+    DAGs check for, which the api-server's host may not hold."""
     out = []
-    for entry in load_deployment(Path(path)).institutions:
-        code = entry.settings.institution_code or ""
-        out.append((code, Institution(code, entry.settings.institution_name, f"{DAILY_DAG_BASE}__{code}")))
+    for code, name in deployment_institutions(Path(path)):
+        out.append((code, Institution(code, name, f"{DAILY_DAG_BASE}__{code}")))
     return tuple(out)
 
 
 def visible(user: Any, institutions: list[Institution]) -> tuple[list[Institution], bool]:
-    """The institutions ``user`` may see, and whether that is all of them.
+    """The institutions ``user`` may see, and whether the user may read every DAG (then every institution,
+    including one whose rows arrive after this check, is theirs to see).
 
     :param user: the logged-in Airflow user
     """
     from airflow.api_fastapi.app import get_auth_manager
 
     auth = get_auth_manager()
+    every_dag = bool(auth.is_authorized_dag(method="GET", user=user))
+    if every_dag:
+        return list(institutions), True
     dag_ids = {i.daily_dag_id for i in institutions if i.daily_dag_id}
     readable = auth.filter_authorized_dag_ids(dag_ids=dag_ids, user=user, method="GET") if dag_ids else set()
-    every_dag = any(i.daily_dag_id is None for i in institutions) and auth.is_authorized_dag(
-        method="GET", user=user
-    )
-    seen = [i for i in institutions if i.daily_dag_id in readable or (i.daily_dag_id is None and every_dag)]
-    return seen, len(seen) == len(institutions)
+    return [i for i in institutions if i.daily_dag_id in readable], False
 
 
 def may_read_dag(user: Any, dag_id: str) -> bool:

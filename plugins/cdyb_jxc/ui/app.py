@@ -212,20 +212,25 @@ def run_page(user: User) -> str:
     return _page("run.html")
 
 
-STATIC = {  # the page's assets: name → (file under ui/, media type); nothing else is served
-    "monitor.js": ("static/monitor.js", "text/javascript; charset=utf-8"),
-    "echarts.min.js": ("static/echarts/echarts.common.min.js", "text/javascript; charset=utf-8"),
-    "echarts-LICENSE": ("static/echarts/LICENSE", "text/plain; charset=utf-8"),
-    "echarts-NOTICE": ("static/echarts/NOTICE", "text/plain; charset=utf-8"),
+STATIC = {  # the page's assets: name → (file under ui/, media type, cache); nothing else is served
+    # the page's own script changes with the package: asked again on every load (it is small)
+    "monitor.js": ("static/monitor.js", "text/javascript; charset=utf-8", "no-cache"),
+    "echarts.min.js": (
+        "static/echarts/echarts.common.min.js",
+        "text/javascript; charset=utf-8",
+        "private, max-age=3600",
+    ),
+    "echarts-LICENSE": ("static/echarts/LICENSE", "text/plain; charset=utf-8", "private, max-age=3600"),
+    "echarts-NOTICE": ("static/echarts/NOTICE", "text/plain; charset=utf-8", "private, max-age=3600"),
 }
 
 
 @app.get("/static/{name}", include_in_schema=False)
 def static(user: User, name: Literal[tuple(STATIC)]) -> Response:  # type: ignore[valid-type]
     """The page's script and the vendored Apache ECharts with its licence."""
-    path, media = STATIC[name]
+    path, media, cache = STATIC[name]
     body = resources.files("cdyb_jxc.ui").joinpath(path).read_bytes()
-    return Response(content=body, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+    return Response(content=body, media_type=media, headers={"Cache-Control": cache})
 
 
 @app.get("/api/institutions")

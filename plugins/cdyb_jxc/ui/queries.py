@@ -11,7 +11,7 @@ from sqlalchemy import Engine, case, func, inspect, select
 
 from cdyb_jxc.ledger.balance_store import DAY_COUNTS, balance_days, balance_items
 from cdyb_jxc.ledger.rollup import counts_from_rows
-from cdyb_jxc.ledger.schema import day_count, source_issue, upload_batch, upload_row
+from cdyb_jxc.ledger.schema import balance_day, day_count, source_issue, upload_batch, upload_row
 from cdyb_jxc.ledger.states import ACCEPTED_STATES, ATTENTION_STATES, UNRESOLVED_STATES, LedgerState
 from cdyb_jxc.wire.profile import DAILY_TRANSACTIONS
 
@@ -38,10 +38,18 @@ def within(columns: Any, institutions: Scope) -> list[Any]:
 
 
 def institution_codes(engine: Engine) -> list[str]:
-    """The institutions the ledger holds rows of."""
+    """The institutions the ledger holds anything of: counted rows, source issues or balance audits."""
     c = counts_source(engine).c
+    queries = [select(c.institution_code).distinct()]
+    if has_issues_table(engine):
+        queries.append(select(si.institution_code).distinct())
+    if inspect(engine).has_table(balance_day.name):
+        queries.append(select(balance_day.c.institution_code).distinct())
+    found: set[str] = set()
     with engine.connect() as conn:
-        return sorted(conn.execute(select(c.institution_code).distinct()).scalars())
+        for query in queries:
+            found.update(conn.execute(query).scalars())
+    return sorted(found)
 
 
 def _chosen(profile: Profile | None) -> Profile:

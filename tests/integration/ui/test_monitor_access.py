@@ -6,6 +6,8 @@ Airflow's simple one; only its DAG check is narrowed per user, as a team-aware a
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from tests.conftest import INSTITUTION, OTHER_INSTITUTION
@@ -96,6 +98,15 @@ def test_a_team_sees_only_the_institution_whose_dag_it_may_read(client, two_inst
     assert queues["conflicts"] == []  # the first's
     assert queues["source_issues"] == []  # the first's
     assert {r["serial_no"] for r in _get(client, ward, "rejects").json()["rows"]} == {"O-BAD"}
+    cal = _get(client, ward, "calendar?days=3").json()["days"]
+    assert [d["transactions"]["JXC004"]["status"] for d in cal] == ["missing"]  # the first's stock unseen
+    trend = _get(client, ward, "trend").json()["points"]
+    assert [(p["transaction_code"], p["rows"]) for p in trend] == [("JXC003", 4)]
+    assert _get(client, ward, f"day?day={D2}&transaction=JXC004").json()["rows"] == 0
+    export = _get(client, ward, "rejects/export").content.decode("utf-8-sig")
+    assert "O-BAD" in export
+    assert "A-BAD" not in export
+    assert _get(client, ward, f"balance?day={D2}").json()["rows"] == []
     for route in ROUTES:
         sep = "&" if "?" in route else "?"
         refused = _get(client, ward, f"{route}{sep}institution={INSTITUTION}")
@@ -155,3 +166,46 @@ def test_the_dag_each_institution_triggers_is_a_daily_dag_the_deployment_builds(
     for institution in listed:
         dag = built[institution.daily_dag_id]
         assert "business_date" in dag.params  # what 补传 sets in the run's conf
+
+
+def test_balance_audits_are_the_chosen_institutions(client, token, two_institutions, grants):
+    item = {"mapping_serial_no": "M0001", "opening": 10.0, "inbound": 0.0, "outbound": 1.0, "closing": 8.0}
+    item |= {"difference": 1.0, "status": "imbalance", "source_difference": 1.0, "source_status": "imbalance"}
+    counts = {"items": 1, "imbalance": 1, "source_imbalance": 0, "unchecked": 0}
+    two_institutions.record_balance(INSTITUTION, D2, counts, [item])
+    two_institutions.record_balance(OTHER_INSTITUTION, D2, {**counts, "imbalance": 0}, [])
+    both = _get(client, token, f"balance?day={D2}").json()
+    assert (both["status"], [r["institution_code"] for r in both["rows"]]) == ("imbalance", [INSTITUTION])
+    other = _get(client, token, f"balance?day={D2}&institution={OTHER_INSTITUTION}").json()
+    assert (other["status"], other["rows"]) == ("ok", [])
+    grants["ward"] = {DAILY[OTHER_INSTITUTION]}
+    ward = _get(client, _token_for("ward"), "calendar?days=3").json()["days"][-1]["balance"]
+    assert ward["status"] == "ok"
+
+
+def test_an_institution_known_only_by_its_source_issues_is_not_shown_to_a_team(
+    client, token, two_institutions, grants
+):
+    third = "H51010400003"
+    two_institutions.record_source_issues(
+        [
+            {
+                "institution_code": third,
+                "transaction_code": "JXC003",
+                "business_date": D2,
+                "row_key": "#1@000000000000",
+                "source_row": 1,
+                "detail": "流水号(yka105)不能为空",
+                "seen_at": datetime.now(UTC).replace(tzinfo=None),
+            }
+        ]
+    )
+    listed = _get(client, token, "institutions").json()["institutions"]
+    assert [(i["code"], i["daily_dag_id"]) for i in listed][-1] == (third, None)
+    grants["ward"] = {DAILY[INSTITUTION], DAILY[OTHER_INSTITUTION]}  # both the file names, not the third
+    ward = _token_for("ward")
+    assert third not in [i["code"] for i in _get(client, ward, "institutions").json()["institutions"]]
+    assert _get(client, ward, "summary").json()["source_issues"] == 1  # the first's only
+    issues = _get(client, ward, "queues").json()["source_issues"]
+    assert {i["institution_code"] for i in issues} == {INSTITUTION}
+    assert _get(client, ward, f"day?day={D2}&transaction=JXC003").json()["source_issues"] == []

@@ -161,7 +161,15 @@ def test_admin_drills_into_a_partial_day_and_triggers_a_resend(api_server, brows
     _open_monitor(browser, f"{api_server}/cdyb-jxc/")
     choices = [o.get_attribute("value") for o in Select(browser.find_element(By.ID, "institution")).options]
     assert choices == ["", INSTITUTION, OTHER_INSTITUTION]
-    assert browser.find_elements(By.CSS_SELECTOR, "#chart-rows svg path")  # ECharts drew the rows
+    # the charts are the vendored ECharts release, fed the trend: rows per day of each transaction
+    recorded = (REPO / "plugins/cdyb_jxc/ui/static/echarts/VERSION").read_text().split()
+    assert f"version={browser.execute_script('return echarts.version')}" in recorded
+    series = browser.execute_script(
+        "return echarts.getInstanceByDom(document.getElementById('chart-rows')).getOption().series"
+        ".map((s) => [s.name, s.data]);"
+    )
+    assert ["出库 JXC003", [7, 8]] in series  # D1: the first institution's 7; D2: 4 of each
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart-rows svg text")
     assert "T+1 合规率" in browser.find_element(By.ID, "t1-rate").text
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "monitor-overview.png"))

@@ -37,7 +37,7 @@ async function api(path, params) {
 function fail(err) { const b = $("banner"); b.className = "banner error"; b.textContent = "⚠ " + err.message; }
 function clearBanner() { const b = $("banner"); b.className = "banner"; b.textContent = ""; }
 function rows(tableId, html) { document.querySelector("#" + tableId + " tbody").innerHTML = html.join(""); }
-const td = (v, cls) => `<td${cls ? ` class="${cls}"` : ""}>${esc(v)}</td>`;
+const td = (v, cls) => `<td${cls ? ` class="${esc(cls)}"` : ""}>${esc(v)}</td>`;
 
 async function loadInstitutions() {
   ui.institutions = (await api("api/institutions")).institutions;
@@ -118,16 +118,15 @@ async function openDay(day, code) {
   const el = $("detail");
   const states = Object.entries(d.states).map(([k, v]) => `<div class="card" data-state="${esc(k)}">${esc(STATE_LABELS[k] || k)} <span class="muted">${esc(k)}</span><b>${v}</b></div>`);
   const cats = Object.entries(d.categories).map(([k, v]) => `${esc(k)} ${v}`).join(" · ");
-  const exportQ = new URLSearchParams({day, transaction: code}).toString();
   const runs = d.runs.map((r) => `<li><a href="../dags/${encodeURIComponent(r.dag_id)}/runs/${encodeURIComponent(r.run_id)}" target="_top">${esc(r.dag_id)} · ${esc(r.run_id)}</a>` +
-    ` <span class="muted">${r.rows} 行</span> · <a href="${withScope("run", {dag_id: r.dag_id, run_id: r.run_id})}">上传明细 upload</a></li>`);
+    ` <span class="muted">${r.rows} 行</span> · <a href="${esc(withScope("run", {dag_id: r.dag_id, run_id: r.run_id}))}">上传明细 upload</a></li>`);
   const inst = chosenInstitution();
   el.innerHTML = `<h2 id="detail-title">${esc(day)} ${esc(txnName(code))} · 共 ${d.rows} 行</h2>` +
     `<div class="cards">${states.join("") || '<span class="muted">这一天没有该交易的行 (no rows)</span>'}</div>` +
     (cats ? `<p class="muted">被拒类别 categories: ${cats}</p>` : "") +
     `<div class="actions"><button id="rerun" class="primary"${inst && inst.daily_dag_id ? "" : " disabled"}>补传 / 重跑 ${esc(day)}</button>` +
     `<span id="rerun-status" class="muted">${inst ? (inst.daily_dag_id ? `触发 ${esc(inst.daily_dag_id)} (business_date=${esc(day)})` : "该机构没有每日 DAG") : "先选择一个机构 (choose an institution)"}</span></div>` +
-    `<h3>被拒记录 rejects <span class="muted">${d.rejects.total} 条 · <a href="api/rejects/export?fmt=csv&${exportQ}">CSV</a> · <a href="api/rejects/export?fmt=xlsx&${exportQ}">Excel</a></span></h3>` +
+    `<h3>被拒记录 rejects <span class="muted">${d.rejects.total} 条 · <a id="detail-csv" href="${esc(withScope("api/rejects/export", {fmt: "csv", day, transaction: code}))}">CSV</a> · <a id="detail-xlsx" href="${esc(withScope("api/rejects/export", {fmt: "xlsx", day, transaction: code}))}">Excel</a></span></h3>` +
     table("detail-rejects", ["机构", "流水号", "交易", "业务日期", "项目", "项目名称", "字段", "类别", "原因 reason", "状态"], d.rejects.rows.map(rejectRow)) +
     `<h3>待确认 in doubt</h3>` + table("detail-doubt", ["机构", "流水号", "项目", "名称", "状态", "说明", "发送次数", "最后发送"],
       d.in_doubt.map((x) => `<tr>${td(x.institution_code)}${td(x.serial_no)}${td(x.mapping_serial_no)}${td(x.item_name)}${td(STATE_LABELS[x.state] || x.state)}${td(x.detail)}${td(x.attempts)}${td(x.last_sent_at)}</tr>`)) +
@@ -164,8 +163,14 @@ async function rerun(dagId, day) {
 }
 async function pollRun(url) {
   try {
-    const run = await (await fetch(url, {credentials: "same-origin"})).json();
-    const tis = await (await fetch(url + "/taskInstances", {credentials: "same-origin"})).json();
+    const [runResp, tisResp] = await Promise.all([fetch(url, {credentials: "same-origin"}),
+      fetch(url + "/taskInstances", {credentials: "same-origin"})]);
+    if (!runResp.ok || !tisResp.ok) {  // e.g. the session ended: stop asking
+      $("rerun-state").textContent = `无法读取运行状态 (HTTP ${runResp.ok ? tisResp.status : runResp.status})`;
+      return;
+    }
+    const run = await runResp.json();
+    const tis = await tisResp.json();
     $("rerun-state").textContent = RUN_LABELS[run.state] || run.state;
     $("rerun-state").dataset.state = run.state;
     $("rerun-tasks").textContent = (tis.task_instances || []).map((t) => `${t.task_id}: ${t.state || "—"}`).join(" · ");
