@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from cdyb_jxc.deployment import CONFIG_VAR, PACKAGED_SQL, find_config, load_deployment
+from cdyb_jxc.deployment import (
+    CONFIG_VAR,
+    PACKAGED_SQL,
+    deployment_institutions,
+    find_config,
+    load_deployment,
+)
 from cdyb_jxc.exceptions import DeploymentConfigError
 from cdyb_jxc.wire.connection import build_settings
 
@@ -179,3 +186,30 @@ def test_a_list_entry_that_is_not_a_mapping_is_reported_not_raised(tmp_path):
 def test_two_institutions_on_one_connection_are_refused(tmp_path):
     problems = _problems(tmp_path, GOOD.replace("conn_id: cdyb_jxc_h2", "conn_id: cdyb_jxc_h1"))
     assert problems == ["institutions[1].conn_id: cdyb_jxc_h1 is already used by institutions[0].conn_id"]
+
+
+def test_the_monitor_reads_only_codes_and_names_of_the_institutions(tmp_path):
+    path = tmp_path / "cdyb_jxc.yaml"
+    # no conn_id and a SQL folder that is not there: the DAGs refuse the file, the monitor lists it
+    path.write_text(
+        "institutions:\n  - code: H51010400001\n    name: 第一医院\n    sql_dir: /nowhere\n"
+        "  - code: H51010400002\n",
+        encoding="utf-8",
+    )
+    assert deployment_institutions(path) == [("H51010400001", "第一医院"), ("H51010400002", "H51010400002")]
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("institutions: [", "not valid YAML"),
+        ("defaults: {}\n", "institutions: must be a non-empty list"),
+        ("institutions:\n  - name: 无编码\n", "institutions[0].code"),
+        ("institutions:\n  - code: 510104\n", "institutions[0].code: must be text"),
+    ],
+)
+def test_the_monitor_names_what_is_wrong_with_the_institutions_it_lists(tmp_path, text, named):
+    path = tmp_path / "cdyb_jxc.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DeploymentConfigError, match=re.escape(named)):
+        deployment_institutions(path)
