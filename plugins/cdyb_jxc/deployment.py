@@ -218,15 +218,7 @@ def load_deployment(path: str | Path, environ: Mapping[str, str] = os.environ) -
     :param environ: where ``$AIRFLOW_HOME`` (the default report folder and ledger) is read
     :raises DeploymentConfigError: every problem, one per line, each named by its key path
     """
-    import yaml
-
-    path = Path(path).resolve()
-    try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_loader())
-    except (OSError, UnicodeDecodeError) as err:
-        raise DeploymentConfigError(f"{path}: cannot be read: {err}") from err
-    except yaml.YAMLError as err:
-        raise DeploymentConfigError(f"{path}: not valid YAML: {err}") from err
+    path, document = _read(path)
     problems: list[str] = []
     institutions = _institutions(document, path.parent, EnvironmentSettings.from_environ(environ), problems)
     if problems:
@@ -240,15 +232,7 @@ def deployment_institutions(path: str | Path) -> list[tuple[str, str]]:
 
     :raises DeploymentConfigError: the file cannot be read, is not YAML, or an institution has no valid code
     """
-    import yaml
-
-    path = Path(path).resolve()
-    try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_loader())
-    except (OSError, UnicodeDecodeError) as err:
-        raise DeploymentConfigError(f"{path}: cannot be read: {err}") from err
-    except yaml.YAMLError as err:
-        raise DeploymentConfigError(f"{path}: not valid YAML: {err}") from err
+    path, document = _read(path)
     listed = document.get("institutions") if isinstance(document, dict) else None
     if not isinstance(listed, list) or not listed:
         raise DeploymentConfigError(f"{path}: institutions: must be a non-empty list")
@@ -261,6 +245,22 @@ def deployment_institutions(path: str | Path) -> list[tuple[str, str]]:
         name = entry.get("name")
         out.append((code, name.strip() if isinstance(name, str) and name.strip() else code))
     return out
+
+
+def _read(path: str | Path) -> tuple[Path, Any]:
+    """The file's absolute path and its YAML document.
+
+    :raises DeploymentConfigError: it cannot be read or is not YAML
+    """
+    import yaml
+
+    path = Path(path).resolve()
+    try:
+        return path, yaml.load(path.read_text(encoding="utf-8"), Loader=_loader())
+    except (OSError, UnicodeDecodeError) as err:
+        raise DeploymentConfigError(f"{path}: cannot be read: {err}") from err
+    except yaml.YAMLError as err:
+        raise DeploymentConfigError(f"{path}: not valid YAML: {err}") from err
 
 
 def _loader() -> Any:
