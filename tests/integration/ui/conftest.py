@@ -59,6 +59,19 @@ def token(client: TestClient) -> str:
     return resp.json()["access_token"]
 
 
+def _upload(profile, client: CentreClient, ledger: Ledger, txn: str, rows: list, run: RunInfo) -> None:
+    """``rows`` of ``txn`` uploaded for real, as the client's institution, by ``run``."""
+    Uploader(
+        profile=profile,
+        txn_key=txn,
+        institution_code=client.institution_code,
+        sender=client,
+        ledger=ledger,
+        run=run,
+        resend_attempts=0,
+    ).run([rows])
+
+
 @pytest.fixture
 def filled_ledger(tmp_path, monkeypatch, profile, simulator, store):
     """Two business days uploaded for real through the simulator: D1 partial, D2 complete; one conflict."""
@@ -72,15 +85,7 @@ def filled_ledger(tmp_path, monkeypatch, profile, simulator, store):
 
     def upload(txn, rows, run_id):
         run = RunInfo(token=run_id, dag_id="cdyb_jxc_daily", run_id=run_id, task_id=f"upload_{txn}")
-        Uploader(
-            profile=profile,
-            txn_key=txn,
-            institution_code=INSTITUTION,
-            sender=client,
-            ledger=ledger,
-            run=run,
-            resend_attempts=0,
-        ).run([rows])
+        _upload(profile, client, ledger, txn, rows, run)
 
     upload(
         "outbound",
@@ -119,15 +124,7 @@ def two_institutions(filled_ledger, profile, simulator, store, tmp_path, monkeyp
     run = RunInfo(token="o2", dag_id=DAILY[OTHER_INSTITUTION], run_id="o2", task_id="upload_outbound")
     rows = [outbound_row(f"O{i}", event_time=f"{D2} 10:00:00") for i in range(3)]
     rows.append(outbound_row("O-BAD", event_time=f"{D2} 11:00:00", quantity="0"))
-    Uploader(
-        profile=profile,
-        txn_key="outbound",
-        institution_code=OTHER_INSTITUTION,
-        sender=client,
-        ledger=filled_ledger,
-        run=run,
-        resend_attempts=0,
-    ).run([rows])
+    _upload(profile, client, filled_ledger, "outbound", rows, run)
     config = tmp_path / "cdyb_jxc.yaml"
     config.write_text(
         "institutions:\n"
