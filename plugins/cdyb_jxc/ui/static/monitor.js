@@ -178,13 +178,13 @@ async function pollRun(url) {
   } catch (err) { fail(err); }
 }
 
-function chart(id, option) {
-  const el = $(id);
-  const old = echarts.getInstanceByDom(el);
-  if (old) old.dispose();
-  const c = echarts.init(el, dark() ? "dark" : null, {renderer: "svg"});
-  c.setOption({backgroundColor: "transparent", tooltip: {trigger: "axis"}, legend: {top: 0},
-    grid: {left: 56, right: 24, top: 36, bottom: 32}, textStyle: {fontFamily: "Inter, sans-serif"}, ...option});
+const PERCENT = {yAxis: {type: "value", name: "%", axisLabel: {formatter: "{value}%"}},
+  tooltip: {trigger: "axis", valueFormatter: (v) => (v === null ? "—" : v + "%")}};
+function chart(id, title, xAxis, option) {
+  const c = echarts.init($(id), dark() ? "dark" : null, {renderer: "svg"});
+  c.setOption({backgroundColor: "transparent", tooltip: {trigger: "axis"}, legend: {top: 20},
+    title: {text: title, left: "center", top: 0, textStyle: {fontSize: 13}}, xAxis,
+    grid: {left: 56, right: 24, top: 56, bottom: 32}, textStyle: {fontFamily: "Inter, sans-serif"}, ...option});
   ui.charts.push(c);
 }
 async function loadTrend() {
@@ -196,15 +196,10 @@ async function loadTrend() {
   const series = (key, type, scale) => codes.map((code) => ({name: txnName(code), type, smooth: false, showSymbol: days.length < 40,
     data: days.map((d) => { const p = at[d + "|" + code]; return p && p[key] !== null ? +(p[key] * scale).toFixed(2) : null; })}));
   const xAxis = {type: "category", data: days, name: "业务日期"};
-  ui.charts.splice(0).forEach((c) => c.dispose());
-  chart("chart-rows", {title: {text: "每日行数 rows per day", left: "center", top: 0, textStyle: {fontSize: 13}}, legend: {top: 20},
-    xAxis, yAxis: {type: "value", name: "行 rows"}, series: series("rows", "line", 1), grid: {left: 56, right: 24, top: 56, bottom: 32}});
-  chart("chart-rate", {title: {text: "被拒率 reject rate", left: "center", top: 0, textStyle: {fontSize: 13}}, legend: {top: 20},
-    xAxis, yAxis: {type: "value", name: "%", axisLabel: {formatter: "{value}%"}}, series: series("reject_rate", "line", 100),
-    tooltip: {trigger: "axis", valueFormatter: (v) => (v === null ? "—" : v + "%")}, grid: {left: 56, right: 24, top: 56, bottom: 32}});
-  chart("chart-late", {title: {text: "T+1 迟报率 accepted late", left: "center", top: 0, textStyle: {fontSize: 13}}, legend: {top: 20},
-    xAxis, yAxis: {type: "value", name: "%", axisLabel: {formatter: "{value}%"}}, series: series("late_rate", "bar", 100),
-    tooltip: {trigger: "axis", valueFormatter: (v) => (v === null ? "—" : v + "%")}, grid: {left: 56, right: 24, top: 56, bottom: 32}});
+  ui.charts.splice(0).forEach((c) => c.dispose());  // every chart is redrawn: theme or institution changed
+  chart("chart-rows", "每日行数 rows per day", xAxis, {yAxis: {type: "value", name: "行 rows"}, series: series("rows", "line", 1)});
+  chart("chart-rate", "被拒率 reject rate", xAxis, {...PERCENT, series: series("reject_rate", "line", 100)});
+  chart("chart-late", "T+1 迟报率 accepted late", xAxis, {...PERCENT, series: series("late_rate", "bar", 100)});
 }
 
 function filterParams() {
