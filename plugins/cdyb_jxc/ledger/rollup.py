@@ -80,10 +80,16 @@ def _current_statement(n: int) -> Select[Any]:
 
 
 def tally_update(
-    institution_code: str, before: Mapping[str, tuple[Any, ...]], rows: Sequence[Mapping[str, Any]]
+    institution_code: str,
+    before: Mapping[str, tuple[Any, ...]],
+    rows: Sequence[Mapping[str, Any]],
+    after: dict[str, tuple[Any, ...]] | None = None,
 ) -> Tally:
     """The change of an update writing ``rows`` over the rows as they were (``before``): the rows of a
-    batch mostly make one or two moves (PENDING → IN_FLIGHT), counted once each with their number."""
+    batch mostly make one or two moves (PENDING → IN_FLIGHT), counted once each with their number.
+
+    :param after: filled with each updated row's counted values as written, by 流水号
+    """
     given = [(i, key) for i, key in enumerate(COUNTED) if rows and key in rows[0]]
     moves: Counter[tuple[tuple[Any, ...], tuple[Any, ...]]] = Counter()
     for row in rows:
@@ -93,7 +99,10 @@ def tally_update(
         written = list(old)
         for i, key in given:
             written[i] = row[key]
-        moves[(old, tuple(written))] += 1
+        new = tuple(written)
+        moves[(old, new)] += 1
+        if after is not None:
+            after[row["serial_no"]] = new
     tally = Tally()
     for (was, now), n in moves.items():
         if was != now:

@@ -40,6 +40,7 @@ from cdyb_jxc.ledger import rollup
 from cdyb_jxc.ledger.balance_store import BalanceStore
 from cdyb_jxc.ledger.driver import DriverStatements
 from cdyb_jxc.ledger.issue_store import SourceIssueStore
+from cdyb_jxc.ledger.known import KnownCounts
 from cdyb_jxc.ledger.lock import is_sqlite_uri, sqlite_file
 from cdyb_jxc.ledger.schema import (
     create_tables,
@@ -167,12 +168,35 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
         if getattr(self._open, "conn", None) is not None:
             yield
             return
-        with self.engine.begin() as conn:
-            self._open.conn = conn
-            try:
-                yield
-            finally:
-                self._open.conn = None
+        try:
+            with self.engine.begin() as conn:
+                self._open.conn = conn
+                try:
+                    yield
+                finally:
+                    self._open.conn = None
+        except BaseException:
+            self._forget()  # rolled back: the rows hold what they held before, not what was remembered
+            raise
+
+    @contextmanager
+    def sole_writer(self) -> Iterator[None]:
+        """While the block runs, this thread is the only writer of the rows it writes (the upload lock
+        keeps other uploads of them out): the counted values it writes are remembered instead of read back
+        before its next write of the same rows (see :mod:`cdyb_jxc.ledger.known`)."""
+        self._open.known = KnownCounts()
+        try:
+            yield
+        finally:
+            self._open.known = None
+
+    def _known(self) -> KnownCounts | None:
+        return getattr(self._open, "known", None)
+
+    def _forget(self) -> None:
+        known = self._known()
+        if known is not None:
+            known.forget()
 
     @contextmanager
     def _joined(self, *, write: bool) -> Iterator[Connection]:
@@ -182,8 +206,12 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
         if conn is not None:
             yield conn
         elif write:
-            with self.engine.begin() as conn:
-                yield conn
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            except BaseException:
+                self._forget()
+                raise
         else:
             with self.engine.connect() as conn:
                 yield conn
@@ -213,8 +241,12 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
                 with self.engine.begin() as conn:
                     self._insert(conn, pending)
                     rollup.apply(conn, self._driver, rollup.tally_insert(pending))  # the day counts too
+                known = self._known()
+                if known is not None:
+                    known.remember_rows(pending, rollup.COUNTED)
                 break
             except IntegrityError:
+                self._forget()
                 now = self.lookup(pending[0]["institution_code"], [r["serial_no"] for r in pending])
                 if not now:
                     raise  # not a 流水号 taken meanwhile
@@ -255,19 +287,32 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
         fitted = self._present(fit_rows(_ROW_CAPS, rows))
         with self._joined(write=True) as conn:
             counted = rollup.counted_change(fitted)
-            # the rows' counted values before the update, read in its transaction (the day counts follow)
-            before = (
-                rollup.current(conn, self._driver, institution_code, [r["serial_no"] for r in fitted])
-                if counted
-                else {}
-            )
+            before = self._counted_before(conn, institution_code, fitted) if counted else {}
             for stmt, params in row_updates(institution_code, fitted, count_attempt=count_attempt):
                 if self._driver.runs_many(len(params)):
                     self._driver.of(stmt).execute(conn, params)
                 else:
                     conn.execute(stmt, params)
             if counted:
-                rollup.apply(conn, self._driver, rollup.tally_update(institution_code, before, fitted))
+                known = self._known()
+                after: dict[str, tuple[Any, ...]] | None = {} if known is not None else None
+                tally = rollup.tally_update(institution_code, before, fitted, after)
+                rollup.apply(conn, self._driver, tally)
+                if known is not None and after:
+                    known.remember(institution_code, after)
+
+    def _counted_before(
+        self, conn: Connection, institution_code: str, rows: Sequence[dict[str, Any]]
+    ) -> dict[str, tuple[Any, ...]]:
+        """The rows' counted values before the update: as this thread wrote them (:meth:`sole_writer`),
+        else read in the update's transaction (the day counts follow)."""
+        serials = [r["serial_no"] for r in rows]
+        known = self._known()
+        before = known.take(institution_code, serials) if known is not None else {}
+        if len(before) < len(serials):
+            missing = [s for s in serials if s not in before]
+            before.update(rollup.current(conn, self._driver, institution_code, missing))
+        return before
 
     def update_grouped(self, institution_code: str, rows: Sequence[dict[str, Any]]) -> None:
         """:meth:`update_rows` for rows with different columns: one statement per set of columns."""

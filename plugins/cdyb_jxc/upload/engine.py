@@ -163,7 +163,9 @@ class Uploader:
         is running; retry later). Source rows that cannot be sent (no 流水号, repeated, …) do not stop the
         run: they are recorded as source issues and counted."""
         started = time.perf_counter()
-        with UploadLock(self.ledger, self.institution, self.txn.code, wait_seconds=self.lock_wait) as lock:
+        lock = UploadLock(self.ledger, self.institution, self.txn.code, wait_seconds=self.lock_wait)
+        # under the lock this run alone writes its rows: what it wrote need not be read back
+        with lock, self.ledger.sole_writer():
             self.sending.lock = lock
             self._close_abandoned_batches()
             try:
