@@ -2,9 +2,9 @@
 
 One call is one POST with:
 
-* a total deadline (connect + send + whole reply): a watchdog thread shuts the connection down when it
-  passes, so a server that trickles a byte every few seconds, or never reads the request, cannot hold an
-  upload (and its lock) for longer than the connection's ``timeout``;
+* a total deadline (connect + send + whole reply): a watchdog thread (one for all calls) shuts the
+  connection down when it passes, so a server that trickles a byte every few seconds, or never reads the
+  request, cannot hold an upload (and its lock) for longer than the connection's ``timeout``;
 * the reply read streamed in chunks and refused at :data:`MAX_REPLY_BYTES`, so a huge reply never takes the
   worker's memory (the first :data:`KEEP_BYTES` are kept, marked as cut, for the audit);
 * no redirects: the body carries the 交易访问验证码, a 3xx is an error naming the (redacted) ``Location``;
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import socket
 import threading
@@ -43,7 +44,8 @@ _LOCAL = threading.local()
 
 
 class _Watchdog:
-    """Shuts down every socket of one call once ``deadline`` (monotonic) has passed.
+    """Shuts down every socket of one call once ``deadline`` (monotonic) has passed (by :data:`_KEEPER`'s
+    thread, which keeps every call's deadline: no thread per call).
 
     :param deadline: ``time.monotonic()`` value after which the call is cut
     """
@@ -53,8 +55,6 @@ class _Watchdog:
         self.fired = False
         self.connected = False  # a socket existed when it fired: the request may have gone out
         self._socks: list[socket.socket] = []
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cdyb-jxc-deadline", daemon=True)
 
     def attach(self, sock: socket.socket | None) -> None:
         if sock is not None and all(s is not sock for s in self._socks):
@@ -62,32 +62,74 @@ class _Watchdog:
 
     def __enter__(self) -> _Watchdog:
         _LOCAL.watch = self
-        self._thread.start()
+        _KEEPER.add(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         _LOCAL.watch = None
-        self._done.set()
-        self._thread.join(timeout=5)
+        _KEEPER.remove(self)  # once it returns, none of this call's sockets is cut (the pool reuses them)
 
-    def _run(self) -> None:
-        if self._done.wait(max(0.0, self.deadline - time.monotonic())):
-            return
+    def cut(self) -> None:
+        """Shut down the call's sockets (the keeper's thread, the call still running)."""
         self.fired = True
-        # keep cutting until the call gives up: a connection may still be opening when the deadline passes
-        while True:
-            for sock in list(self._socks):
-                self.connected = True
-                # wakes a blocked send or recv in the calling thread; closing stays that thread's business
-                # (a closed socket object has no descriptor left, so this cannot hit a reused one)
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            if self._done.wait(0.1):
-                return
+        for sock in list(self._socks):
+            self.connected = True
+            # wakes a blocked send or recv in the calling thread; closing stays that thread's business
+            # (a closed socket object has no descriptor left, so this cannot hit a reused one)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     @property
     def expired(self) -> bool:
         return self.fired or time.monotonic() >= self.deadline
+
+
+class _DeadlineKeeper:
+    """One daemon thread that cuts the calls whose deadline has passed, again every
+    :data:`RECUT_SECONDS` until they give up (a connection may still be opening when the deadline passes).
+    A call's watch is cut only while registered, under the lock that removing it takes."""
+
+    RECUT_SECONDS = 0.1
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._watches: set[_Watchdog] = set()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watch: _Watchdog) -> None:
+        with self._cond:
+            self._watches.add(watch)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="cdyb-jxc-deadline", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def remove(self, watch: _Watchdog) -> None:
+        with self._cond:
+            self._watches.discard(watch)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                due = [w for w in self._watches if w.deadline <= now]
+                for watch in due:
+                    watch.cut()
+                later = [w.deadline - now for w in self._watches if w.deadline > now]
+                wait = self.RECUT_SECONDS if due else min(later, default=None)
+                self._cond.wait(wait)
+
+
+_KEEPER = _DeadlineKeeper()
+
+
+def _reset_keeper() -> None:
+    # a forked child (Celery, the LocalExecutor) has no keeper thread, and its lock may have been held
+    global _KEEPER
+    _KEEPER = _DeadlineKeeper()
+
+
+os.register_at_fork(after_in_child=_reset_keeper)
 
 
 def _watch(sock: socket.socket | None) -> None:
