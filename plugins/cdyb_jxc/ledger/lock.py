@@ -105,6 +105,14 @@ class UploadLock:
         self._key = int.from_bytes(digest, "big", signed=True)  # PostgreSQL advisory lock key
         self._suffix = digest.hex()  # lock file name beside a SQLite ledger
 
+    @property
+    def exclusive(self) -> bool:
+        """Whether holding it keeps every other upload of these rows out (not on a ledger without a lock)."""
+        if self._conn is not None or self._file is not None:
+            return True
+        engine = self.ledger.engine
+        return engine.dialect.name == "sqlite" and sqlite_file(engine.url) is None  # one process's memory
+
     def __enter__(self) -> UploadLock:
         deadline = time.monotonic() + self.wait_seconds
         waited = False

@@ -176,14 +176,18 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
                 finally:
                     self._open.conn = None
         except BaseException:
-            self._forget()  # rolled back: the rows hold what they held before, not what was remembered
+            self.forget_written()  # rolled back: the rows hold what they held before, not what was remembered
             raise
 
     @contextmanager
     def sole_writer(self) -> Iterator[None]:
         """While the block runs, this thread is the only writer of the rows it writes (the upload lock
         keeps other uploads of them out): the counted values it writes are remembered instead of read back
-        before its next write of the same rows (see :mod:`cdyb_jxc.ledger.known`)."""
+        before its next write of the same rows (see :mod:`cdyb_jxc.ledger.known`). Inside another such
+        block it shares that one's knowledge."""
+        if self._known() is not None:
+            yield
+            return
         self._open.known = KnownCounts()
         try:
             yield
@@ -193,7 +197,9 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
     def _known(self) -> KnownCounts | None:
         return getattr(self._open, "known", None)
 
-    def _forget(self) -> None:
+    def forget_written(self) -> None:
+        """Read the rows again before each update from now on, inside :meth:`sole_writer` too (the caller
+        may no longer be their only writer: its lock is gone)."""
         known = self._known()
         if known is not None:
             known.forget()
@@ -210,7 +216,7 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
                 with self.engine.begin() as conn:
                     yield conn
             except BaseException:
-                self._forget()
+                self.forget_written()
                 raise
         else:
             with self.engine.connect() as conn:
@@ -246,7 +252,7 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
                     known.remember_rows(pending, rollup.COUNTED)
                 break
             except IntegrityError:
-                self._forget()
+                self.forget_written()
                 now = self.lookup(pending[0]["institution_code"], [r["serial_no"] for r in pending])
                 if not now:
                     raise  # not a 流水号 taken meanwhile

@@ -15,6 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -164,8 +165,9 @@ class Uploader:
         run: they are recorded as source issues and counted."""
         started = time.perf_counter()
         lock = UploadLock(self.ledger, self.institution, self.txn.code, wait_seconds=self.lock_wait)
-        # under the lock this run alone writes its rows: what it wrote need not be read back
-        with lock, self.ledger.sole_writer():
+        with lock, ExitStack() as stack:
+            if lock.exclusive:  # this run alone writes its rows: what it wrote need not be read back
+                stack.enter_context(self.ledger.sole_writer())
             self.sending.lock = lock
             self._close_abandoned_batches()
             try:

@@ -216,6 +216,7 @@ class BatchSender:
             if self.lock is not None:
                 self.lock.check()
         except CdybJxcError as err:
+            self.ledger.forget_written()  # without the lock, another upload may write these rows too
             self._failed(flight, err, in_doubt=False)
             return
         batch, now = flight.batch, utcnow()

@@ -1,0 +1,80 @@
+"""An upload that holds its lock does not read its rows back before each batch's updates, one without a real
+lock does, and either way the day counts are those of the rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import event
+
+from cdyb_jxc.exceptions import TransportError
+from cdyb_jxc.ledger import Ledger, LedgerState, rollup
+from cdyb_jxc.ledger.lock import UploadLock
+from tests.conftest import make_uploader, outbound_row
+from tests.unit.upload.fake_centre import FakeCentre
+
+
+@pytest.fixture
+def ledger(tmp_path) -> Iterator[Ledger]:
+    led = Ledger(f"sqlite:///{tmp_path}/ledger.db")
+    yield led
+    led.dispose()
+
+
+@pytest.fixture
+def count_reads(ledger) -> list[str]:
+    """The reads of rows' counted values before an update (the lookup reads other columns)."""
+    seen: list[str] = []
+
+    def before(conn, cursor, statement, *args):
+        if statement.lstrip().startswith("SELECT") and "cdyb_jxc_upload_row.late_seconds" in statement:
+            seen.append(statement)
+
+    event.listen(ledger.engine, "before_cursor_execute", before)
+    return seen
+
+
+def _counts_exact(ledger: Ledger) -> dict:
+    with ledger.engine.connect() as conn:
+        kept = rollup.stored(conn)
+        assert kept == rollup.recounted(conn)
+    return kept
+
+
+def test_an_upload_holding_its_lock_reads_nothing_back(profile, ledger, count_reads):
+    result = make_uploader(profile, FakeCentre(profile), ledger, batch_limit=3).run(
+        [[outbound_row(f"A{i}") for i in range(10)]]
+    )
+    assert result.states == {LedgerState.ACCEPTED: 10}
+    assert count_reads == []
+    assert sum(v[0] for v in _counts_exact(ledger).values()) == 10
+
+
+def test_an_upload_without_a_real_lock_reads_the_rows_before_each_update(
+    profile, ledger, count_reads, monkeypatch
+):
+    monkeypatch.setattr(UploadLock, "exclusive", property(lambda self: False))
+    make_uploader(profile, FakeCentre(profile), ledger, batch_limit=5).run(
+        [[outbound_row(f"A{i}") for i in range(10)]]
+    )
+    assert len(count_reads) == 4  # two batches: in flight, then the answer
+    assert sum(v[0] for v in _counts_exact(ledger).values()) == 10
+
+
+def test_a_lost_lock_makes_the_rest_of_the_run_read_the_rows_again(profile, ledger, count_reads, monkeypatch):
+    checks = {"n": 0}
+
+    def check(self) -> None:
+        checks["n"] += 1
+        if checks["n"] == 2:
+            raise TransportError("lost the upload lock")
+
+    monkeypatch.setattr(UploadLock, "check", check)
+    uploader = make_uploader(profile, FakeCentre(profile), ledger, batch_limit=2, max_in_flight=1)
+    with pytest.raises(TransportError):
+        uploader.run([[outbound_row(f"A{i}") for i in range(4)]])
+    assert len(count_reads) == 1  # the answer recorded after the lock was lost read its rows first
+    states = {r["serial_no"]: r["state"] for r in ledger.iter_rows()}
+    assert states == {"A0": "ACCEPTED", "A1": "ACCEPTED", "A2": "PENDING", "A3": "PENDING"}
+    _counts_exact(ledger)
