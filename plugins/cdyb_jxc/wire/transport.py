@@ -28,10 +28,13 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from zeep.transports import Transport
 
 from cdyb_jxc.exceptions import InDoubtError, TransportError
 from cdyb_jxc.safety.redaction import REDACTOR, Redactor, sniff_encoding
+from cdyb_jxc.wire.lean_imports import without_httpx_cli
+
+with without_httpx_cli():
+    from zeep.transports import Transport
 
 log = logging.getLogger(__name__)
 
