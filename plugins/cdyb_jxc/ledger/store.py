@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import partial
@@ -38,6 +38,7 @@ from cdyb_jxc import config
 from cdyb_jxc.exceptions import ConnectionConfigError
 from cdyb_jxc.ledger import rollup
 from cdyb_jxc.ledger.balance_store import BalanceStore
+from cdyb_jxc.ledger.checkpoint import BackgroundCheckpoints
 from cdyb_jxc.ledger.driver import DriverStatements
 from cdyb_jxc.ledger.issue_store import SourceIssueStore
 from cdyb_jxc.ledger.known import KnownCounts
@@ -193,6 +194,14 @@ class Ledger(SourceIssueStore, BalanceStore, RowTransitions):
             yield
         finally:
             self._open.known = None
+
+    def background_checkpoints(self) -> AbstractContextManager[Any]:
+        """While the block runs, a SQLite file ledger's write-ahead log is copied back into the file by a
+        thread of its own, not by the commits of the writing thread (see :mod:`cdyb_jxc.ledger.checkpoint`);
+        nothing for another database."""
+        if self.database_file is None:
+            return nullcontext()
+        return BackgroundCheckpoints(self.database_file)
 
     def _known(self) -> KnownCounts | None:
         return getattr(self._open, "known", None)

@@ -166,6 +166,7 @@ class Uploader:
         started = time.perf_counter()
         lock = UploadLock(self.ledger, self.institution, self.txn.code, wait_seconds=self.lock_wait)
         with lock, ExitStack() as stack:
+            stack.enter_context(self.ledger.background_checkpoints())  # commits do not wait for the disk
             if lock.exclusive:  # this run alone writes its rows: what it wrote need not be read back
                 stack.enter_context(self.ledger.sole_writer())
             self.sending.lock = lock
