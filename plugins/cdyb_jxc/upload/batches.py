@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from cdyb_jxc.ledger import DOUBT_STATES, Ledger, LedgerEntry, LedgerState
-from cdyb_jxc.ledger.store import compress, utcnow
+from cdyb_jxc.ledger.batch_store import compress, utcnow
 from cdyb_jxc.ledger.transitions import ReplyFates
 from cdyb_jxc.safety.textcap import PART_MAX, REQUEST_MAX, TEXT_MAX, cap
 from cdyb_jxc.upload.result import UploadResult, deadline_utc, field_of

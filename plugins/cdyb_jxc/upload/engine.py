@@ -22,9 +22,9 @@ from typing import Any
 
 from cdyb_jxc.exceptions import InDoubtError
 from cdyb_jxc.ledger import ACCEPTED_STATES, Ledger, LedgerEntry, LedgerState
+from cdyb_jxc.ledger.batch_store import utcnow
 from cdyb_jxc.ledger.lock import DEFAULT_WAIT_SECONDS, UploadLock
 from cdyb_jxc.ledger.schema import SERIAL_MAX
-from cdyb_jxc.ledger.store import utcnow
 from cdyb_jxc.ledger.transitions import held_back, kept_in_doubt, to_send
 from cdyb_jxc.safety.textcap import unstorable
 from cdyb_jxc.upload.balance import packages_of

@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy import select
 
 from cdyb_jxc.ledger import Ledger
+from cdyb_jxc.ledger.batch_store import decompress
 from cdyb_jxc.ledger.schema import upload_batch, upload_row
-from cdyb_jxc.ledger.store import decompress
 from cdyb_jxc.wire.codec import redact_request
 from cdyb_jxc.wire.profile import Profile
 

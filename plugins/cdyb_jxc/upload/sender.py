@@ -23,8 +23,8 @@ from typing import Any, NoReturn
 
 from cdyb_jxc.exceptions import CallRejectedError, CdybJxcError, InDoubtError, TransportError
 from cdyb_jxc.ledger import Ledger
+from cdyb_jxc.ledger.batch_store import compress, utcnow
 from cdyb_jxc.ledger.lock import UploadLock
-from cdyb_jxc.ledger.store import compress, utcnow
 from cdyb_jxc.safety.textcap import PART_MAX, REQUEST_MAX, cap
 from cdyb_jxc.upload.batches import (
     Exchange,

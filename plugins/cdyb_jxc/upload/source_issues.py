@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cdyb_jxc.ledger import Ledger, LedgerEntry
+from cdyb_jxc.ledger.batch_store import utcnow
 from cdyb_jxc.ledger.schema import SERIAL_MAX
-from cdyb_jxc.ledger.store import utcnow
 from cdyb_jxc.safety.textcap import unstorable
 from cdyb_jxc.upload.result import RunInfo, UploadResult, business_date_of
 from cdyb_jxc.wire.profile import TransactionSpec

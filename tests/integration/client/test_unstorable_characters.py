@@ -113,7 +113,7 @@ def test_row_in_doubt_that_became_unwritable_does_not_fail_its_batch(profile, cl
 
 
 def _row(serial: str, **values: Any) -> dict[str, Any]:
-    from cdyb_jxc.ledger.store import utcnow
+    from cdyb_jxc.ledger.batch_store import utcnow
 
     now = utcnow()
     return {

@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 
 from cdyb_jxc.exceptions import ConnectionConfigError
 from cdyb_jxc.ledger import Ledger, LedgerState
+from cdyb_jxc.ledger.batch_store import compress, decompress
 from cdyb_jxc.ledger.schema import upload_batch, upload_row
-from cdyb_jxc.ledger.store import compress, decompress
 from cdyb_jxc.safety.textcap import MARKER, REPLY_MAX, TEXT_MAX
 from tests.conftest import INSTITUTION, OTHER_INSTITUTION, assert_day_counts_match_rows
 

@@ -15,7 +15,7 @@ import cdyb_jxc.upload.batches as batches_module
 import cdyb_jxc.upload.sender as sender_module
 from cdyb_jxc.exceptions import CallRejectedError, ConnectionConfigError, InDoubtError, TransportError
 from cdyb_jxc.ledger import Ledger, LedgerEntry, LedgerState
-from cdyb_jxc.ledger.store import utcnow
+from cdyb_jxc.ledger.batch_store import utcnow
 from cdyb_jxc.ledger.transitions import to_send
 from cdyb_jxc.upload.result import RunInfo, UploadResult, payload_hash
 from cdyb_jxc.upload.sender import BatchSender, Planned
