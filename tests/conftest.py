@@ -233,3 +233,27 @@ def assert_day_counts_match_rows(engine) -> None:
         return
     with engine.connect() as conn:
         assert rollup.stored(conn) == rollup.recounted(conn)
+
+
+def exact_day_counts(engine) -> dict:
+    """The day counts kept, after asserting that they equal a recount of the rows."""
+    from cdyb_jxc.ledger import rollup
+
+    with engine.connect() as conn:
+        kept = rollup.stored(conn)
+        assert kept == rollup.recounted(conn)
+    return kept
+
+
+def row_table_reads(engine, needle: str = "FROM cdyb_jxc_upload_row") -> list[str]:
+    """A list that fills with the SELECTs ``engine`` runs whose text holds ``needle``."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def before(conn, cursor, statement, *args):
+        if statement.lstrip().startswith("SELECT") and needle in statement:
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    return seen

@@ -7,20 +7,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from cdyb_jxc.ledger import Ledger
 from cdyb_jxc.ledger.checkpoint import BackgroundCheckpoints
 from tests.unit.ledger.test_store import row
-
-
-@pytest.fixture
-def ledger(tmp_path) -> Iterator[Ledger]:
-    led = Ledger(f"sqlite:///{tmp_path}/ledger.db")
-    yield led
-    led.dispose()
 
 
 def _wal_frames(path: str) -> tuple[int, int]:

@@ -3,47 +3,28 @@ counts stay those of its rows: after a rollback, after a cap, with rows it did n
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
-from sqlalchemy import event
 
-from cdyb_jxc.ledger import Ledger, LedgerState, rollup
+from cdyb_jxc.ledger import Ledger, LedgerState
 from cdyb_jxc.ledger import known as known_module
 from cdyb_jxc.ledger.known import KnownCounts
 from cdyb_jxc.ledger.transitions import ReplyFates
-from tests.conftest import INSTITUTION
+from tests.conftest import INSTITUTION, exact_day_counts, row_table_reads
 from tests.unit.ledger.test_store import row
 
 NOW = datetime(2026, 11, 30, 12)
 
 
 @pytest.fixture
-def ledger(tmp_path) -> Iterator[Ledger]:
-    led = Ledger(f"sqlite:///{tmp_path}/ledger.db")
-    yield led
-    led.dispose()
-
-
-@pytest.fixture
 def row_reads(ledger) -> list[str]:
     """The statements that read rows of the row table (the day counts' before-values among them)."""
-    seen: list[str] = []
-
-    def before(conn, cursor, statement, *args):
-        if statement.lstrip().startswith("SELECT") and "FROM cdyb_jxc_upload_row" in statement:
-            seen.append(statement)
-
-    event.listen(ledger.engine, "before_cursor_execute", before)
-    return seen
+    return row_table_reads(ledger.engine)
 
 
 def _exact(ledger: Ledger) -> dict:
-    with ledger.engine.connect() as conn:
-        kept = rollup.stored(conn)
-        assert kept == rollup.recounted(conn)
-    return kept
+    return exact_day_counts(ledger.engine)
 
 
 def _send_and_accept(ledger: Ledger, serials: list[str], batch_id: int) -> None:

@@ -3,43 +3,23 @@ lock does, and either way the day counts are those of the rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from sqlalchemy import event
 
 from cdyb_jxc.exceptions import TransportError
-from cdyb_jxc.ledger import Ledger, LedgerState, rollup
+from cdyb_jxc.ledger import Ledger, LedgerState
 from cdyb_jxc.ledger.lock import UploadLock
-from tests.conftest import make_uploader, outbound_row
+from tests.conftest import exact_day_counts, make_uploader, outbound_row, row_table_reads
 from tests.unit.upload.fake_centre import FakeCentre
-
-
-@pytest.fixture
-def ledger(tmp_path) -> Iterator[Ledger]:
-    led = Ledger(f"sqlite:///{tmp_path}/ledger.db")
-    yield led
-    led.dispose()
 
 
 @pytest.fixture
 def count_reads(ledger) -> list[str]:
     """The reads of rows' counted values before an update (the lookup reads other columns)."""
-    seen: list[str] = []
-
-    def before(conn, cursor, statement, *args):
-        if statement.lstrip().startswith("SELECT") and "cdyb_jxc_upload_row.late_seconds" in statement:
-            seen.append(statement)
-
-    event.listen(ledger.engine, "before_cursor_execute", before)
-    return seen
+    return row_table_reads(ledger.engine, "cdyb_jxc_upload_row.late_seconds")
 
 
 def _counts_exact(ledger: Ledger) -> dict:
-    with ledger.engine.connect() as conn:
-        kept = rollup.stored(conn)
-        assert kept == rollup.recounted(conn)
-    return kept
+    return exact_day_counts(ledger.engine)
 
 
 def test_an_upload_holding_its_lock_reads_nothing_back(profile, ledger, count_reads):
