@@ -8,8 +8,6 @@ import json
 import subprocess
 import sys
 
-from cdyb_jxc.wire.lean_imports import without_httpx_cli
-
 PROBE = """
 import json, sys
 {first}
@@ -38,10 +36,3 @@ def test_a_process_that_imported_httpx_first_keeps_it_whole():
     probe = _probe("import httpx")
     assert "httpx._main" in probe["loaded"]
     assert probe["client_works"]
-
-
-def test_the_block_leaves_sys_modules_as_it_found_them():
-    before = dict(sys.modules)
-    with without_httpx_cli():
-        pass
-    assert sys.modules.keys() == before.keys()
