@@ -107,11 +107,9 @@ class UploadLock:
 
     @property
     def exclusive(self) -> bool:
-        """Whether holding it keeps every other upload of these rows out (not on a ledger without a lock)."""
-        if self._conn is not None or self._file is not None:
-            return True
-        engine = self.ledger.engine
-        return engine.dialect.name == "sqlite" and sqlite_file(engine.url) is None  # one process's memory
+        """Whether holding it keeps every other upload of these rows out: a PostgreSQL advisory lock or an
+        flock is held (a ledger without a lock, or in memory, where two threads could upload at once: no)."""
+        return self._conn is not None or self._file is not None
 
     def __enter__(self) -> UploadLock:
         deadline = time.monotonic() + self.wait_seconds

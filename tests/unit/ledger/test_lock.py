@@ -89,6 +89,13 @@ def test_release_twice_and_check_on_sqlite_never_raise(ledgers):
     lock.release()
 
 
+def test_a_held_file_lock_keeps_other_uploads_out_until_it_is_released(ledgers):
+    lock = UploadLock(ledgers[0], INSTITUTION, "JXC003")
+    with lock:
+        assert lock.exclusive
+    assert not lock.exclusive
+
+
 def test_the_lock_file_sits_beside_the_ledger_file(ledgers, tmp_path):
     with UploadLock(ledgers[0], INSTITUTION, "JXC003"):
         pass
@@ -100,16 +107,21 @@ def test_the_lock_file_sits_beside_the_ledger_file(ledgers, tmp_path):
 def test_an_in_memory_ledger_needs_no_lock():
     memory = Ledger("sqlite://")
 
-    with UploadLock(memory, INSTITUTION, "JXC003"), UploadLock(memory, INSTITUTION, "JXC003", wait_seconds=0):
-        pass
+    with (
+        UploadLock(memory, INSTITUTION, "JXC003") as one,
+        UploadLock(memory, INSTITUTION, "JXC003", wait_seconds=0) as two,
+    ):
+        # two at once are possible (threads of one process): neither keeps the other's writes out
+        assert not one.exclusive
+        assert not two.exclusive
     memory.dispose()
 
 
 def test_a_database_without_a_lock_says_so_and_goes_on(caplog):
     mysql = SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="mysql")), url="mysql://h/db")
 
-    with caplog.at_level(logging.WARNING), UploadLock(mysql, INSTITUTION, "JXC003"):
-        pass
+    with caplog.at_level(logging.WARNING), UploadLock(mysql, INSTITUTION, "JXC003") as lock:
+        assert not lock.exclusive
 
     assert "no upload lock on a mysql ledger: do not run two uploads of JXC003" in caplog.text
 
