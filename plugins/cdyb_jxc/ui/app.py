@@ -60,6 +60,7 @@ def _today(value: Any) -> date | None:
 
 Day = Annotated[str | None, Query(max_length=10, pattern=_DATE), AfterValidator(_real_day)]
 Today = Annotated[date | None, Query(), BeforeValidator(_today)]
+Days = Annotated[int, Query(ge=1, le=366)]  # business days back from today
 Text = Annotated[str | None, Query(max_length=TEXT_MAX, pattern=_NO_CONTROL)]
 Transaction = Annotated[str | None, Query(max_length=16, pattern=_NO_CONTROL)]
 RunKey = Annotated[str, Query(min_length=1, max_length=ID_MAX, pattern=_NO_CONTROL)]
@@ -250,7 +251,7 @@ def api_summary(user: User, institutions: Scoped) -> dict:
 def api_calendar(
     user: User,
     institutions: Scoped,
-    days: Annotated[int, Query(ge=1, le=366)] = 31,
+    days: Days = 31,
     today: Today = None,
 ) -> dict:
     """Business days × transaction coloured by status (complete, partial, failed, late, missing)."""
@@ -280,7 +281,7 @@ def api_day(
 def api_trend(
     user: User,
     institutions: Scoped,
-    days: Annotated[int, Query(ge=1, le=366)] = 31,
+    days: Days = 31,
     today: Today = None,
 ) -> dict:
     """Rows per day, reject rate and T+1 lateness per transaction."""
