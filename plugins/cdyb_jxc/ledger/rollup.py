@@ -3,8 +3,9 @@ by the row writes themselves, in their transaction (SQLAlchemy Core, no Airflow)
 
 The monitor's summary, calendar, trend and reject counts read these few thousand counts instead of
 aggregating millions of rows. :class:`Tally` collects what one write changes: an insert adds its rows; an
-update that sets the state, the category, the lateness or the day reads the rows' current values first (one
-indexed read by 流水号 per statement) and subtracts them, then adds the values written. :func:`apply` adds
+update that sets the state, the category, the lateness or the day takes the rows' current values (read by
+流水号, one indexed read per statement, unless the writer remembers them: :mod:`cdyb_jxc.ledger.known`) and
+subtracts them, then adds the values written. :func:`apply` adds
 the tally with one upsert per changed count. :func:`rebuild` counts from the rows again (a ledger of an
 earlier version, once); the tests compare :func:`stored` with :func:`recounted` after every scenario that
 writes a ledger.
