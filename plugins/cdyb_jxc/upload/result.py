@@ -183,8 +183,6 @@ def _day_field(txn: TransactionSpec) -> str | None:
     return cached[1]
 
 
-@lru_cache(maxsize=1024)
-@lru_cache(maxsize=1024)  # once per day of a batch, not per row
 @lru_cache(maxsize=1024)  # a batch's rows share a few days: every answered row asks
 def deadline_utc(business_date: str, offset_hours: int) -> datetime | None:
     """End of D+1 in the centre's zone (T+1 rule), as naive UTC."""
