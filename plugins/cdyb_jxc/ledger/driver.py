@@ -15,6 +15,7 @@ sends one statement per set) SQLAlchemy's own batching (``insertmanyvalues``) st
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, CursorResult
@@ -24,7 +25,6 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
 DRIVER_EXECUTEMANY = frozenset({"sqlite", "mysql", "mariadb"})
-_MISSING = object()
 
 
 class DriverStatement:
@@ -57,6 +57,11 @@ class DriverStatement:
             processor = binds[name].type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self.processors[name] = processor
+        # each row's values taken in one C call; only the positions with a processor are visited
+        self._take = itemgetter(*self.names) if len(self.names) > 1 else None
+        self._processed = tuple(
+            (i, name, self.processors[name]) for i, name in enumerate(self.names) if name in self.processors
+        )
 
     def execute(self, conn: Connection, params: Sequence[dict[str, Any]]) -> CursorResult[Any] | None:
         """Run the statement once per parameter set (names as the statement's bound parameters); the
@@ -71,24 +76,29 @@ class DriverStatement:
         return None
 
     def _driver_params(self, given: dict[str, Any], memo: dict[tuple[str, type, Any], Any]) -> Any:
-        values = []
-        for name in self.names:
-            value = given.get(name, _MISSING)
-            if value is _MISSING:
-                value = self.fixed.get(name, _MISSING)
-                if value is _MISSING:
-                    raise KeyError(f"no value for the bound parameter {name!r}")
-            processor = self.processors.get(name)
-            if processor is not None and value is not None:
-                key = (name, type(value), value)
-                try:
-                    value = memo[key]
-                except KeyError:
-                    value = memo[key] = processor(value)
-                except TypeError:  # an unhashable value: processed each time
-                    value = processor(value)
-            values.append(value)
+        if self.fixed:  # the caller may leave a literal out
+            given = {**self.fixed, **given}
+        try:
+            values = self._values(given)
+        except KeyError as err:
+            raise KeyError(f"no value for the bound parameter {err.args[0]!r}") from None
+        for i, name, processor in self._processed:
+            value = values[i]
+            if value is None:
+                continue
+            key = (name, type(value), value)
+            try:
+                values[i] = memo[key]
+            except KeyError:
+                values[i] = memo[key] = processor(value)
+            except TypeError:  # an unhashable value: processed each time
+                values[i] = processor(value)
         return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
+
+    def _values(self, given: dict[str, Any]) -> list[Any]:
+        if self._take is not None:
+            return list(self._take(given))
+        return [given[name] for name in self.names]  # one parameter, or none
 
 
 class DriverStatements:
