@@ -260,6 +260,7 @@ class BatchSender:
         """The call and the parsing of its reply (on a worker thread: nothing here touches the ledger).
         A batch queued for a worker when the run stopped does not go out: it is recorded as not sent."""
         if self._stopping or self._halted:
+            flight.stayed = True
             raise TransportError("the run stopped before this request left")
         flight.started_at = utcnow()  # when it left: the audit row keeps this, not when it was committed
         started = time.perf_counter()
@@ -389,6 +390,10 @@ class BatchSender:
     def _failed(self, flight: Flight, err: CdybJxcError, *, in_doubt: bool) -> None:
         """After a failed attempt: the batch again, unchanged, once the back-off has passed — asked again only
         when the error says so (the request never arrived, or its fate is unknown) — else the run stops."""
+        if flight.stayed and not self._stopping:
+            # queued behind an answer that stops the run, which this thread applies next (and raises): not
+            # resent, recorded not sent
+            return
         if self._stopping or not err.retryable or flight.attempt >= self.resend_attempts:
             self._stop(err)
         self._before_resend(flight.batch, str(err), flight.attempt, in_doubt=in_doubt)

@@ -560,6 +560,20 @@ def test_a_batch_queued_ahead_leaves_when_a_call_ends_without_this_thread(profil
     assert b["started_at"] >= a["finished_at"]  # the audit keeps when it left, not when it was committed
 
 
+def test_a_batch_that_stayed_behind_a_stopping_answer_is_not_resent(profile, ledger, centre):
+    slept: list[float] = []
+    batch_sender = sender(profile, ledger, centre, resend_attempts=2, sleep=slept.append)
+    batch_sender._halted = True  # a worker holds an answer that stops the run, not applied yet
+    # the answer that stops the run raises once applied; the batch that stayed is only recorded
+    batch_sender.send_all(planned(profile, ledger, "H1"))
+
+    assert (centre.requests, slept) == ([], [])  # never sent, never resent after a back-off
+    assert states(ledger) == {"H1": S.PENDING}
+    assert [(b["outcome"], b["error"]) for b in ledger.batches()] == [
+        ("not_sent", "the run stopped before this request left")
+    ]
+
+
 @pytest.mark.parametrize("k", [0, 9, True, 2.0])
 def test_max_in_flight_outside_1_to_8_is_refused(profile, ledger, centre, k):
     with pytest.raises(ConnectionConfigError, match="max_in_flight must be a whole number from 1 to 8"):
