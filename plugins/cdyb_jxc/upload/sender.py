@@ -344,6 +344,9 @@ class BatchSender:
     def _record_error(self, flight: Flight, err: CdybJxcError) -> None:
         """What a failed call means for the rows, and the audit row closed, in one transaction."""
         batch, close = flight.batch, self._close
+        if flight.stayed:  # counted when it was committed, but it never left
+            self.result.batches -= 1
+            self.result.rows_sent -= len(batch)
         with self.ledger.transaction():
             if isinstance(err, TransportError):
                 self._not_sent(batch, f"未发送: {err}")

@@ -478,6 +478,7 @@ def test_a_call_rejected_while_others_are_out_stops_sending_records_the_others_t
     assert got["Z1"]["detail"] == "未发送: the run stopped before this request left"
     batches = ledger.batches()
     assert sorted(b["outcome"] for b in batches) == ["not_sent", "rejected", "success", "success"]
+    assert batch_sender.result.rows_sent == 6  # Z's two rows never left
     assert all(b["finished_at"] is not None for b in batches)
 
 
@@ -568,6 +569,7 @@ def test_a_batch_that_stayed_behind_a_stopping_answer_is_not_resent(profile, led
     batch_sender.send_all(planned(profile, ledger, "H1"))
 
     assert (centre.requests, slept) == ([], [])  # never sent, never resent after a back-off
+    assert (batch_sender.result.batches, batch_sender.result.rows_sent) == (0, 0)
     assert states(ledger) == {"H1": S.PENDING}
     assert [(b["outcome"], b["error"]) for b in ledger.batches()] == [
         ("not_sent", "the run stopped before this request left")
