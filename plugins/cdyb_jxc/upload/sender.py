@@ -237,8 +237,6 @@ class BatchSender:
         except Exception as err:
             self._stop(err)
         flight.started_at = now
-        self.result.batches += 1
-        self.result.rows_sent += len(batch)
         if self._pool is None:
             self._pool = call_executor(self.max_in_flight)
         self._flying[self._pool.submit(self._call, flight)] = flight
@@ -328,6 +326,9 @@ class BatchSender:
             self._stopping = False
 
     def _settle(self, flight: Flight, future: Future[Exchange]) -> None:
+        if not flight.stayed:  # counted once its worker is done with it: a batch queued ahead may stay home
+            self.result.batches += 1
+            self.result.rows_sent += len(flight.batch)
         self.result.send_seconds += flight.seconds
         try:
             exchange = future.result()
@@ -344,9 +345,6 @@ class BatchSender:
     def _record_error(self, flight: Flight, err: CdybJxcError) -> None:
         """What a failed call means for the rows, and the audit row closed, in one transaction."""
         batch, close = flight.batch, self._close
-        if flight.stayed:  # counted when it was committed, but it never left
-            self.result.batches -= 1
-            self.result.rows_sent -= len(batch)
         with self.ledger.transaction():
             if isinstance(err, TransportError):
                 self._not_sent(batch, f"未发送: {err}")
