@@ -391,9 +391,11 @@ class BatchSender:
     def _failed(self, flight: Flight, err: CdybJxcError, *, in_doubt: bool) -> None:
         """After a failed attempt: the batch again, unchanged, once the back-off has passed — asked again only
         when the error says so (the request never arrived, or its fate is unknown) — else the run stops."""
-        if flight.stayed and not self._stopping:
-            # queued behind an answer that stops the run, which this thread applies next (and raises): not
-            # resent, recorded not sent
+        if flight.stayed:
+            # queued behind an answer that stops the run (which raises, now or when this thread applies it
+            # next): recorded not sent, not resent, and no failure of its own to report
+            if self._stopping:
+                raise _Recorded
             return
         if self._stopping or not err.retryable or flight.attempt >= self.resend_attempts:
             self._stop(err)

@@ -437,7 +437,7 @@ def test_replies_that_come_back_out_of_order_are_each_applied_to_their_own_rows(
 
 
 def test_a_call_rejected_while_others_are_out_stops_sending_records_the_others_then_raises(
-    profile, ledger, ledger_url
+    profile, ledger, ledger_url, caplog
 ):
     fake = FakeCentre(profile)
     refusal = BatchReply(
@@ -479,6 +479,7 @@ def test_a_call_rejected_while_others_are_out_stops_sending_records_the_others_t
     batches = ledger.batches()
     assert sorted(b["outcome"] for b in batches) == ["not_sent", "rejected", "success", "success"]
     assert batch_sender.result.rows_sent == 6  # Z's two rows never left
+    assert "still out when the run stopped" not in caplog.text  # Z was never out, and failed at nothing
     assert all(b["finished_at"] is not None for b in batches)
 
 
