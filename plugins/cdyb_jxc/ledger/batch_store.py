@@ -84,8 +84,7 @@ class BatchStore:
     ) -> None:
         """Close the audit row of a request with its outcome.
 
-        :param started_at: when the request left, written to the row (else the row's is kept): a request
-            committed ahead may leave after it was opened
+        :param started_at: the row's ``started_at``, when the caller knows it (else it is read)
         :param finished_at: when the call ended (default now): its answer may be recorded later
         """
         now = finished_at or utcnow()
@@ -96,8 +95,6 @@ class BatchStore:
                 started = conn.execute(query).scalar()
             duration = (now - started).total_seconds() * 1000 if started else None
             fitted = {"finished_at": now, "duration_ms": duration, **fit_values(_BATCH_CAPS, values)}
-            if started_at is not None:
-                fitted["started_at"] = started_at
             statement = self._driver.get(
                 ("finish_batch", tuple(fitted)), partial(_finish_statement, tuple(fitted))
             )

@@ -101,7 +101,6 @@ class Flight:
     started_at: datetime | None = None
     seconds: float = 0.0  # wall time of the call (set by the worker)
     finished_at: datetime | None = None  # when the call ended (set by the worker)
-    stayed: bool = False  # queued when the run stopped: it never left (set by the worker)
 
 
 def call_executor(k: int) -> Executor:

@@ -7,8 +7,7 @@ One batch: check the lock → in one ledger transaction, the audit row (with the
 sends the batch again unchanged; rows a self-contradicting reply left in doubt go again too.
 
 Up to ``max_in_flight`` batches are out at once: only the call and the parsing of its reply run on worker
-threads; this (the calling) thread alone writes the ledger, and applies each reply as it comes. A few more
-batches are committed IN_FLIGHT ahead and queued for the next free worker (:data:`QUEUED_AHEAD`).
+threads; this (the calling) thread alone writes the ledger, and applies each reply as it comes.
 """
 
 from __future__ import annotations
@@ -50,12 +49,6 @@ log = logging.getLogger(__name__)
 # go out as replies free their slots, so the centre is not left idle; their rows stay PENDING in the ledger
 # until they leave. Bounded so memory stays flat: each holds one request (≤ the profile's row limit).
 WAITING_MAX = 16
-# Batches committed IN_FLIGHT beyond those out, per request in flight, queued for the next free worker: a call
-# that ends while this thread writes the ledger (a part's rows, an answer) is followed at once by the next,
-# not when this thread next polls, so the centre is not left idle. Their rows are IN_FLIGHT a little before
-# they leave (the invariant is only that none leaves before: a crash leaves them in doubt, and the next run
-# reconciles them); once the run stops, none of them leaves.
-QUEUED_AHEAD = 1
 
 
 class BatchSender:
@@ -113,12 +106,10 @@ class BatchSender:
             ledger=ledger, profile=profile, txn_key=txn_key, institution_code=institution_code, result=result
         )
         self._prepares = isinstance(centre, Preparing)
-        self._flying: dict[Future[Exchange], Flight] = {}  # out, or committed and queued for a worker
-        self._committed_max = self.max_in_flight * (1 + QUEUED_AHEAD)
+        self._flying: dict[Future[Exchange], Flight] = {}
         self._waiting: deque[Flight] = deque()  # built, waiting for a slot
         self._pool: Executor | None = None
         self._stopping = False  # an error ends the run: nothing more goes out, what is out is recorded
-        self._halted = False  # a worker got an answer that stops the run: the queued batches stay home
 
     # -- public ----------------------------------------------------------------------------------------------
     def send_all(self, rows: Sequence[Planned]) -> None:
@@ -195,7 +186,7 @@ class BatchSender:
     def _fill(self) -> bool:
         """Send waiting batches while a slot is free; whether any went."""
         sent = False
-        while self._waiting and len(self._flying) < self._committed_max and not self._stopping:
+        while self._waiting and len(self._flying) < self.max_in_flight and not self._stopping:
             self._launch(self._waiting.popleft())
             sent = True
         return sent
@@ -237,6 +228,8 @@ class BatchSender:
         except Exception as err:
             self._stop(err)
         flight.started_at = now
+        self.result.batches += 1
+        self.result.rows_sent += len(batch)
         if self._pool is None:
             self._pool = call_executor(self.max_in_flight)
         self._flying[self._pool.submit(self._call, flight)] = flight
@@ -255,35 +248,19 @@ class BatchSender:
         )
 
     def _call(self, flight: Flight) -> Exchange:
-        """The call and the parsing of its reply (on a worker thread: nothing here touches the ledger).
-        A batch queued for a worker when the run stopped does not go out: it is recorded as not sent."""
-        if self._stopping or self._halted:
-            flight.stayed = True
-            raise TransportError("the run stopped before this request left")
-        flight.started_at = utcnow()  # when it left: the audit row keeps this, not when it was committed
+        """The call and the parsing of its reply (on a worker thread: nothing here touches the ledger)."""
         started = time.perf_counter()
         try:
-            exchange = self._exchange(flight)
-        except BaseException as err:
-            # an answer that stops the run stops the batches queued behind it before this thread takes the
-            # next (this thread records nothing, see _stop)
-            self._halted = self._halted or not getattr(err, "retryable", False)
-            raise
+            if self._prepares:
+                return self.centre.send_request(flight.request)  # type: ignore[attr-defined, no-any-return]
+            return self.centre.send(self.txn_key, flight.request)
         finally:
             flight.seconds, flight.finished_at = time.perf_counter() - started, utcnow()
-        self._halted = self._halted or exchange.reply.whole_call_rejected
-        return exchange
-
-    def _exchange(self, flight: Flight) -> Exchange:
-        if self._prepares:
-            return self.centre.send_request(flight.request)  # type: ignore[attr-defined, no-any-return]
-        return self.centre.send(self.txn_key, flight.request)
 
     def _shut_down(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
-        self._halted = False
 
     # -- answers ---------------------------------------------------------------------------------------------
     def _settle_next(self) -> None:
@@ -326,9 +303,6 @@ class BatchSender:
             self._stopping = False
 
     def _settle(self, flight: Flight, future: Future[Exchange]) -> None:
-        if not flight.stayed:  # counted once its worker is done with it: a batch queued ahead may stay home
-            self.result.batches += 1
-            self.result.rows_sent += len(flight.batch)
         self.result.send_seconds += flight.seconds
         try:
             exchange = future.result()
@@ -391,12 +365,6 @@ class BatchSender:
     def _failed(self, flight: Flight, err: CdybJxcError, *, in_doubt: bool) -> None:
         """After a failed attempt: the batch again, unchanged, once the back-off has passed — asked again only
         when the error says so (the request never arrived, or its fate is unknown) — else the run stops."""
-        if flight.stayed:
-            # queued behind an answer that stops the run (which raises, now or when this thread applies it
-            # next): recorded not sent, not resent, and no failure of its own to report
-            if self._stopping:
-                raise _Recorded
-            return
         if self._stopping or not err.retryable or flight.attempt >= self.resend_attempts:
             self._stop(err)
         self._before_resend(flight.batch, str(err), flight.attempt, in_doubt=in_doubt)
