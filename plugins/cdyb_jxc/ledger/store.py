@@ -261,12 +261,18 @@ class Ledger(SourceIssueStore, BalanceStore, BatchStore, RowTransitions):
         return [{k: v for k, v in row.items() if k not in self._absent} for row in rows]
 
     def update_rows(
-        self, institution_code: str, rows: Sequence[dict[str, Any]], *, count_attempt: bool = False
+        self,
+        institution_code: str,
+        rows: Sequence[dict[str, Any]],
+        *,
+        count_attempt: bool = False,
+        sent_is_payload: bool = False,
     ) -> None:
         """Update rows by 流水号. Every dict must have the same keys, including ``serial_no``; values the
         rows share are written in one statement (see :mod:`cdyb_jxc.ledger.updates`).
 
         :param count_attempt: also add one to ``attempts`` (in the same statement)
+        :param sent_is_payload: also set ``sent_hash`` to each row's ``payload_hash``
         """
         if not rows:
             return
@@ -274,7 +280,8 @@ class Ledger(SourceIssueStore, BalanceStore, BatchStore, RowTransitions):
         with self._joined(write=True) as conn:
             counted = rollup.counted_change(fitted)
             before = self._counted_before(conn, institution_code, fitted) if counted else {}
-            for stmt, params in row_updates(institution_code, fitted, count_attempt=count_attempt):
+            extra = {"count_attempt": count_attempt, "sent_is_payload": sent_is_payload}
+            for stmt, params in row_updates(institution_code, fitted, **extra):
                 if self._driver.runs_many(len(params)):
                     self._driver.of(stmt).execute(conn, params)
                 else:

@@ -141,7 +141,12 @@ class _RowWriter(Protocol):
     def insert_rows(self, rows: Sequence[dict[str, Any]]) -> dict[str, LedgerEntry]: ...
 
     def update_rows(
-        self, institution_code: str, rows: Sequence[dict[str, Any]], *, count_attempt: bool = False
+        self,
+        institution_code: str,
+        rows: Sequence[dict[str, Any]],
+        *,
+        count_attempt: bool = False,
+        sent_is_payload: bool = False,
     ) -> None: ...
 
     def update_grouped(self, institution_code: str, rows: Sequence[dict[str, Any]]) -> None: ...
@@ -169,25 +174,26 @@ class RowTransitions:
 
     # -- sending ---------------------------------------------------------------------------------------------
     def mark_in_flight(
-        self: _RowWriter, institution_code: str, sent: Sequence[tuple[str, str]], batch_id: int, now: datetime
+        self: _RowWriter,
+        institution_code: str,
+        sent: Sequence[tuple[str, str | None]],
+        batch_id: int,
+        now: datetime,
     ) -> None:
         """IN_FLIGHT, committed before the request leaves; counts an attempt.
 
-        :param sent: (流水号, hash of the payload the centre may hold: an earlier in-doubt send's, else this)
+        :param sent: (流水号, hash of the payload the centre may hold: an earlier in-doubt send's, else this
+            one's; ``None``: this one's, the row's ``payload_hash``)
         :param batch_id: the audit row of the request
         """
-        rows = [
-            {
-                "serial_no": serial,
-                "state": _S.IN_FLIGHT,
-                "last_sent_at": now,
-                "last_batch_id": batch_id,
-                "sent_hash": sent_hash,
-                "updated_at": now,
-            }
-            for serial, sent_hash in sent
-        ]
-        self.update_rows(institution_code, rows, count_attempt=True)
+        values = {"state": _S.IN_FLIGHT, "last_sent_at": now, "last_batch_id": batch_id, "updated_at": now}
+        # a row sent for the first time: the ledger copies its own payload_hash (one value fewer to pass)
+        own = [{"serial_no": serial, **values} for serial, sent_hash in sent if sent_hash is None]
+        earlier = [{"serial_no": s, **values, "sent_hash": h} for s, h in sent if h is not None]
+        if own:
+            self.update_rows(institution_code, own, count_attempt=True, sent_is_payload=True)
+        if earlier:
+            self.update_rows(institution_code, earlier, count_attempt=True)
 
     def mark_not_sent(
         self: _RowWriter, institution_code: str, rows: Sequence[tuple[str, bool]], detail: str, now: datetime

@@ -24,30 +24,36 @@ Statement = tuple[Update, list[dict[str, Any]]]
 
 
 def row_updates(
-    institution_code: str, rows: Sequence[dict[str, Any]], *, count_attempt: bool = False
+    institution_code: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    count_attempt: bool = False,
+    sent_is_payload: bool = False,
 ) -> Iterator[Statement]:
     """The statements and their parameters (one set each, or one per row) that give each row its values.
 
     :param institution_code: the rows' institution
     :param rows: fitted values by 流水号; every dict has the same keys, including ``serial_no``
     :param count_attempt: also add one to ``attempts``
+    :param sent_is_payload: also set ``sent_hash`` to the row's own ``payload_hash`` (what is sent now)
     """
+    extra = (count_attempt, sent_is_payload)
     keys = [k for k in rows[0] if k != "serial_no"]
     first = rows[0]
     differ = [k for k in keys if not _all_same(first[k], list(map(itemgetter(k), rows)))]
     same = {k: first[k] for k in keys if k not in differ}
     if len(rows) == 1 or not differ or (len(differ) == 1 and _text(differ[0])):
-        yield from _in_lists(institution_code, rows, same, differ, count_attempt)
+        yield from _in_lists(institution_code, rows, same, differ, extra)
         return
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row[k] for k in differ), []).append(row)
     if len(groups) > MAX_GROUPS:
-        yield _each_row(institution_code, rows, keys, count_attempt)
+        yield _each_row(institution_code, rows, keys, extra)
         return
     for values, group in groups.items():
         shared = {**same, **dict(zip(differ, values, strict=True))}
-        yield from _in_lists(institution_code, group, shared, [], count_attempt)
+        yield from _in_lists(institution_code, group, shared, [], extra)
 
 
 def _all_same(first: Any, values: list[Any]) -> bool:
@@ -65,7 +71,7 @@ def _in_lists(
     rows: Sequence[dict[str, Any]],
     same: dict[str, Any],
     differ: Sequence[str],
-    count_attempt: bool,
+    extra: tuple[bool, bool],
 ) -> Iterator[Statement]:
     """``UPDATE … SET <same values>[, <column> = CASE serial_no …] WHERE serial_no IN (…)``."""
     column = differ[0] if differ else None
@@ -77,16 +83,15 @@ def _in_lists(
             params[f"s_{i}"] = row["serial_no"]
             if column is not None:
                 params[f"c_{i}"] = row[column]
-        yield _in_statement(tuple(same), column, len(chunk), count_attempt), [params]
+        yield _in_statement(tuple(same), column, len(chunk), extra), [params]
 
 
 @lru_cache(maxsize=128)
-def _in_statement(same: tuple[str, ...], column: str | None, n: int, count_attempt: bool) -> Update:
+def _in_statement(same: tuple[str, ...], column: str | None, n: int, extra: tuple[bool, bool]) -> Update:
     """The statement of :func:`_in_lists` for ``n`` rows, built once (its values are all parameters)."""
     t = upload_row.c
     values: dict[str, Any] = {k: bindparam(f"v_{k}", type_=t[k].type) for k in same}
-    if count_attempt:
-        values["attempts"] = t.attempts + 1
+    values.update(_expressions(extra))
     serials = [bindparam(f"s_{i}", type_=t.serial_no.type) for i in range(n)]
     if column is not None:
         whens = [(serials[i], bindparam(f"c_{i}", type_=t[column].type)) for i in range(n)]
@@ -96,21 +101,32 @@ def _in_statement(same: tuple[str, ...], column: str | None, n: int, count_attem
 
 
 def _each_row(
-    institution_code: str, rows: Sequence[dict[str, Any]], keys: Sequence[str], count_attempt: bool
+    institution_code: str, rows: Sequence[dict[str, Any]], keys: Sequence[str], extra: tuple[bool, bool]
 ) -> Statement:
     """One statement, executed with each row's values."""
     params = [
         {"b_institution": institution_code, "b_serial": r["serial_no"], **{f"v_{k}": r[k] for k in keys}}
         for r in rows
     ]
-    return _row_statement(tuple(keys), count_attempt), params
+    return _row_statement(tuple(keys), extra), params
 
 
 @lru_cache(maxsize=32)
-def _row_statement(keys: tuple[str, ...], count_attempt: bool) -> Update:
+def _row_statement(keys: tuple[str, ...], extra: tuple[bool, bool]) -> Update:
     values: dict[str, Any] = {k: bindparam(f"v_{k}") for k in keys}
-    if count_attempt:
-        values["attempts"] = upload_row.c.attempts + 1
+    values.update(_expressions(extra))
     t = upload_row.c
     where = (t.institution_code == bindparam("b_institution"), t.serial_no == bindparam("b_serial"))
     return update(upload_row).where(*where).values(values)
+
+
+def _expressions(extra: tuple[bool, bool]) -> dict[str, Any]:
+    """The values computed from the row itself: ``attempts + 1``, ``sent_hash = payload_hash``."""
+    count_attempt, sent_is_payload = extra
+    t = upload_row.c
+    values: dict[str, Any] = {}
+    if count_attempt:
+        values["attempts"] = t.attempts + 1
+    if sent_is_payload:
+        values["sent_hash"] = t.payload_hash
+    return values

@@ -223,7 +223,8 @@ class BatchSender:
         try:
             with self.ledger.transaction():
                 flight.batch_id = self._open_audit(flight, now)
-                sent = [(p.serial, p.sent_hash) for p in batch]
+                # None: the payload sent is the row's own (its hash is in the ledger already)
+                sent = [(p.serial, None if p.sent_hash == p.hash else p.sent_hash) for p in batch]
                 self.ledger.mark_in_flight(self.institution, sent, flight.batch_id, now)
         except Exception as err:
             self._stop(err)

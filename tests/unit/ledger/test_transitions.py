@@ -127,6 +127,22 @@ def test_in_flight_records_the_send_and_counts_an_attempt(ledger):
     )
 
 
+def test_in_flight_without_an_earlier_hash_records_the_rows_own_payload_as_sent(ledger):
+    ledger.add_planned([planned(s, to_send(None)) for s in ("O1", "O2", "E1")])
+
+    ledger.mark_in_flight(INSTITUTION, [("O1", None), ("E1", "earlier-hash"), ("O2", None)], 9, NOW)
+
+    got = {
+        s: (r["state"], r["sent_hash"], r["attempts"], r["last_batch_id"]) for s, r in rows(ledger).items()
+    }
+    assert got == {
+        "O1": (S.IN_FLIGHT, "hash-O1", 1, 9),
+        "O2": (S.IN_FLIGHT, "hash-O2", 1, 9),
+        "E1": (S.IN_FLIGHT, "earlier-hash", 1, 9),
+    }
+    assert ledger.count_by_state() == {S.IN_FLIGHT: 3}
+
+
 def test_not_sent_puts_rows_back_to_pending_or_keeps_them_in_doubt(ledger):
     sent(ledger, "N1", "N2")
 
