@@ -101,6 +101,7 @@ class Flight:
     started_at: datetime | None = None
     seconds: float = 0.0  # wall time of the call (set by the worker)
     finished_at: datetime | None = None  # when the call ended (set by the worker)
+    reply_gz: bytes | None = None  # the reply as the audit keeps it, compressed (set by the worker)
 
 
 def call_executor(k: int) -> Executor:
@@ -117,7 +118,7 @@ def answer_audit(flight: Flight, exchange: Exchange) -> dict[str, Any]:
         "retmsg": reply.retmsg,
         "succnum": reply.succnum,
         "failnum": reply.failnum,
-        "reply_gz": compress(exchange.reply_text),
+        "reply_gz": flight.reply_gz if flight.reply_gz is not None else compress(exchange.reply_text),
     }
     sent = getattr(exchange, "request", None)
     if sent and sent != flight.audit:

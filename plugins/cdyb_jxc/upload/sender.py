@@ -249,14 +249,18 @@ class BatchSender:
         )
 
     def _call(self, flight: Flight) -> Exchange:
-        """The call and the parsing of its reply (on a worker thread: nothing here touches the ledger)."""
-        started = time.perf_counter()
+        """The call and the parsing of its reply (on a worker thread: nothing here touches the ledger). The
+        reply is compressed for the audit here too: zlib lets the calling thread run meanwhile."""
+        started, flight.reply_gz = time.perf_counter(), None
         try:
             if self._prepares:
-                return self.centre.send_request(flight.request)  # type: ignore[attr-defined, no-any-return]
-            return self.centre.send(self.txn_key, flight.request)
+                exchange: Exchange = self.centre.send_request(flight.request)  # type: ignore[attr-defined]
+            else:
+                exchange = self.centre.send(self.txn_key, flight.request)
         finally:
             flight.seconds, flight.finished_at = time.perf_counter() - started, utcnow()
+        flight.reply_gz = compress(exchange.reply_text)
+        return exchange
 
     def _shut_down(self) -> None:
         pool, self._pool = self._pool, None
