@@ -98,6 +98,12 @@ class InDoubtError(CdybJxcError):
         self.reply_text = reply_text
 
 
+class SerialTakenError(CdybJxcError):
+    """A row about to go into the ledger as its batch leaves is there already: another upload (of another
+    transaction) inserted its 流水号 meanwhile. The upload looks the 流水号 up and sends the batch without
+    it; not retryable as such."""
+
+
 class UploadBusyError(CdybJxcError):
     """Another upload of the same institution and transaction is running on this ledger: retry later."""
 

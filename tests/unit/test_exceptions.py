@@ -21,6 +21,7 @@ from cdyb_jxc.exceptions import (
     DeploymentConfigError,
     InDoubtError,
     ProfileError,
+    SerialTakenError,
     SourceDataError,
     TransportError,
     UnsafeXmlError,
@@ -46,6 +47,7 @@ RETRYABLE = {
     TransportError: True,
     CallRejectedError: False,
     InDoubtError: True,
+    SerialTakenError: False,
     UploadBusyError: True,
 }
 

@@ -37,8 +37,9 @@ REVISIT_STATES = UNRESOLVED_STATES | {LedgerState.REJECTED}
 
 _S = LedgerState
 TRANSITIONS: Mapping[LedgerState | None, frozenset[LedgerState]] = {
-    # planned: to send, or held back because it would certainly be refused
-    None: frozenset({_S.PENDING, _S.REJECTED}),
+    # planned: to send (written as its request leaves, or left as planned when the run stops before), or
+    # held back because it would certainly be refused
+    None: frozenset({_S.PENDING, _S.REJECTED, _S.IN_FLIGHT}),
     # planned again (to send or held back), or sent
     _S.PENDING: frozenset({_S.PENDING, _S.REJECTED, _S.IN_FLIGHT}),
     # changed at the source, or refused for a reason that can clear (未对码…) a while ago: planned again

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from cdyb_jxc import config
-from cdyb_jxc.exceptions import ConnectionConfigError
+from cdyb_jxc.exceptions import ConnectionConfigError, SerialTakenError
 from cdyb_jxc.ledger import rollup
 from cdyb_jxc.ledger.balance_store import BalanceStore
 from cdyb_jxc.ledger.batch_store import BatchStore, utcnow
@@ -239,6 +239,23 @@ class Ledger(SourceIssueStore, BalanceStore, BatchStore, RowTransitions):
                 taken.update(now)
                 pending = [r for r in pending if r["serial_no"] not in now]
         return taken
+
+    def insert_joined(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows new to the ledger inside this thread's open :meth:`transaction` (or one of their
+        own). Raises :class:`SerialTakenError` when a 流水号 is in the ledger already: the transaction then
+        only rolls back, so the caller looks the rows up after it."""
+        fitted = self._present(fit_rows(_ROW_CAPS, rows))
+        if not fitted:
+            return
+        with self._joined(write=True) as conn:
+            try:
+                self._insert(conn, fitted)
+            except IntegrityError as err:
+                raise SerialTakenError("a 流水号 of the batch is in the ledger already") from err
+            rollup.apply(conn, self._driver, rollup.tally_insert(fitted))
+            known = self._known()
+            if known is not None:
+                known.remember_rows(fitted, rollup.COUNTED)
 
     def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         if not self._driver.runs_many(len(rows)):

@@ -151,6 +151,8 @@ class _RowWriter(Protocol):
 
     def update_grouped(self, institution_code: str, rows: Sequence[dict[str, Any]]) -> None: ...
 
+    def insert_joined(self, rows: Sequence[dict[str, Any]]) -> None: ...
+
 
 class RowTransitions:
     """The named transitions of :class:`~cdyb_jxc.ledger.Ledger` (see the module)."""
@@ -194,6 +196,18 @@ class RowTransitions:
             self.update_rows(institution_code, own, count_attempt=True, sent_is_payload=True)
         if earlier:
             self.update_rows(institution_code, earlier, count_attempt=True)
+
+    def add_in_flight(self: _RowWriter, rows: Sequence[dict[str, Any]], batch_id: int, now: datetime) -> None:
+        """Rows new to the ledger, planned with the values of :func:`to_send`, inserted IN_FLIGHT as their
+        request is about to leave (in the transaction of its audit row): a first send is one write, not an
+        insert and an update. Counts the attempt. Raises
+        :class:`~cdyb_jxc.exceptions.SerialTakenError` when another upload inserted one of them meanwhile.
+
+        :param rows: the planned values of each row (as :meth:`add_planned` takes them)
+        :param batch_id: the audit row of the request
+        """
+        sent = {"state": _S.IN_FLIGHT, "last_sent_at": now, "last_batch_id": batch_id, "updated_at": now}
+        self.insert_joined([{**row, **sent, "sent_hash": row["payload_hash"], "attempts": 1} for row in rows])
 
     def mark_not_sent(
         self: _RowWriter, institution_code: str, rows: Sequence[tuple[str, bool]], detail: str, now: datetime
@@ -239,5 +253,6 @@ class RowTransitions:
 
 # a row sent again: planned PENDING, or left in doubt (IN_FLIGHT: by a run that died)
 _moves("mark_in_flight", [(s, _S.IN_FLIGHT) for s in (_S.PENDING, *DOUBT_STATES)])
+_moves("add_in_flight", [(None, _S.IN_FLIGHT)])
 _moves("mark_not_sent", [(_S.IN_FLIGHT, _S.PENDING), (_S.IN_FLIGHT, _S.IN_DOUBT)])
 _moves("mark_in_doubt", [(_S.IN_FLIGHT, _S.IN_DOUBT)])

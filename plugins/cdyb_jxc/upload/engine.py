@@ -3,7 +3,8 @@
 Source rows arrive in chunks. Each chunk is planned (wire values; rows without a usable 流水号 or repeated
 become source issues), looked up in the ledger, and each row decided (:class:`Decision`): sent, kept (the
 ledger's answer stands) or skipped. Rows to send that would certainly fail are held back; every planned row
-is recorded, then the rest go out in batches of at most the profile's limit (:class:`BatchSender`). Every
+is recorded (a row new to the ledger as its batch leaves, see :mod:`cdyb_jxc.upload.unwritten`), and the
+rest go out in batches of at most the profile's limit (:class:`BatchSender`). Every
 row ends in a ledger state (:class:`~cdyb_jxc.ledger.LedgerState`): ACCEPTED, ACCEPTED_RECONCILED, REJECTED
 (with category and detail), IN_DOUBT or DUPLICATE_CONFLICT.
 """
@@ -63,7 +64,7 @@ class ChunkPlan:
     """What one chunk writes to the ledger, and the rows it sends."""
 
     to_send: list[Planned] = field(default_factory=list)
-    new: list[dict[str, Any]] = field(default_factory=list)  # rows new to the ledger
+    new: list[dict[str, Any]] = field(default_factory=list)  # rows new to the ledger, held back
     known: list[dict[str, Any]] = field(default_factory=list)  # rows the ledger knows, planned again
     kept: list[str] = field(default_factory=list)  # 流水号 whose ledger answer stands
 
@@ -143,7 +144,9 @@ class Uploader:
             sleep=sleep,
             progress=progress,
             max_in_flight=max_in_flight,
+            taken=self._taken_meanwhile,
         )
+        self._planned_before: frozenset[str] = frozenset()  # this chunk's 流水号 an earlier chunk planned
         self.issues = SourceIssues(
             ledger=ledger,
             institution_code=institution_code,
@@ -220,6 +223,10 @@ class Uploader:
             return
         self.sending.poll()
         known = self.ledger.lookup(self.institution, list(planned))
+        # planned by an earlier chunk and not yet written (their batch still waits): no poll in between,
+        # so a row is either in the ledger or still waiting
+        unwritten = self.sending.unwritten
+        self._planned_before = frozenset(s for s in planned if s in unwritten) if unwritten else frozenset()
         if "original_missing" in self.resend_now:
             self._cleared = cleared_originals(
                 self.ledger, self.institution, self.profile, self.txn, planned, known
@@ -272,6 +279,9 @@ class Uploader:
         for the others; skip a 流水号 another transaction uses or this run saw already (source issues)."""
         prior = plan.prior
         if prior is None:
+            if plan.serial in self._planned_before:
+                self._duplicate_in_source(plan.serial, plan.wire, plan.row)
+                return Decision.SKIP
             return Decision.SEND
         if prior.transaction_code and prior.transaction_code != self.txn.code:
             self._used_elsewhere(plan, prior)
@@ -330,7 +340,10 @@ class Uploader:
         row.update(
             institution_code=self.institution, transaction_code=self.txn.code, first_seen_at=now, attempts=0
         )
-        chunk.new.append(row)
+        if send:
+            self.sending.unwritten.add(row)  # written as its batch leaves
+        else:
+            chunk.new.append(row)
 
     def _state_values(self, plan: Planned, error: RowError | None) -> tuple[dict[str, Any], bool]:
         """The ledger state of a row to send or hold back (its values), and whether it goes out."""
@@ -376,6 +389,12 @@ class Uploader:
                 self._uncount_held_back(serial)
             log.warning("%s 流水号 %s was inserted by another upload meanwhile", self.txn.code, serial)
             self._used_elsewhere(planned[serial], taken[serial])
+        self.issues.flush()
+
+    def _taken_meanwhile(self, plan: Planned, entry: LedgerEntry) -> None:
+        """A row new to the ledger that another upload inserted before its batch left: a source issue."""
+        log.warning("%s 流水号 %s was inserted by another upload meanwhile", self.txn.code, plan.serial)
+        self._used_elsewhere(plan, entry)
         self.issues.flush()
 
     def _uncount_held_back(self, serial: str) -> None:

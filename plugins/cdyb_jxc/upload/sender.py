@@ -2,7 +2,8 @@
 centre (no Airflow). :class:`~cdyb_jxc.upload.engine.Uploader` plans the rows and owns a :class:`BatchSender`.
 
 One batch: check the lock → in one ledger transaction, the audit row (with the request as it will go out,
-验证码 redacted) and the rows IN_FLIGHT → send → in one transaction, each row's answer (ACCEPTED, REJECTED,
+验证码 redacted) and the rows IN_FLIGHT (inserted so, for rows new to the ledger: see
+:mod:`cdyb_jxc.upload.unwritten`) → send → in one transaction, each row's answer (ACCEPTED, REJECTED,
 … or the batch back to PENDING / IN_DOUBT) and the audit row closed. A transport fault or a lost reply
 sends the batch again unchanged; rows a self-contradicting reply left in doubt go again too.
 
@@ -21,8 +22,14 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, NoReturn
 
-from cdyb_jxc.exceptions import CallRejectedError, CdybJxcError, InDoubtError, TransportError
-from cdyb_jxc.ledger import Ledger
+from cdyb_jxc.exceptions import (
+    CallRejectedError,
+    CdybJxcError,
+    InDoubtError,
+    SerialTakenError,
+    TransportError,
+)
+from cdyb_jxc.ledger import Ledger, LedgerEntry
 from cdyb_jxc.ledger.batch_store import compress, utcnow
 from cdyb_jxc.ledger.lock import UploadLock
 from cdyb_jxc.safety.textcap import PART_MAX, REQUEST_MAX, cap
@@ -37,6 +44,7 @@ from cdyb_jxc.upload.batches import (
     call_executor,
 )
 from cdyb_jxc.upload.result import RunInfo, UploadResult
+from cdyb_jxc.upload.unwritten import Unwritten
 from cdyb_jxc.wire.codec import build_request
 from cdyb_jxc.wire.connection import check_max_in_flight
 from cdyb_jxc.wire.profile import Profile
@@ -49,6 +57,9 @@ log = logging.getLogger(__name__)
 # go out as replies free their slots, so the centre is not left idle; their rows stay PENDING in the ledger
 # until they leave. Bounded so memory stays flat: each holds one request (≤ the profile's row limit).
 WAITING_MAX = 16
+# Seconds the sender waits for a reply before it writes the rows still unwritten as planned (PENDING): a reply
+# due at once lets them go in IN_FLIGHT as their batch leaves; a longer wait is spent writing them.
+UNWRITTEN_WAIT = 0.01
 
 
 class BatchSender:
@@ -67,6 +78,8 @@ class BatchSender:
     :param sleep: how to wait before a resend
     :param progress: called with the number of rows answered after each batch
     :param max_in_flight: batches out at once (1 to 8)
+    :param taken: told of a row new to the ledger that another upload inserted before its batch left (it
+        is not sent; the engine records it as a source issue)
     """
 
     def __init__(
@@ -85,6 +98,7 @@ class BatchSender:
         sleep: Callable[[float], None],
         progress: Callable[[int], None] | None,
         max_in_flight: int = 1,
+        taken: Callable[[Planned, LedgerEntry], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.profile = profile
@@ -105,6 +119,8 @@ class BatchSender:
         self.replies = ReplyRecorder(
             ledger=ledger, profile=profile, txn_key=txn_key, institution_code=institution_code, result=result
         )
+        self.unwritten = Unwritten(ledger, institution_code)  # new rows, written as their batch leaves
+        self._taken = taken
         self._prepares = isinstance(centre, Preparing)
         self._flying: dict[Future[Exchange], Flight] = {}
         self._waiting: deque[Flight] = deque()  # built, waiting for a slot
@@ -176,6 +192,7 @@ class BatchSender:
         finally:
             self._stopping = False
             self._shut_down()
+            self.unwritten.keep_as_planned()
 
     # -- sending ---------------------------------------------------------------------------------------------
     def _flight(self, batch: list[Planned], attempt: int = 0) -> Flight:
@@ -219,21 +236,58 @@ class BatchSender:
             self.ledger.forget_written()  # without the lock, another upload may write these rows too
             self._failed(flight, err, in_doubt=False)
             return
+        if self.unwritten.has_gone(flight.batch):
+            self._without_taken(flight, None)
+            return
         batch, now = flight.batch, utcnow()
         try:
             with self.ledger.transaction():
                 flight.batch_id = self._open_audit(flight, now)
-                # None: the payload sent is the row's own (its hash is in the ledger already)
-                sent = [(p.serial, None if p.sent_hash == p.hash else p.sent_hash) for p in batch]
-                self.ledger.mark_in_flight(self.institution, sent, flight.batch_id, now)
+                new = self._in_flight(batch, flight.batch_id, now)
+        except SerialTakenError as err:
+            self._without_taken(flight, err)
+            return
         except Exception as err:
             self._stop(err)
+        self.unwritten.written(new)
         flight.started_at = now
         self.result.batches += 1
         self.result.rows_sent += len(batch)
         if self._pool is None:
             self._pool = call_executor(self.max_in_flight)
         self._flying[self._pool.submit(self._call, flight)] = flight
+
+    def _in_flight(self, batch: list[Planned], batch_id: int, now: datetime) -> list[str]:
+        """The batch's rows IN_FLIGHT: inserted so when new to the ledger, else updated. Returns the 流水号
+        inserted."""
+        new = self.unwritten.of(batch)
+        if new:
+            self.ledger.add_in_flight(new, batch_id, now)
+        if len(new) < len(batch):
+            inserted = {r["serial_no"] for r in new}
+            # None: the payload sent is the row's own (its hash is in the ledger already)
+            sent = [
+                (p.serial, None if p.sent_hash == p.hash else p.sent_hash)
+                for p in batch
+                if p.serial not in inserted
+            ]
+            self.ledger.mark_in_flight(self.institution, sent, batch_id, now)
+        return [r["serial_no"] for r in new]
+
+    def _without_taken(self, flight: Flight, err: SerialTakenError | None) -> None:
+        """Another upload inserted some of the batch's new rows since they were planned (nothing of this
+        batch was written): the batch goes without them, and the engine hears of each."""
+        taken = self.unwritten.taken(flight.batch)
+        if not taken and err is not None:
+            self._stop(err)  # not a 流水号 taken meanwhile
+        rest = []
+        for plan in flight.batch:
+            if plan.serial not in taken:
+                rest.append(plan)
+            elif self._taken is not None:
+                self._taken(plan, taken[plan.serial])
+        if rest:
+            self._launch(self._flight(rest, flight.attempt))
 
     def _open_audit(self, flight: Flight, now: datetime) -> int:
         return self.ledger.start_batch(
@@ -269,8 +323,13 @@ class BatchSender:
 
     # -- answers ---------------------------------------------------------------------------------------------
     def _settle_next(self) -> None:
-        """Wait for the next batch to come back and apply its answer (those back together in batch order)."""
-        done, _ = wait(list(self._flying), return_when=FIRST_COMPLETED)
+        """Wait for the next batch to come back and apply its answer (those back together in batch order).
+        Rows still waiting to be written go in first, as planned (see :mod:`cdyb_jxc.upload.unwritten`)."""
+        flying = list(self._flying)
+        done = wait(flying, UNWRITTEN_WAIT, FIRST_COMPLETED)[0] if self.unwritten else set()
+        if not done:
+            self.unwritten.write_planned()  # while the centre keeps this thread waiting
+            done = wait(flying, return_when=FIRST_COMPLETED)[0]
         self._apply(done)
 
     def _apply(self, done: Iterable[Future[Exchange]]) -> None:
@@ -391,6 +450,7 @@ class BatchSender:
             raise _Recorded
         self._stopping = True
         self._waiting.clear()  # their rows stay as planned: nothing of them went out
+        self.unwritten.keep_as_planned()
         try:
             while self._flying:
                 try:

@@ -81,6 +81,7 @@ def test_the_named_transitions_perform_exactly_the_moves_of_the_table():
         "to_send",
         "held_back",
         "kept_in_doubt",
+        "add_in_flight",
         "mark_in_flight",
         "mark_not_sent",
         "mark_in_doubt",
@@ -93,8 +94,8 @@ def test_a_move_the_table_lacks_is_refused():
         RuntimeError, match=r"ledger transition oops is not in the state table: ACCEPTED → PENDING"
     ):
         check_edges("oops", [(S.ACCEPTED, S.PENDING), (S.PENDING, S.IN_FLIGHT)])
-    with pytest.raises(RuntimeError, match=r"\(new\) → IN_FLIGHT"):
-        check_edges("oops", [(None, S.IN_FLIGHT)])
+    with pytest.raises(RuntimeError, match=r"\(new\) → ACCEPTED"):
+        check_edges("oops", [(None, S.ACCEPTED)])
 
 
 class WatchedLedger(Ledger):
@@ -108,6 +109,10 @@ class WatchedLedger(Ledger):
         taken = super().insert_rows(rows)
         self.moves |= {(None, of(r["state"])) for r in rows if r["serial_no"] not in taken}
         return taken
+
+    def insert_joined(self, rows: Sequence[dict[str, Any]]) -> None:
+        super().insert_joined(rows)
+        self.moves |= {(None, of(r["state"])) for r in rows}
 
     def update_rows(self, institution_code: str, rows: Sequence[dict[str, Any]], **kw: Any) -> None:
         serials = [r["serial_no"] for r in rows if "state" in r]
@@ -123,9 +128,9 @@ def test_every_state_change_the_engine_makes_is_in_the_table_and_every_move_of_t
     ledger = WatchedLedger(f"sqlite:///{tmp_path}/ledger.db")
     centre = FakeCentre(profile)
 
-    def run(*rows, faults=(), raises=None):
+    def run(*rows, faults=(), raises=None, **kw):
         centre.faults = list(faults)
-        uploader = make_uploader(profile, centre, ledger)
+        uploader = make_uploader(profile, centre, ledger, **kw)
         if raises is None:
             return uploader.run([list(rows)])
         with pytest.raises(raises):
@@ -145,6 +150,9 @@ def test_every_state_change_the_engine_makes_is_in_the_table_and_every_move_of_t
     run(outbound_row("T"), outbound_row("T2"), faults=["transport"], raises=TransportError)  # not sent
     run(outbound_row("T", **bad_number))  # the pending row now fails: held back
     run(outbound_row("T2"))  # the pending row planned again and sent
+    one_by_one = {"batch_limit": 1, "max_in_flight": 1}
+    run(outbound_row("W1"), outbound_row("W2"), faults=["transport"], raises=TransportError, **one_by_one)
+    # W2 waited for the slot W1 held when the run stopped: written as planned
     run(outbound_row("D"), outbound_row("DT"), outbound_row("DU"), faults=["lose_reply"], raises=InDoubtError)
     run(outbound_row("D"))  # planned again as it is, sent, reconciled
     run(outbound_row("DT"), faults=["transport"], raises=TransportError)  # not sent, still in doubt
@@ -155,7 +163,7 @@ def test_every_state_change_the_engine_makes_is_in_the_table_and_every_move_of_t
 
     assert ledger.moves <= TABLE_MOVES, ledger.moves - TABLE_MOVES
     assert ledger.moves == TABLE_MOVES, TABLE_MOVES - ledger.moves
-    assert ledger.states("H51010400001", ["D", "DT", "DU", "K", "KU", "H", "T"]) == {
+    assert ledger.states("H51010400001", ["D", "DT", "DU", "K", "KU", "H", "T", "W1", "W2"]) == {
         "D": S.ACCEPTED_RECONCILED,
         "DT": S.IN_DOUBT,
         "DU": S.IN_DOUBT,
@@ -163,4 +171,6 @@ def test_every_state_change_the_engine_makes_is_in_the_table_and_every_move_of_t
         "KU": S.IN_DOUBT,
         "H": S.ACCEPTED,
         "T": S.REJECTED,
+        "W1": S.PENDING,
+        "W2": S.PENDING,
     }
