@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import replace
-from datetime import datetime
 from typing import Any, NoReturn
 
 from cdyb_jxc.exceptions import (
@@ -27,12 +26,12 @@ from cdyb_jxc.exceptions import (
     CdybJxcError,
     InDoubtError,
     SerialTakenError,
-    TransportError,
 )
 from cdyb_jxc.ledger import Ledger, LedgerEntry
 from cdyb_jxc.ledger.batch_store import compress, utcnow
 from cdyb_jxc.ledger.lock import UploadLock
 from cdyb_jxc.safety.textcap import PART_MAX, REQUEST_MAX, cap
+from cdyb_jxc.upload.batch_writes import BatchWrites
 from cdyb_jxc.upload.batches import (
     Exchange,
     Flight,
@@ -40,7 +39,6 @@ from cdyb_jxc.upload.batches import (
     Preparing,
     ReplyRecorder,
     Sender,
-    answer_audit,
     call_executor,
 )
 from cdyb_jxc.upload.result import RunInfo, UploadResult
@@ -120,6 +118,14 @@ class BatchSender:
             ledger=ledger, profile=profile, txn_key=txn_key, institution_code=institution_code, result=result
         )
         self.unwritten = Unwritten(ledger, institution_code)  # new rows, written as their batch leaves
+        self.writes = BatchWrites(
+            ledger=ledger,
+            institution_code=institution_code,
+            txn_code=self.txn.code,
+            run=run,
+            replies=self.replies,
+            unwritten=self.unwritten,
+        )
         self._taken = taken
         self._prepares = isinstance(centre, Preparing)
         self._flying: dict[Future[Exchange], Flight] = {}
@@ -241,38 +247,18 @@ class BatchSender:
             return
         batch, now = flight.batch, utcnow()
         try:
-            with self.ledger.transaction():
-                flight.batch_id = self._open_audit(flight, now)
-                new = self._in_flight(batch, flight.batch_id, now)
+            self.writes.launch(flight, now)
         except SerialTakenError as err:
             self._without_taken(flight, err)
             return
         except Exception as err:
             self._stop(err)
-        self.unwritten.written(new)
         flight.started_at = now
         self.result.batches += 1
         self.result.rows_sent += len(batch)
         if self._pool is None:
             self._pool = call_executor(self.max_in_flight)
         self._flying[self._pool.submit(self._call, flight)] = flight
-
-    def _in_flight(self, batch: list[Planned], batch_id: int, now: datetime) -> list[str]:
-        """The batch's rows IN_FLIGHT: inserted so when new to the ledger, else updated. Returns the 流水号
-        inserted."""
-        new = self.unwritten.of(batch)
-        if new:
-            self.ledger.add_in_flight(new, batch_id, now)
-        if len(new) < len(batch):
-            inserted = {r["serial_no"] for r in new}
-            # None: the payload sent is the row's own (its hash is in the ledger already)
-            sent = [
-                (p.serial, None if p.sent_hash == p.hash else p.sent_hash)
-                for p in batch
-                if p.serial not in inserted
-            ]
-            self.ledger.mark_in_flight(self.institution, sent, batch_id, now)
-        return [r["serial_no"] for r in new]
 
     def _without_taken(self, flight: Flight, err: SerialTakenError | None) -> None:
         """Another upload inserted some of the batch's new rows since they were planned (nothing of this
@@ -288,19 +274,6 @@ class BatchSender:
                 self._taken(plan, taken[plan.serial])
         if rest:
             self._launch(self._flight(rest, flight.attempt))
-
-    def _open_audit(self, flight: Flight, now: datetime) -> int:
-        return self.ledger.start_batch(
-            started_at=now,
-            institution_code=self.institution,
-            transaction_code=self.txn.code,
-            run_token=self.run.token,
-            dag_id=self.run.dag_id,
-            run_id=self.run.run_id,
-            task_id=self.run.task_id,
-            row_count=len(flight.batch),
-            request_gz=flight.request_gz,
-        )
 
     def _call(self, flight: Flight) -> Exchange:
         """The call and the parsing of its reply (on a worker thread: nothing here touches the ledger). The
@@ -327,8 +300,11 @@ class BatchSender:
         Rows still waiting to be written go in first, as planned (see :mod:`cdyb_jxc.upload.unwritten`)."""
         flying = list(self._flying)
         done = wait(flying, UNWRITTEN_WAIT, FIRST_COMPLETED)[0] if self.unwritten else set()
-        if not done:
-            self.unwritten.write_planned()  # while the centre keeps this thread waiting
+        if not done:  # written while the centre keeps this thread waiting
+            if self._stopping:
+                self.unwritten.keep_as_planned()  # never raises: the batches out must still be recorded
+            else:
+                self.unwritten.write_planned()
             done = wait(flying, return_when=FIRST_COMPLETED)[0]
         self._apply(done)
 
@@ -371,7 +347,7 @@ class BatchSender:
         try:
             exchange = future.result()
         except CdybJxcError as err:
-            self._record_error(flight, err)
+            self.writes.failed(flight, err)
             self._failed(flight, err, in_doubt=isinstance(err, InDoubtError))
             return
         except Exception as err:
@@ -380,50 +356,17 @@ class BatchSender:
             self._stop(err)
         self._answered(flight, exchange)
 
-    def _record_error(self, flight: Flight, err: CdybJxcError) -> None:
-        """What a failed call means for the rows, and the audit row closed, in one transaction."""
-        batch, close = flight.batch, self._close
-        with self.ledger.transaction():
-            if isinstance(err, TransportError):
-                self._not_sent(batch, f"未发送: {err}")
-                close(flight, outcome="not_sent", error=str(err))
-            elif isinstance(err, InDoubtError):
-                serials = [p.serial for p in batch]
-                self.ledger.mark_in_doubt(self.institution, serials, f"应答丢失: {err}", utcnow())
-                reply_gz = compress(err.reply_text)
-                close(flight, outcome="in_doubt", error=str(err), reply_gz=reply_gz)
-            elif isinstance(err, CallRejectedError):
-                self._not_sent(batch, f"整批被拒: {err}")
-                close(flight, outcome="rejected", error=str(err))
-
     def _answered(self, flight: Flight, exchange: Exchange) -> None:
         """Record a reply's answer for each row and close the audit row, in one transaction."""
-        batch, reply, audit = flight.batch, exchange.reply, answer_audit(flight, exchange)
-        close = self._close
+        reply = exchange.reply
         if reply.whole_call_rejected:
-            with self.ledger.transaction():
-                self._not_sent(batch, f"整批被拒: {reply.retmsg}")
-                close(flight, outcome="rejected", **audit)
+            self.writes.call_rejected(flight, exchange)
             self._stop(CallRejectedError(cap(reply.retmsg, PART_MAX), reply.category))
-        with self.ledger.transaction():
-            doubtful, contradiction = self.replies.record(batch, reply)
-            outcome = "in_doubt" if contradiction else reply.status
-            close(flight, outcome=outcome, error=contradiction, **audit)
+        doubtful = self.writes.answered(flight, exchange)
         if self.progress:
-            self.progress(len(batch) - len(doubtful))
+            self.progress(len(flight.batch) - len(doubtful))
         if doubtful:
             self._doubtful(flight, doubtful)
-
-    def _close(self, flight: Flight, **values: Any) -> None:
-        """Close the batch's audit row with its outcome (and, answered, the reply)."""
-        self.ledger.finish_batch(
-            flight.batch_id, started_at=flight.started_at, finished_at=flight.finished_at, **values
-        )
-
-    def _not_sent(self, batch: list[Planned], detail: str) -> None:
-        """Nothing was stored: rows go back to PENDING, or stay IN_DOUBT if an earlier send was in doubt."""
-        rows = [(p.serial, p.sent_before) for p in batch]
-        self.ledger.mark_not_sent(self.institution, rows, detail, utcnow())
 
     # -- resends and stops -----------------------------------------------------------------------------------
     def _failed(self, flight: Flight, err: CdybJxcError, *, in_doubt: bool) -> None:

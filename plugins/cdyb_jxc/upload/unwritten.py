@@ -73,9 +73,9 @@ class Unwritten:
     def write_planned(self) -> None:
         """Write every row still waiting as planned (PENDING), in one transaction: the sender is about to
         wait for the centre. A row another upload inserted meanwhile is kept aside for :meth:`taken`."""
-        rows, self._rows = list(self._rows.values()), {}
-        if rows:
-            self._gone.update(self.ledger.add_planned(rows))
+        if self._rows:
+            self._gone.update(self.ledger.add_planned(list(self._rows.values())))
+            self._rows = {}  # only once they are in: a failed write leaves them for keep_as_planned
 
     def keep_as_planned(self) -> None:
         """:meth:`write_planned` as sending stops: logs, and does not raise, when the ledger cannot take the
@@ -84,9 +84,11 @@ class Unwritten:
             self.write_planned()
         except Exception:
             log.exception(
-                "planned rows that were not sent could not be written to the ledger; the next run reads "
-                "them from the source again"
+                "%d planned rows that were not sent could not be written to the ledger; the next run reads "
+                "them from the source again",
+                len(self._rows),
             )
+            self._rows = {}  # once: sending has stopped, nothing would write them later
         for serial in self._gone:
             log.warning(
                 "流水号 %s was inserted by another upload meanwhile; this run did not send it", serial

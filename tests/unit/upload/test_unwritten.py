@@ -165,3 +165,25 @@ def test_every_planned_row_is_written_once_whatever_the_batches(profile, ledger)
     assert result.states == {S.ACCEPTED: 250}
     assert ledger.count_by_state(institution_code=INSTITUTION) == {S.ACCEPTED: 250}
     assert {r["attempts"] for r in ledger.iter_rows()} == {1}
+
+
+class FailingPlannedWrites(Ledger):
+    """A ledger whose PENDING inserts fail (a full disk, say); everything else works."""
+
+    def add_planned(self, rows: Sequence[dict[str, Any]]) -> Any:
+        if rows:
+            raise OSError("disk full")
+        return super().add_planned(rows)
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_write_while_waiting_stops_the_run_and_the_batch_out_is_still_recorded(profile, tmp_path):
+    ledger = FailingPlannedWrites(f"sqlite:///{tmp_path}/failing.db")
+    centre = HookedCentre(profile, lambda serials: time.sleep(0.2))  # the upload waits for R1 with R2 to go
+    rows = [outbound_row("R1"), outbound_row("R2")]
+    with pytest.raises(OSError, match="disk full"):
+        make_uploader(profile, centre, ledger, **ONE_BY_ONE).run([rows])
+
+    assert centre.requests == [["R1"]]
+    assert {r["serial_no"]: r["state"] for r in ledger.iter_rows()} == {"R1": S.ACCEPTED}
+    ledger.dispose()
