@@ -341,7 +341,7 @@ class Uploader:
             institution_code=self.institution, transaction_code=self.txn.code, first_seen_at=now, attempts=0
         )
         if send:
-            self.sending.unwritten.add(row)  # written as its batch leaves
+            self.sending.unwritten.add(plan, row)  # written as its batch leaves
         else:
             chunk.new.append(row)
 
@@ -366,21 +366,19 @@ class Uploader:
         return held_back(category, error.field, error.detail), False
 
     def _record(self, decided: ChunkPlan, planned: Mapping[str, Planned]) -> None:
-        """Write the chunk's rows to the ledger before any of them is sent."""
-        self._insert_new(decided.new, planned, decided.to_send)
+        """Write the chunk's rows held back, planned again or kept (a new row to send is written as its
+        batch leaves)."""
+        self._insert_new(decided.new, planned)
         self.ledger.replan(self.institution, decided.known)
         self.ledger.mark_seen(self.institution, decided.kept, self.run_info.token)
 
-    def _insert_new(
-        self, inserts: list[dict[str, Any]], planned: Mapping[str, Planned], to_send: list[Planned]
-    ) -> None:
-        """Insert the rows new to the ledger. One whose 流水号 another upload (of another transaction: the
-        lock keeps uploads of one apart) inserted since this chunk's lookup is a source issue, as if the
-        lookup had seen it; the chunk's other rows go on."""
+    def _insert_new(self, inserts: list[dict[str, Any]], planned: Mapping[str, Planned]) -> None:
+        """Insert the held-back rows new to the ledger. One whose 流水号 another upload (of another
+        transaction: the lock keeps uploads of one apart) inserted since this chunk's lookup is a source
+        issue, as if the lookup had seen it; the chunk's other rows go on."""
         taken = self.ledger.add_planned(inserts)
         if not taken:
             return
-        to_send[:] = [p for p in to_send if p.serial not in taken]
         for row in inserts:
             serial = row["serial_no"]
             if serial not in taken:
@@ -392,7 +390,16 @@ class Uploader:
         self.issues.flush()
 
     def _taken_meanwhile(self, plan: Planned, entry: LedgerEntry) -> None:
-        """A row new to the ledger that another upload inserted before its batch left: a source issue."""
+        """A row to send that another upload inserted before this one wrote it: a source issue, unless that
+        upload was of this transaction (possible only once a lock was lost): the row is its to send."""
+        if entry.transaction_code == self.txn.code:
+            log.warning(
+                "%s 流水号 %s was written by another upload of %s meanwhile (a lost lock?); left to it",
+                self.txn.code,
+                plan.serial,
+                self.txn.code,
+            )
+            return
         log.warning("%s 流水号 %s was inserted by another upload meanwhile", self.txn.code, plan.serial)
         self._used_elsewhere(plan, entry)
         self.issues.flush()

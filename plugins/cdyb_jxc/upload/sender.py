@@ -52,8 +52,8 @@ __all__ = ["BatchSender", "Exchange", "Flight", "Planned", "Preparing", "Sender"
 log = logging.getLogger(__name__)
 
 # Batches built ahead of a free slot. While the engine plans the next rows it polls between rows, and these
-# go out as replies free their slots, so the centre is not left idle; their rows stay PENDING in the ledger
-# until they leave. Bounded so memory stays flat: each holds one request (≤ the profile's row limit).
+# go out as replies free their slots, so the centre is not left idle; nothing of them is sent until they
+# leave. Bounded so memory stays flat: each holds one request (≤ the profile's row limit).
 WAITING_MAX = 16
 # Seconds the sender waits for a reply before it writes the rows still unwritten as planned (PENDING): a reply
 # due at once lets them go in IN_FLIGHT as their batch leaves; a longer wait is spent writing them.
@@ -76,8 +76,8 @@ class BatchSender:
     :param sleep: how to wait before a resend
     :param progress: called with the number of rows answered after each batch
     :param max_in_flight: batches out at once (1 to 8)
-    :param taken: told of a row new to the ledger that another upload inserted before its batch left (it
-        is not sent; the engine records it as a source issue)
+    :param taken: told of a row new to the ledger that another upload inserted before this one wrote it
+        (it is not sent; the engine records it as a source issue)
     """
 
     def __init__(
@@ -96,7 +96,7 @@ class BatchSender:
         sleep: Callable[[float], None],
         progress: Callable[[int], None] | None,
         max_in_flight: int = 1,
-        taken: Callable[[Planned, LedgerEntry], None] | None = None,
+        taken: Callable[[Planned, LedgerEntry], None],
     ) -> None:
         self.ledger = ledger
         self.profile = profile
@@ -117,7 +117,7 @@ class BatchSender:
         self.replies = ReplyRecorder(
             ledger=ledger, profile=profile, txn_key=txn_key, institution_code=institution_code, result=result
         )
-        self.unwritten = Unwritten(ledger, institution_code)  # new rows, written as their batch leaves
+        self.unwritten = Unwritten(ledger, institution_code, taken)  # new rows, written as their batch leaves
         self.writes = BatchWrites(
             ledger=ledger,
             institution_code=institution_code,
@@ -126,7 +126,6 @@ class BatchSender:
             replies=self.replies,
             unwritten=self.unwritten,
         )
-        self._taken = taken
         self._prepares = isinstance(centre, Preparing)
         self._flying: dict[Future[Exchange], Flight] = {}
         self._waiting: deque[Flight] = deque()  # built, waiting for a slot
@@ -262,16 +261,11 @@ class BatchSender:
 
     def _without_taken(self, flight: Flight, err: SerialTakenError | None) -> None:
         """Another upload inserted some of the batch's new rows since they were planned (nothing of this
-        batch was written): the batch goes without them, and the engine hears of each."""
+        batch was written): the batch goes without them (the engine hears of each)."""
         taken = self.unwritten.taken(flight.batch)
         if not taken and err is not None:
-            self._stop(err)  # not a 流水号 taken meanwhile
-        rest = []
-        for plan in flight.batch:
-            if plan.serial not in taken:
-                rest.append(plan)
-            elif self._taken is not None:
-                self._taken(plan, taken[plan.serial])
+            self._stop(err.__cause__ or err)  # not a 流水号 taken meanwhile: the database's own error
+        rest = [p for p in flight.batch if p.serial not in taken]
         if rest:
             self._launch(self._flight(rest, flight.attempt))
 
@@ -427,6 +421,7 @@ class BatchSender:
             attempt + 1,
             self.resend_attempts,
         )
+        self.unwritten.write_planned()  # not left out of the ledger while this thread sleeps
         self.sleep(delay)
         if in_doubt:
             # the rows may have been stored: a duplicate answer now reconciles them

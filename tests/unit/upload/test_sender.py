@@ -46,6 +46,10 @@ def centre(profile) -> FakeCentre:
     return FakeCentre(profile)
 
 
+def _never_taken(plan: Planned, entry: Any) -> None:
+    raise AssertionError(f"{plan.serial} reported taken by another upload")
+
+
 def sender(profile, ledger: Ledger, centre: Any, **kw: Any) -> BatchSender:
     values: dict[str, Any] = {
         "batch_limit": 100,
@@ -53,6 +57,7 @@ def sender(profile, ledger: Ledger, centre: Any, **kw: Any) -> BatchSender:
         "backoff": 1.0,
         "sleep": lambda s: None,
         "progress": None,
+        "taken": _never_taken,
     }
     values.update(kw)
     return BatchSender(

@@ -13,6 +13,7 @@ import pytest
 
 from cdyb_jxc.exceptions import TransportError
 from cdyb_jxc.ledger import Ledger, LedgerState
+from cdyb_jxc.upload.engine import Uploader
 from cdyb_jxc.wire.client import Exchange
 from tests.conftest import INSTITUTION, inbound_row, make_uploader, outbound_row
 from tests.unit.upload.fake_centre import FakeCentre
@@ -187,3 +188,42 @@ def test_a_failed_write_while_waiting_stops_the_run_and_the_batch_out_is_still_r
     assert centre.requests == [["R1"]]
     assert {r["serial_no"]: r["state"] for r in ledger.iter_rows()} == {"R1": S.ACCEPTED}
     ledger.dispose()
+
+
+def test_a_serial_found_taken_while_waiting_is_reported_though_the_run_stops_first(profile, tmp_path):
+    url = f"sqlite:///{tmp_path}/racing.db"
+    ledger, other = RacingLookups(url), Ledger(url)
+    ledger.competitor = lambda: make_uploader(profile, FakeCentre(profile), other, "inbound").run(
+        [[inbound_row("R2")]]
+    )
+    centre = HookedCentre(profile, lambda serials: time.sleep(0.2))
+    centre.faults = ["transport"]  # R1 never arrives: the run stops before R2's batch leaves
+    rows = [outbound_row("R1"), outbound_row("R2"), outbound_row("R3")]
+    with pytest.raises(TransportError):
+        make_uploader(profile, centre, ledger, **ONE_BY_ONE).run([rows])
+
+    assert centre.requests == [["R1"]]
+    owners = {r["serial_no"]: (r["transaction_code"], r["state"]) for r in ledger.iter_rows()}
+    assert owners == {"R1": ("JXC003", S.PENDING), "R2": ("JXC002", S.ACCEPTED), "R3": ("JXC003", S.PENDING)}
+    (issue,) = ledger.iter_source_issues()
+    assert (issue["row_key"], issue["transaction_code"]) == ("R2", "JXC003")
+    ledger.dispose()
+    other.dispose()
+
+
+def test_rows_still_to_go_are_in_the_ledger_while_the_upload_sleeps_before_a_resend(profile, ledger):
+    seen: list[dict[str, str]] = []
+
+    def sleep(seconds: float) -> None:
+        seen.append({r["serial_no"]: r["state"] for r in ledger.iter_rows()})
+
+    centre = FakeCentre(profile)
+    centre.faults = ["transport"]
+    uploader = Uploader(
+        profile=profile, txn_key="outbound", institution_code=INSTITUTION, sender=centre, ledger=ledger,
+        sleep=sleep, resend_attempts=1, **ONE_BY_ONE,
+    )  # fmt: skip
+    result = uploader.run([[outbound_row("S1"), outbound_row("S2"), outbound_row("S3")]])
+
+    assert seen == [{"S1": S.PENDING, "S2": S.PENDING, "S3": S.PENDING}]  # S1 not stored, the others to go
+    assert result.states == {S.ACCEPTED: 3}
