@@ -36,6 +36,7 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402 - Airflow environment must be set first
 from sqlalchemy import create_engine, text  # noqa: E402
 
+from cdyb_jxc.ledger import Ledger  # noqa: E402
 from cdyb_jxc.simulator.server import Simulator  # noqa: E402
 from cdyb_jxc.simulator.store import SimulatorStore  # noqa: E402
 from cdyb_jxc.upload.engine import Uploader  # noqa: E402
@@ -142,6 +143,20 @@ def stock_row(serial: str, i: int = 1, **extra: str) -> dict[str, str]:
     row = {"serial_no": serial, **item(i), "stock_date": "2026-11-20", "stock_quantity": "48"}
     row.update(extra)
     return row
+
+
+class RacingLedger(Ledger):
+    """Lets ``competitor`` run once, right after this ledger's first lookup (another upload claiming a
+    流水号 between an upload's lookup and its writes)."""
+
+    competitor: Callable[[], Any] | None = None
+
+    def lookup(self, institution_code: str, serials: Any) -> Any:
+        found = super().lookup(institution_code, serials)
+        run, self.competitor = self.competitor, None
+        if run is not None:
+            run()
+        return found
 
 
 def make_uploader(profile: Profile, sender: Any, ledger: Any, txn: str = "outbound", **kw: Any) -> Uploader:

@@ -225,11 +225,8 @@ class Ledger(SourceIssueStore, BalanceStore, BatchStore, RowTransitions):
         while pending:
             try:
                 with self.engine.begin() as conn:
-                    self._insert(conn, pending)
-                    rollup.apply(conn, self._driver, rollup.tally_insert(pending))  # the day counts too
-                known = self._known()
-                if known is not None:
-                    known.remember_rows(pending, rollup.COUNTED)
+                    self._insert_counted(conn, pending)
+                self._remember_inserted(pending)
                 break
             except IntegrityError:
                 self.forget_written()
@@ -249,13 +246,20 @@ class Ledger(SourceIssueStore, BalanceStore, BatchStore, RowTransitions):
             return
         with self._joined(write=True) as conn:
             try:
-                self._insert(conn, fitted)
+                self._insert_counted(conn, fitted)
             except IntegrityError as err:
                 raise SerialTakenError("a 流水号 of the batch is in the ledger already") from err
-            rollup.apply(conn, self._driver, rollup.tally_insert(fitted))
-            known = self._known()
-            if known is not None:
-                known.remember_rows(fitted, rollup.COUNTED)
+            self._remember_inserted(fitted)
+
+    def _insert_counted(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Insert fitted rows and count them in the day counts, in ``conn``'s transaction."""
+        self._insert(conn, rows)
+        rollup.apply(conn, self._driver, rollup.tally_insert(rows))
+
+    def _remember_inserted(self, rows: list[dict[str, Any]]) -> None:
+        known = self._known()
+        if known is not None:
+            known.remember_rows(rows, rollup.COUNTED)
 
     def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         if not self._driver.runs_many(len(rows)):
@@ -297,8 +301,10 @@ class Ledger(SourceIssueStore, BalanceStore, BatchStore, RowTransitions):
         with self._joined(write=True) as conn:
             counted = rollup.counted_change(fitted)
             before = self._counted_before(conn, institution_code, fitted) if counted else {}
-            extra = {"count_attempt": count_attempt, "sent_is_payload": sent_is_payload}
-            for stmt, params in row_updates(institution_code, fitted, **extra):
+            updates = row_updates(
+                institution_code, fitted, count_attempt=count_attempt, sent_is_payload=sent_is_payload
+            )
+            for stmt, params in updates:
                 if self._driver.runs_many(len(params)):
                     self._driver.of(stmt).execute(conn, params)
                 else:

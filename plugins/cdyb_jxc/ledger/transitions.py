@@ -188,7 +188,7 @@ class RowTransitions:
             one's; ``None``: this one's, the row's ``payload_hash``)
         :param batch_id: the audit row of the request
         """
-        values = {"state": _S.IN_FLIGHT, "last_sent_at": now, "last_batch_id": batch_id, "updated_at": now}
+        values = _sent(batch_id, now)
         # a row sent for the first time: the ledger copies its own payload_hash (one value fewer to pass)
         own = [{"serial_no": serial, **values} for serial, sent_hash in sent if sent_hash is None]
         earlier = [{"serial_no": s, **values, "sent_hash": h} for s, h in sent if h is not None]
@@ -206,7 +206,7 @@ class RowTransitions:
         :param rows: the planned values of each row (as :meth:`add_planned` takes them)
         :param batch_id: the audit row of the request
         """
-        sent = {"state": _S.IN_FLIGHT, "last_sent_at": now, "last_batch_id": batch_id, "updated_at": now}
+        sent = _sent(batch_id, now)
         self.insert_joined([{**row, **sent, "sent_hash": row["payload_hash"], "attempts": 1} for row in rows])
 
     def mark_not_sent(
@@ -249,6 +249,11 @@ class RowTransitions:
         """Write what a reply said of its rows (see :class:`ReplyFates`)."""
         self.update_grouped(institution_code, fates.saved)
         self.update_grouped(institution_code, fates.refused)
+
+
+def _sent(batch_id: int, now: datetime) -> dict[str, Any]:
+    """The values of a row whose request ``batch_id`` leaves at ``now`` (IN_FLIGHT)."""
+    return {"state": _S.IN_FLIGHT, "last_sent_at": now, "last_batch_id": batch_id, "updated_at": now}
 
 
 # a row sent again: planned PENDING, or left in doubt (IN_FLIGHT: by a run that died)

@@ -385,8 +385,7 @@ class Uploader:
                 continue
             if row["held_back"]:  # counted as held back and rejected while planning: it is neither
                 self._uncount_held_back(serial)
-            log.warning("%s 流水号 %s was inserted by another upload meanwhile", self.txn.code, serial)
-            self._used_elsewhere(planned[serial], taken[serial])
+            self._inserted_elsewhere(planned[serial], taken[serial])
         self.issues.flush()
 
     def _taken_meanwhile(self, plan: Planned, entry: LedgerEntry) -> None:
@@ -400,9 +399,12 @@ class Uploader:
                 self.txn.code,
             )
             return
+        self._inserted_elsewhere(plan, entry)
+        self.issues.flush()
+
+    def _inserted_elsewhere(self, plan: Planned, entry: LedgerEntry) -> None:
         log.warning("%s 流水号 %s was inserted by another upload meanwhile", self.txn.code, plan.serial)
         self._used_elsewhere(plan, entry)
-        self.issues.flush()
 
     def _uncount_held_back(self, serial: str) -> None:
         res = self.result

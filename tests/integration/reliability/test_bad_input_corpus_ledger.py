@@ -4,15 +4,13 @@ lost (each ends as a ledger row or a source issue), on SQLite and the local Post
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from cdyb_jxc.exceptions import UploadBusyError
 from cdyb_jxc.ledger import ACCEPTED, REJECTED, Ledger
 from cdyb_jxc.ledger.lock import UploadLock
 from cdyb_jxc.wire.rules import MappingEntry
-from tests.conftest import INSTITUTION, inbound_row, make_uploader, outbound_row
+from tests.conftest import INSTITUTION, RacingLedger, inbound_row, make_uploader, outbound_row
 
 # -- bad rows of two sources at the same row number ---------------------------------------------------------
 ROW_NUMBERED = [
@@ -39,19 +37,6 @@ def test_bad_rows_of_two_sources_at_one_row_number_are_two_issues(
 
 
 # -- a 流水号 claimed by another transaction between lookup and insert ---------------------------------------
-class _Racing(Ledger):
-    """Lets ``competitor`` run once, right after this ledger's first lookup."""
-
-    competitor: Any = None
-
-    def lookup(self, institution_code: str, serials: Any) -> Any:
-        found = super().lookup(institution_code, serials)
-        run, self.competitor = self.competitor, None
-        if run is not None:
-            run()
-        return found
-
-
 @pytest.mark.parametrize(
     ("competing_row", "state"),
     [
@@ -62,7 +47,7 @@ class _Racing(Ledger):
 def test_serial_claimed_meanwhile_by_another_transaction(
     profile, client, ledger_url, store, competing_row, state
 ):
-    racing, other = _Racing(ledger_url), Ledger(ledger_url)
+    racing, other = RacingLedger(ledger_url), Ledger(ledger_url)
     racing.competitor = lambda: make_uploader(profile, client, other, "inbound").run([[competing_row]])
     registry = {"M0001": MappingEntry("XA000001")}
     rows = [outbound_row("TK-1"), outbound_row("TK-2"), outbound_row("TK-3", 2)]

@@ -15,7 +15,7 @@ from cdyb_jxc.exceptions import TransportError
 from cdyb_jxc.ledger import Ledger, LedgerState
 from cdyb_jxc.upload.engine import Uploader
 from cdyb_jxc.wire.client import Exchange
-from tests.conftest import INSTITUTION, inbound_row, make_uploader, outbound_row
+from tests.conftest import INSTITUTION, RacingLedger, inbound_row, make_uploader, outbound_row
 from tests.unit.upload.fake_centre import FakeCentre
 
 S = LedgerState
@@ -82,19 +82,6 @@ def test_rows_written_as_planned_go_out_on_the_next_run(profile, ledger):
     assert sorted(centre.stored) == ["W0", "W1", "W2"]
 
 
-class RacingLookups(Ledger):
-    """Runs ``competitor`` once, right after its first lookup (before the chunk's rows are written)."""
-
-    competitor: Any = None
-
-    def lookup(self, institution_code: str, serials: Sequence[str]) -> Any:
-        found = super().lookup(institution_code, serials)
-        run, self.competitor = self.competitor, None
-        if run is not None:
-            run()
-        return found
-
-
 @pytest.mark.parametrize(
     "claimed",
     [
@@ -104,7 +91,7 @@ class RacingLookups(Ledger):
 )
 def test_a_serial_another_upload_inserts_before_it_is_written_is_a_source_issue(profile, tmp_path, claimed):
     url = f"sqlite:///{tmp_path}/racing.db"
-    ledger, other = RacingLookups(url), Ledger(url)
+    ledger, other = RacingLedger(url), Ledger(url)
     ledger.competitor = lambda: make_uploader(profile, FakeCentre(profile), other, "inbound").run(
         [[inbound_row(claimed)]]
     )
@@ -192,7 +179,7 @@ def test_a_failed_write_while_waiting_stops_the_run_and_the_batch_out_is_still_r
 
 def test_a_serial_found_taken_while_waiting_is_reported_though_the_run_stops_first(profile, tmp_path):
     url = f"sqlite:///{tmp_path}/racing.db"
-    ledger, other = RacingLookups(url), Ledger(url)
+    ledger, other = RacingLedger(url), Ledger(url)
     ledger.competitor = lambda: make_uploader(profile, FakeCentre(profile), other, "inbound").run(
         [[inbound_row("R2")]]
     )
