@@ -10,16 +10,25 @@ driver errors as SQLAlchemy's (an ``IntegrityError`` stays one).
 A statement executed for many parameter sets goes to the driver's ``executemany`` only where that is fast
 (SQLite in process; MySQL/MariaDB drivers fold an INSERT into one multi-row statement). Elsewhere (psycopg2
 sends one statement per set) SQLAlchemy's own batching (``insertmanyvalues``) stays the faster path.
+
+On SQLite, unless something listens to SQLAlchemy's cursor events, the statement goes to the connection's
+own cursor in the same transaction (SQLAlchemy's execution context cost more than the statement), errors
+still wrapped as SQLAlchemy's, and an INSERT of many rows is one multi-row statement: ``executemany`` steps
+once per row, and each step hands the GIL to the threads sending requests and then waits to get it back.
 """
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from collections.abc import Callable, Sequence
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
@@ -62,18 +71,51 @@ class DriverStatement:
         self._processed = tuple(
             (i, name, self.processors[name]) for i, name in enumerate(self.names) if name in self.processors
         )
+        # an INSERT of many rows on SQLite: its head and one row's "(?, ?, …)" (see _insert_rows)
+        self._rows_sql = _values_insert(self.sql) if dialect.name == "sqlite" and self.positional else None
+        self._by_rows: dict[int, str] = {}
 
-    def execute(self, conn: Connection, params: Sequence[dict[str, Any]]) -> CursorResult[Any] | None:
+    def execute(self, conn: Connection, params: Sequence[dict[str, Any]]) -> Any:
         """Run the statement once per parameter set (names as the statement's bound parameters); the
-        result of a single execution (its ``lastrowid``), else ``None``."""
+        result of a single execution (its ``lastrowid``, its rows), else ``None``."""
         if not params:
             return None
         memo: dict[tuple[str, type, Any], Any] = {}  # a batch's rows mostly share their times and codes
         converted = [self._driver_params(p, memo) for p in params]
+        if self.dialect_name == "sqlite" and not _observed(conn):
+            return self._on_cursor(conn, converted)
         if len(converted) == 1:
             return conn.exec_driver_sql(self.sql, converted[0])
         conn.exec_driver_sql(self.sql, converted)
         return None
+
+    def _on_cursor(self, conn: Connection, converted: list[Any]) -> Any:
+        """On the SQLite connection's own cursor, in its transaction; errors wrapped as SQLAlchemy's."""
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if len(converted) == 1:
+                return cursor.execute(self.sql, converted[0])
+            if self._rows_sql is None:
+                cursor.executemany(self.sql, converted)
+            else:
+                self._insert_rows(cursor, self._rows_sql, converted)
+            cursor.close()
+        except sqlite3.Error as err:
+            cursor.close()
+            raise DBAPIError.instance(self.sql, converted[:1], err, sqlite3.Error) from err
+        return None
+
+    def _insert_rows(self, cursor: sqlite3.Cursor, head: tuple[str, str], converted: list[Any]) -> None:
+        """An INSERT of many rows as few multi-row statements (within SQLite's parameter limit)."""
+        per = max(1, min(ROWS_PER_INSERT, SQLITE_VARIABLES // max(1, len(self.names))))
+        for start in range(0, len(converted), per):
+            chunk = converted[start : start + per]
+            sql = self._by_rows.get(len(chunk))
+            if sql is None:
+                if len(self._by_rows) >= 8:  # batch sizes: the profile's limit and a few last batches
+                    self._by_rows.clear()
+                sql = self._by_rows[len(chunk)] = head[0] + ", ".join([head[1]] * len(chunk))
+            cursor.execute(sql, list(chain.from_iterable(chunk)))
 
     def _driver_params(self, given: dict[str, Any], memo: dict[tuple[str, type, Any], Any]) -> Any:
         if self.fixed:  # the caller may leave a literal out
@@ -99,6 +141,28 @@ class DriverStatement:
         if self._take is not None:
             return list(self._take(given))
         return [given[name] for name in self.names]  # one parameter, or none
+
+
+def _observed(conn: Connection) -> bool:
+    """Whether something listens to the statements SQLAlchemy runs (tracing, tests): they then go through
+    SQLAlchemy, so it sees each one."""
+    dispatch = conn.dispatch
+    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+
+
+# Parameters of one SQLite statement: 999 before SQLite 3.32 (Python's own build has 250,000 now).
+SQLITE_VARIABLES = 999 if sqlite3.sqlite_version_info < (3, 32, 0) else 32_766
+# Rows of one multi-row INSERT: a batch's rows in one; larger inserts in several, so that the compiled
+# statements SQLite keeps stay small
+ROWS_PER_INSERT = 200
+_VALUES_INSERT = re.compile(r"(INSERT INTO [^()]+ \([^()]*\) VALUES )(\((?:\?, )*\?\))")
+
+
+def _values_insert(sql: str) -> tuple[str, str] | None:
+    """``INSERT INTO t (a, b) VALUES (?, ?)`` split before its row of parameters; ``None`` for any other
+    statement (an upsert, ``RETURNING``, a SELECT)."""
+    match = _VALUES_INSERT.fullmatch(sql)
+    return (match.group(1), match.group(2)) if match else None
 
 
 class DriverStatements:

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
-from sqlalchemy import bindparam, create_engine, insert, select, update
+from sqlalchemy import bindparam, create_engine, event, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from cdyb_jxc.ledger.driver import DriverStatement, DriverStatements
+from cdyb_jxc.ledger.driver import ROWS_PER_INSERT, DriverStatement, DriverStatements
 from cdyb_jxc.ledger.schema import create_tables, upload_row
 from tests.conftest import INSTITUTION
 
@@ -114,3 +114,59 @@ def test_statements_are_compiled_once_per_key(engine):
     first = cache.get(("insert", ("a",)), build, tuple(_row("C")))
     assert cache.get(("insert", ("a",)), build, tuple(_row("C"))) is first
     assert len(built) == 1
+
+
+def _insert_traced(engine: Engine, rows: list[dict[str, object]]) -> list[str]:
+    """Insert ``rows`` through a DriverStatement; the statements SQLite itself ran."""
+    ran: list[str] = []
+    with engine.begin() as conn:
+        conn.connection.driver_connection.set_trace_callback(ran.append)
+        try:
+            DriverStatement(insert(upload_row), engine.dialect, tuple(rows[0])).execute(conn, rows)
+        finally:
+            conn.connection.driver_connection.set_trace_callback(None)
+    return [sql for sql in ran if sql.startswith("INSERT")]
+
+
+def test_many_rows_go_in_a_few_multi_row_inserts_and_read_back_as_sqlalchemys(engine, tmp_path):
+    rows = [_row(f"M{n:04d}", detail=f"行{n}" if n % 3 else None) for n in range(ROWS_PER_INSERT * 2 + 7)]
+    ran = _insert_traced(engine, rows)
+    assert len(ran) == 3  # not one statement per row
+    reference = create_engine(f"sqlite:///{tmp_path}/reference.db")
+    create_tables(reference)
+    with reference.begin() as conn:
+        conn.execute(insert(upload_row), rows)
+    assert _table(engine) == _table(reference)
+    reference.dispose()
+
+
+def test_a_taken_key_in_a_multi_row_insert_writes_none_of_its_rows(engine):
+    with engine.begin() as conn:
+        conn.execute(insert(upload_row), [_row("T5")])
+    rows = [_row(f"T{n}") for n in range(10)]
+    with pytest.raises(IntegrityError, match="UNIQUE"):
+        _insert_traced(engine, rows)
+    assert [r["serial_no"] for r in _table(engine)] == ["T5"]
+
+
+def test_statements_go_through_sqlalchemy_while_something_listens_to_its_cursor_events(engine):
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_: seen.append(sql))
+    rows = [_row("E1"), _row("E2")]
+    with engine.begin() as conn:
+        DriverStatement(insert(upload_row), engine.dialect, tuple(rows[0])).execute(conn, rows)
+    assert [sql for sql in seen if sql.startswith("INSERT")] == [
+        DriverStatement(insert(upload_row), engine.dialect, tuple(rows[0])).sql
+    ]
+    assert [r["serial_no"] for r in _table(engine)] == ["E1", "E2"]
+
+
+def test_only_a_plain_insert_becomes_a_multi_row_one():
+    from sqlalchemy.dialects import sqlite
+
+    from cdyb_jxc.ledger.rollup import _upsert
+
+    plain = DriverStatement(insert(upload_row), sqlite.dialect(), ("institution_code", "serial_no"))
+    assert plain._rows_sql is not None
+    assert DriverStatement(_upsert("sqlite"), sqlite.dialect())._rows_sql is None
+    assert DriverStatement(select(upload_row.c.state), sqlite.dialect())._rows_sql is None
