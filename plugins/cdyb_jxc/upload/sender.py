@@ -144,7 +144,7 @@ class BatchSender:
         (:meth:`poll` and :meth:`drain` send those)."""
         for start in range(0, len(rows), self.batch_limit):
             self._waiting.append(self._flight(list(rows[start : start + self.batch_limit])))
-            self._fill()
+            self.poll()  # a batch back frees its slot only once applied: building the next must not wait
             while len(self._waiting) > WAITING_MAX:
                 self._settle_next()
                 self._fill()

@@ -3,11 +3,14 @@ lock does, and either way the day counts are those of the rows."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from cdyb_jxc.exceptions import TransportError
 from cdyb_jxc.ledger import Ledger, LedgerState
 from cdyb_jxc.ledger.lock import UploadLock
+from cdyb_jxc.upload.sender import BatchSender
 from tests.conftest import exact_day_counts, make_uploader, outbound_row, row_table_reads
 from tests.unit.upload.fake_centre import FakeCentre
 
@@ -52,7 +55,23 @@ def test_a_lost_lock_makes_the_rest_of_the_run_read_the_rows_again(profile, ledg
             raise TransportError("lost the upload lock")
 
     monkeypatch.setattr(UploadLock, "check", check)
-    uploader = make_uploader(profile, FakeCentre(profile), ledger, batch_limit=2, max_in_flight=1)
+    second_built = threading.Event()
+    build = BatchSender._flight
+
+    def flight(self, batch, attempt=0):
+        built = build(self, batch, attempt)
+        if batch[0].serial == "A2":
+            second_built.set()
+        return built
+
+    class AnswersOnceTheNextWaits(FakeCentre):
+        def send(self, txn_key, rows):
+            second_built.wait(10)  # the first answer comes back while the second batch waits to go
+            return super().send(txn_key, rows)
+
+    monkeypatch.setattr(BatchSender, "_flight", flight)
+    centre = AnswersOnceTheNextWaits(profile)
+    uploader = make_uploader(profile, centre, ledger, batch_limit=2, max_in_flight=1)
     with pytest.raises(TransportError):
         uploader.run([[outbound_row(f"A{i}") for i in range(4)]])
     assert len(count_reads) == 1  # the answer recorded after the lock was lost read its rows first

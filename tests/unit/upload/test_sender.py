@@ -513,12 +513,14 @@ def test_a_transport_fault_with_others_out_resends_that_batch_after_the_same_bac
 
 def test_a_batch_that_keeps_failing_with_others_out_raises_once_they_are_recorded(profile, ledger):
     fake = FakeCentre(profile)
-    lock = threading.Lock()
+    lock, g_out = threading.Lock(), threading.Event()
 
     class FailsF:
         def send(self, txn_key, wire_rows):
             if wire_rows[0]["serial_no"] == "F1":
+                g_out.wait(10)  # fails only once the other batch is out
                 raise TransportError("could not reach the centre: ConnectionRefusedError")
+            g_out.set()
             with lock:
                 return fake.send(txn_key, wire_rows)
 
