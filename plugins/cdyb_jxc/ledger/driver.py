@@ -72,7 +72,9 @@ class DriverStatement:
             (i, name, self.processors[name]) for i, name in enumerate(self.names) if name in self.processors
         )
         # an INSERT of many rows on SQLite: its head and one row's "(?, ?, …)" (see _insert_rows)
-        self._rows_sql = _values_insert(self.sql) if dialect.name == "sqlite" and self.positional else None
+        # Python's own sqlite3 (pysqlite): its cursor is used directly (see _on_cursor), its errors known
+        self.on_cursor = dialect.name == "sqlite" and dialect.driver == "pysqlite" and self.positional
+        self._rows_sql = _values_insert(self.sql) if self.on_cursor else None
         self._by_rows: dict[int, str] = {}
 
     def execute(self, conn: Connection, params: Sequence[dict[str, Any]]) -> Any:
@@ -82,7 +84,7 @@ class DriverStatement:
             return None
         memo: dict[tuple[str, type, Any], Any] = {}  # a batch's rows mostly share their times and codes
         converted = [self._driver_params(p, memo) for p in params]
-        if self.dialect_name == "sqlite" and not _observed(conn):
+        if self.on_cursor and not _observed(conn):
             return self._on_cursor(conn, converted)
         if len(converted) == 1:
             return conn.exec_driver_sql(self.sql, converted[0])

@@ -170,3 +170,10 @@ def test_only_a_plain_insert_becomes_a_multi_row_one():
     assert plain._rows_sql is not None
     assert DriverStatement(_upsert("sqlite"), sqlite.dialect())._rows_sql is None
     assert DriverStatement(select(upload_row.c.state), sqlite.dialect())._rows_sql is None
+
+
+def test_another_sqlite_driver_keeps_sqlalchemys_execution():
+    from sqlalchemy.dialects.sqlite import pysqlcipher
+
+    statement = DriverStatement(insert(upload_row), pysqlcipher.dialect(), ("institution_code", "serial_no"))
+    assert not statement.on_cursor  # its errors are its own module's, not sqlite3's
