@@ -52,7 +52,6 @@ class DriverStatement:
         if not isinstance(compiled, SQLCompiler):
             raise TypeError(f"not a SQL statement: {statement!r}")
         self.sql = compiled.string
-        self.dialect_name = dialect.name
         binds: dict[str, BindParameter[Any]] = compiled.binds
         positional = compiled.positiontup
         self.names: tuple[str, ...] = tuple(positional if positional is not None else binds)
