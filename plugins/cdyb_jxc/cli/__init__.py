@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 
 from cdyb_jxc import __version__
@@ -37,6 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     except CdybJxcError as err:  # a bad profile for the simulator, say: one line, the status SPEC §8 names
         print(f"cdyb-jxc: {err}", file=sys.stderr)
         return upload_cli.exit_status(err)
+    except BrokenPipeError:  # the reader went away (`simulator dump | head`): not an error of ours to show
+        _stdout_discarded()
+        return 1
+
+
+def _stdout_discarded() -> None:
+    """Point stdout at the null device, so the interpreter's last flush of what is left does not fail too."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # no file behind stdout (captured): nothing will be flushed to a pipe
 
 
 if __name__ == "__main__":
