@@ -70,9 +70,9 @@ class DriverStatement:
         self._processed = tuple(
             (i, name, self.processors[name]) for i, name in enumerate(self.names) if name in self.processors
         )
-        # an INSERT of many rows on SQLite: its head and one row's "(?, ?, …)" (see _insert_rows)
         # Python's own sqlite3 (pysqlite): its cursor is used directly (see _on_cursor), its errors known
         self.on_cursor = dialect.name == "sqlite" and dialect.driver == "pysqlite" and self.positional
+        # an INSERT's head and one row's "(?, ?, …)", for a multi-row INSERT (see _insert_rows)
         self._rows_sql = _values_insert(self.sql) if self.on_cursor else None
         self._by_rows: dict[int, str] = {}
 
@@ -108,7 +108,9 @@ class DriverStatement:
 
     def _insert_rows(self, cursor: sqlite3.Cursor, head: tuple[str, str], converted: list[Any]) -> None:
         """An INSERT of many rows as few multi-row statements (within SQLite's parameter limit)."""
-        per = max(1, min(ROWS_PER_INSERT, SQLITE_VARIABLES // max(1, len(self.names))))
+        # the limit this SQLite library was built with (a build may keep the old 999)
+        variables = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        per = max(1, min(ROWS_PER_INSERT, variables // max(1, len(self.names))))
         for start in range(0, len(converted), per):
             chunk = converted[start : start + per]
             sql = self._by_rows.get(len(chunk))
@@ -151,8 +153,6 @@ def _observed(conn: Connection) -> bool:
     return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
 
 
-# Parameters of one SQLite statement: 999 before SQLite 3.32 (Python's own build has 250,000 now).
-SQLITE_VARIABLES = 999 if sqlite3.sqlite_version_info < (3, 32, 0) else 32_766
 # Rows of one multi-row INSERT: a batch's rows in one; larger inserts in several, so that the compiled
 # statements SQLite keeps stay small
 ROWS_PER_INSERT = 200

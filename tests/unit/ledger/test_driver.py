@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -177,3 +178,12 @@ def test_another_sqlite_driver_keeps_sqlalchemys_execution():
 
     statement = DriverStatement(insert(upload_row), pysqlcipher.dialect(), ("institution_code", "serial_no"))
     assert not statement.on_cursor  # its errors are its own module's, not sqlite3's
+
+
+def test_a_multi_row_insert_keeps_within_the_librarys_own_parameter_limit(engine):
+    rows = [_row(f"L{n:03d}") for n in range(100)]  # 1,100 parameters in all
+    with engine.begin() as conn:
+        dbapi = conn.connection.driver_connection
+        dbapi.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as a build with the old default
+        DriverStatement(insert(upload_row), engine.dialect, tuple(rows[0])).execute(conn, rows)
+    assert len(_table(engine)) == 100
