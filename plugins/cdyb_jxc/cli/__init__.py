@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import select
 import sys
 
 from cdyb_jxc import __version__
@@ -39,9 +40,25 @@ def main(argv: list[str] | None = None) -> int:
     except CdybJxcError as err:  # a bad profile for the simulator, say: one line, the status SPEC §8 names
         print(f"cdyb-jxc: {err}", file=sys.stderr)
         return upload_cli.exit_status(err)
-    except BrokenPipeError:  # the reader went away (`simulator dump | head`): not an error of ours to show
-        _stdout_discarded()
+    except BrokenPipeError:
+        if not _stdout_broken():
+            raise  # not our output's reader going away: an error to show
+        _stdout_discarded()  # the reader went away (`simulator dump | head`): nothing of ours to show
         return 1
+
+
+def _stdout_broken() -> bool:
+    """Whether stdout's reader has gone: what is left in its buffer cannot be written, or the pipe says so."""
+    try:
+        sys.stdout.flush()
+        fd = sys.stdout.fileno()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 def _stdout_discarded() -> None:

@@ -58,3 +58,12 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
     assert proc.wait(timeout=30) == 1
     assert "Traceback" not in err, err
     assert "BrokenPipe" not in err, err
+
+
+def test_a_broken_pipe_that_is_not_stdouts_is_shown(monkeypatch, tmp_path):
+    def _dump(args):
+        raise BrokenPipeError(32, "a socket of its own")
+
+    monkeypatch.setattr(simulator_cli, "_dump", _dump)
+    with pytest.raises(BrokenPipeError, match="a socket of its own"):
+        main(["simulator", "dump", "--db", str(tmp_path / "sim.db")])
