@@ -45,9 +45,9 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from cdyb_jxc.simulator.server import SOAP_ENV, read_input_xml
-from cdyb_jxc.wire.codec import escape as codec_escape
 from cdyb_jxc.wire.codec import parse_request
 from cdyb_jxc.wire.profile import Profile, load_profile
+from cdyb_jxc.wire.request_rows import escape as codec_escape
 
 PATH = "/services/SjcjService"
 FORMS = (

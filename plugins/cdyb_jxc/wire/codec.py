@@ -7,10 +7,9 @@ Imports nothing from Airflow. Tag names, codes and limits come from the
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, islice
-from operator import itemgetter
+from itertools import islice
 from typing import Any
 
 from lxml import etree
@@ -18,7 +17,7 @@ from lxml import etree
 from cdyb_jxc.exceptions import CodecError
 from cdyb_jxc.safety.redaction import REDACTED
 from cdyb_jxc.wire.profile import Profile, TransactionSpec
-from cdyb_jxc.wire.rules import XML_ILLEGAL_RE
+from cdyb_jxc.wire.request_rows import escape, row_elements
 from cdyb_jxc.wire.values import row_to_wire
 from cdyb_jxc.wire.xmlsafe import child_text, parse_text, split_declaration
 
@@ -82,16 +81,8 @@ class ParsedRequest:
     rows: list[list[tuple[str, str | None]]] = field(default_factory=list)
 
 
-_SPECIAL_RE = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-
-
 def _element(tag: str, text: str | None) -> str:
     return f"<{tag}>{escape(text)}</{tag}>" if text else f"<{tag}/>"
-
-
-def escape(text: str) -> str:
-    """Escape element text; a carriage return is kept as a character reference (parsers fold raw ones)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
 
 
 def _declared(root: etree._Element, encoding: str) -> str:
@@ -129,13 +120,7 @@ def build_request(
         parts.append(_element(tags[key], value))
     parts.append(f"</{req['control']}><{req['data']}>")
     row_open, row_close = f"<{req['row']}>", f"</{req['row']}>"
-    opens, closes, table = _row_table(txn, rows)
-    # each row in one join of its non-empty elements (C loops): the tags are kept per transaction
-    join: Callable[[Iterable[Any]], str] = "".join  # a value compress() keeps is never None
-    parts += [
-        row_open + join(map(join, compress(zip(opens, values, closes, strict=True), values))) + row_close
-        for values in table
-    ]
+    parts += row_elements(txn, rows, row_open, row_close)
     parts.append(f"</{req['data']}></{req['root']}>")
     encoding, body = profile.inner_encoding, "".join(parts)
     try:  # GBK or GB18030 (profile_checks): text they encode decodes back unchanged, so it stays as it is
@@ -143,57 +128,6 @@ def build_request(
     except UnicodeEncodeError:  # characters it cannot hold become character references (the server: R6)
         body = body.encode(encoding, "xmlcharrefreplace").decode(encoding)
     return f'<?xml version="1.0" encoding="{encoding}"?>\n{body}'
-
-
-def _row_table(
-    txn: TransactionSpec, rows: Sequence[Mapping[str, str | None]]
-) -> tuple[tuple[str, ...], tuple[str, ...], list[tuple[str | None, ...]]]:
-    """The fields' open and close tags, and each row's values in the fields' order, escaped as element
-    text: searched once for the whole batch, since most batches hold nothing to escape."""
-    opens, closes, take = _field_tags(txn)
-    try:
-        table = [take(row) for row in rows]
-    except KeyError:  # a mapping without every field (rows of row_to_wire have them all)
-        names = [spec.name for spec in txn.fields]
-        table = [tuple(row.get(name) for name in names) for row in rows]
-    if _SPECIAL_RE.search("".join(filter(None, chain.from_iterable(table)))):
-        table = [_escaped_row(txn, row, values) for row, values in zip(rows, table, strict=True)]
-    return opens, closes, table
-
-
-_FieldTags = tuple[tuple[str, ...], tuple[str, ...], Callable[[Any], Any]]
-_TAGS: dict[int, tuple[TransactionSpec, _FieldTags]] = {}
-
-
-def _field_tags(txn: TransactionSpec) -> _FieldTags:
-    """Open tags, close tags and a getter of the values in the fields' order, built once per transaction
-    (kept by identity: hashing a transaction's spec would cost more than building the row)."""
-    cached = _TAGS.get(id(txn))
-    if cached is None or cached[0] is not txn:
-        names = [spec.name for spec in txn.fields]
-        take = itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
-        tags = tuple(f"<{s.tag}>" for s in txn.fields), tuple(f"</{s.tag}>" for s in txn.fields), take
-        if len(_TAGS) >= 64:
-            _TAGS.clear()
-        cached = _TAGS[id(txn)] = (txn, tags)
-    return cached[1]
-
-
-def _escaped_row(
-    txn: TransactionSpec, row: Mapping[str, str | None], values: tuple[str | None, ...]
-) -> tuple[str | None, ...]:
-    """A row's values escaped; a control character XML cannot hold is refused, naming the row and field."""
-    out: list[str | None] = []
-    for spec, text in zip(txn.fields, values, strict=True):
-        if text and _SPECIAL_RE.search(text):
-            if XML_ILLEGAL_RE.search(text):
-                raise CodecError(
-                    f"row {row.get('serial_no')!r}: {spec.display} cannot be written as XML: "
-                    "it contains a control character"
-                )
-            text = escape(text)
-        out.append(text)
-    return tuple(out)
 
 
 def iter_batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -18,7 +18,7 @@ from cdyb_jxc.safety.redaction import (
     install_log_redaction,
     register_secret,
 )
-from cdyb_jxc.wire.codec import escape as codec_escape
+from cdyb_jxc.wire.request_rows import escape as codec_escape
 from tests.conftest import SECRET
 
 SPECIAL = "S3<cr&t>\"'-验证码 x\r"
