@@ -687,3 +687,34 @@ def test_an_answer_back_when_the_next_launch_stops_the_run_is_still_recorded(pro
     # L1's answer came back before L2 could leave: recorded, not left in flight
     assert states(ledger) == {"L1": S.ACCEPTED, "L2": S.PENDING}
     assert len(centre.requests) == 1
+
+
+def test_an_answer_back_frees_its_slot_while_the_next_batches_are_built(profile, ledger, monkeypatch):
+    fake, answered = FakeCentre(profile), threading.Semaphore(0)
+
+    class Answering:
+        def send(self, txn_key, wire_rows):
+            try:
+                return fake.send(txn_key, wire_rows)
+            finally:
+                answered.release()
+
+    out_when_built: list[int] = []
+    build = BatchSender._flight
+
+    def flight(self, batch, attempt=0):
+        if out_when_built:  # from the second batch on: the one before is back, its future done
+            assert answered.acquire(timeout=10), "the batch before was not sent while this one was built"
+            deadline = time.monotonic() + 10
+            while not all(f.done() for f in self._flying) and time.monotonic() < deadline:
+                time.sleep(0.001)
+        out_when_built.append(self.result.batches)
+        return build(self, batch, attempt)
+
+    monkeypatch.setattr(BatchSender, "_flight", flight)
+    batch_sender = sender(profile, ledger, Answering(), batch_limit=2, max_in_flight=1)
+    batch_sender.submit_all(planned(profile, ledger, *[f"W{n}" for n in range(6)]))
+    batch_sender.drain()
+    # each batch went out as soon as the one before it was back, not once the chunk's last was built
+    assert out_when_built == [0, 1, 2]
+    assert set(states(ledger).values()) == {S.ACCEPTED}
