@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import select
 import sys
@@ -54,7 +53,7 @@ def _stdout_broken() -> bool:
         fd = sys.stdout.fileno()
     except BrokenPipeError:
         return True
-    except (OSError, ValueError, io.UnsupportedOperation):
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
         return False
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
@@ -66,7 +65,7 @@ def _stdout_discarded() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, io.UnsupportedOperation):
+    except (OSError, ValueError):
         pass  # no file behind stdout (captured): nothing will be flushed to a pipe
 
 

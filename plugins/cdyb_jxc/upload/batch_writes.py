@@ -72,18 +72,19 @@ class BatchWrites:
         """The batch's rows IN_FLIGHT: inserted so when new to the ledger, else updated. Returns the 流水号
         inserted."""
         new = self.unwritten.of(batch)
+        inserted = [r["serial_no"] for r in new]
         if new:
             self.ledger.add_in_flight(new, batch_id, now)
         if len(new) < len(batch):
-            inserted = {r["serial_no"] for r in new}
+            skip = set(inserted)
             # None: the payload sent is the row's own (its hash is in the ledger already)
             sent = [
                 (p.serial, None if p.sent_hash == p.hash else p.sent_hash)
                 for p in batch
-                if p.serial not in inserted
+                if p.serial not in skip
             ]
             self.ledger.mark_in_flight(self.institution, sent, batch_id, now)
-        return [r["serial_no"] for r in new]
+        return inserted
 
     # -- after ---------------------------------------------------------------------------------------------
     def failed(self, flight: Flight, err: CdybJxcError) -> None:
