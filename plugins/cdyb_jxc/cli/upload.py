@@ -162,24 +162,18 @@ def _upload(centre: CentreSession | CdybJxcHook, args: argparse.Namespace) -> Up
             _print_states(uploader.result.states, uploader.result.as_dict())
 
 
-# The GIL's switch interval while the command uploads: a worker thread whose reply came back takes the GIL
-# from the planning thread within this, not Python's 5 ms, so its slot goes to the next batch sooner
-SWITCH_INTERVAL = 0.001
-
-
 @contextmanager
 def _own_process_tuned() -> Iterator[None]:
     """While the command's upload runs (the process is the command's own, so its settings are too): the
     objects of the imports and the set-up are left out of garbage collection, which would otherwise walk
-    them again at every full collection, and the GIL changes hands sooner (:data:`SWITCH_INTERVAL`)."""
-    interval, freeze = sys.getswitchinterval(), gc.get_freeze_count() == 0  # else not ours to undo after
+    them again at every full collection. (The engine sets the GIL's switch interval itself: see
+    :mod:`cdyb_jxc.upload.switching`.)"""
+    freeze = gc.get_freeze_count() == 0  # else not ours to undo after
     if freeze:
         gc.freeze()
-    sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
     try:
         yield
     finally:
-        sys.setswitchinterval(interval)
         if freeze:
             gc.unfreeze()
 

@@ -33,6 +33,7 @@ from cdyb_jxc.upload.result import RunInfo, UploadResult, business_date_of, payl
 from cdyb_jxc.upload.returns import cleared_originals, original_of
 from cdyb_jxc.upload.sender import BatchSender, Planned, Sender
 from cdyb_jxc.upload.source_issues import SourceIssues
+from cdyb_jxc.upload.switching import sooner_switches
 from cdyb_jxc.wire.connection import DEFAULT_MAX_IN_FLIGHT
 from cdyb_jxc.wire.profile import Profile
 from cdyb_jxc.wire.rules import XML_ILLEGAL_RE, MappingEntry, RowError, precheck_row
@@ -170,6 +171,7 @@ class Uploader:
         lock = UploadLock(self.ledger, self.institution, self.txn.code, wait_seconds=self.lock_wait)
         with lock, ExitStack() as stack:
             stack.enter_context(self.ledger.background_checkpoints())  # commits do not wait for the disk
+            stack.enter_context(sooner_switches())  # a reply back takes the GIL sooner (see switching)
             if lock.exclusive:  # this run alone writes its rows: what it wrote need not be read back
                 stack.enter_context(self.ledger.sole_writer())
             self.sending.lock = lock

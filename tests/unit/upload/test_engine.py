@@ -278,3 +278,31 @@ def test_decide_answers_with_a_decision(profile, centre, ledger, state, decision
     plan.prior = ledger.lookup(INSTITUTION, ["Q1"]).get("Q1")
 
     assert uploader._decide(plan) is decision
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["answered", "raised"])
+def test_replies_take_the_gil_sooner_while_the_run_sends_and_not_after(profile, centre, ledger, fails):
+    import sys
+
+    from cdyb_jxc.upload.switching import SWITCH_INTERVAL
+
+    seen: list[float] = []
+    send = centre.send
+
+    def observed(txn_key: str, rows: Any) -> Any:
+        seen.append(sys.getswitchinterval())
+        if fails:
+            raise TransportError("boom")
+        return send(txn_key, rows)
+
+    centre.send = observed  # type: ignore[method-assign]
+    before = sys.getswitchinterval()
+    uploader = make_uploader(profile, centre, ledger, resend_attempts=0)
+    if fails:
+        with pytest.raises(TransportError):
+            uploader.run([[outbound_row("A1")]])
+    else:
+        uploader.run([[outbound_row("A1")]])
+    assert seen
+    assert all(s <= SWITCH_INTERVAL < before for s in seen)
+    assert sys.getswitchinterval() == before
