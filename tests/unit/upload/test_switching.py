@@ -69,3 +69,22 @@ def test_an_interval_someone_sets_during_the_upload_is_left_as_they_set_it():
     with sooner_switches():
         sys.setswitchinterval(0.02)
     assert sys.getswitchinterval() == pytest.approx(0.02)
+
+
+def test_a_child_forked_during_an_upload_counts_its_own_uploads_from_zero():
+    import os
+
+    with sooner_switches():
+        pid = os.fork()
+        if pid == 0:  # the child: its upload ends, and the interval it found comes back
+            code = 1
+            try:
+                sys.setswitchinterval(0.004)
+                with sooner_switches():
+                    pass
+                code = 0 if abs(sys.getswitchinterval() - 0.004) < 1e-5 else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sys.getswitchinterval() == pytest.approx(0.005)
