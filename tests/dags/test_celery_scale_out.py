@@ -285,11 +285,16 @@ def test_three_institutions_on_two_celery_workers_survive_a_killed_worker(
     # the only day no daily run has sent yet)
     dag_id, first_day = f"cdyb_jxc_daily__{CODES[0]}", demo_env["days"][0]
     simulator.set_faults("latency=4")  # each call takes 4 s: long enough to catch batches out
+    calls = simulator.requests
     run_id = _trigger(api, dag_id, {"logical_date": None, "conf": {"business_date": first_day}})
     deadline, victim = time.monotonic() + 300, None
     while time.monotonic() < deadline and victim is None:
         ti = _running_upload(api, dag_id, run_id)
-        if ti and ti["hostname"] in WORKERS and _in_flight(ledger_url, CODES[0]):
+        # rows IN_FLIGHT are committed before their request leaves: killed only once a request of the run
+        # has reached the centre (counted once its body is read; stored after the 4 s), so some rows out
+        # are certainly stored, and the retry's resend must reconcile them
+        reached = simulator.requests > calls
+        if ti and ti["hostname"] in WORKERS and reached and _in_flight(ledger_url, CODES[0]):
             victim = ti
         else:
             time.sleep(0.3)
