@@ -17,9 +17,10 @@ d. peak RSS of the CLI (``ru_maxrss`` from :func:`os.wait4`) for 20k rows and fo
 e. cost growth with ledger size: the CLI's rows/s for 20k rows into a ledger pre-filled with 200k accepted
    rows (copied from a template filled through ``Ledger.insert_rows``) ÷ the same into an empty ledger (a).
 
-(a), (b) and (e) run ``--repeat`` rounds, interleaved; each ratio is the median of the rounds' ratios (a
-round's runs are close in time, so drift of the host cancels), the rates shown the median of each side; the
-pre-filled ledger of (e) is copied and flushed to disk before its run. The bare client is the csv module,
+(a), (b) and (e) run ``--repeat`` rounds, interleaved, and so does (c) for each K (the CLI, then the bare
+client); each ratio is the median of the rounds' ratios (a round's runs are close in time, so drift of the
+host cancels), each round's own ratio is listed under it (their spread is the host's noise), the rates shown
+the median of each side; the pre-filled ledger of (e) is copied and flushed to disk before its run. The bare client is the csv module,
 f-string XML (tag names read once from the packaged profile TOML) and one ``requests.Session`` per request in
 flight, 100-row requests, no ledger; it checks every reply's retcode and succnum. Prints a table with each
 figure and the issue's target; a missed target does not change the exit status, which is 1 only when a run
@@ -328,10 +329,11 @@ def throughput(bench: Bench, repeat: int) -> tuple[list[Row], list[dict[str, Any
         runs["b_bare"].append(bench.bare_in_process(f"b{rep}b"))
         print(f"round {rep + 1}/{repeat} done", flush=True)
     med = {key: bc.median([r["rate"] for r in value]) for key, value in runs.items()}
-    ratio = {  # each round's pair ran back to back: the median of their ratios, so host drift cancels
-        name: bc.median([p["rate"] / q["rate"] for p, q in zip(runs[mine], runs[base], strict=True)])
+    rounds = {  # each round's pair ran back to back: the median of their ratios, so host drift cancels
+        name: [p["rate"] / q["rate"] for p, q in zip(runs[mine], runs[base], strict=True)]
         for name, mine, base in (("a", "a_cli", "a_bare"), ("b", "b_eng", "b_bare"), ("e", "e_cli", "a_cli"))
     }
+    ratio = {name: bc.median(values) for name, values in rounds.items()}
     cpu = bc.median([r["cpu"] for r in runs["a_cli"]]) / bc.median([r["cpu"] for r in runs["a_bare"]])
     table = [
         (
@@ -339,33 +341,52 @@ def throughput(bench: Bench, repeat: int) -> tuple[list[Row], list[dict[str, Any
             f"{ratio['a']:.2f}",
             "≥ 0.6",
         ),
+        each_round(rounds["a"]),
         ("   CLI / bare rows/s", f"{med['a_cli']:,.0f} / {med['a_bare']:,.0f}", ""),
         ("   CLI CPU s ÷ bare CPU s", f"{cpu:.1f}", ""),
         ("b. in-process rows/s ÷ bare", f"{ratio['b']:.2f}", "≥ 0.8"),
+        each_round(rounds["b"]),
         ("   engine / bare rows/s", f"{med['b_eng']:,.0f} / {med['b_bare']:,.0f}", ""),
         (f"e. rows/s into a {PREFILL:,}-row ledger ÷ empty", f"{ratio['e']:.2f}", "≥ 0.95"),
+        each_round(rounds["e"]),
         ("   prefilled / empty rows/s", f"{med['e_cli']:,.0f} / {med['a_cli']:,.0f}", ""),
     ]
     return table, runs["a_cli"]
 
 
-def latency(bench: Bench) -> list[Row]:
-    """(c): the simulator waits LATENCY per call; span ÷ ideal for K requests in flight."""
+def latency(bench: Bench, repeat: int) -> list[Row]:
+    """(c): the simulator waits LATENCY per call; span ÷ ideal for K requests in flight, ``repeat`` rounds of
+    the CLI and the bare client back to back for each K (the median of each side shown)."""
     table: list[Row] = []
     bench.sim.set_faults(f"latency={LATENCY}")
-    one = 0.0  # the CLI's span with one request in flight
+    one = 0.0  # the CLI's span (seconds) with one request in flight
     for k in KS:
-        cli, ref = bench.cli(f"c{k}p", k=k), bench.bare_in_process(f"c{k}b", k)
-        ideal = ref["calls"] * LATENCY / k
-        one = one or cli.get("span", 0.0)
-        shown = f"{cli['span'] / ideal:.2f}" if cli else "n/a (CLI has no --max-in-flight)"
+        spans: dict[str, list[float]] = {"cli": [], "bare": []}
+        ideal = 0.0
+        for rep in range(repeat):
+            cli, ref = bench.cli(f"c{k}p{rep}", k=k), bench.bare_in_process(f"c{k}b{rep}", k)
+            ideal = ref["calls"] * LATENCY / k
+            if cli:
+                spans["cli"].append(cli["span"] / ideal)
+            spans["bare"].append(ref["span"] / ideal)
+        if spans["cli"] and not one:
+            one = bc.median(spans["cli"]) * ideal
+        shown = f"{bc.median(spans['cli']):.2f}" if spans["cli"] else "n/a (CLI has no --max-in-flight)"
         target = "≤ 1.5" if k == 4 else ""
         table.append((f"c. span ÷ ideal at {LATENCY * 1000:.0f} ms, K={k}: CLI", shown, target))
-        if not cli and k == KS[-1]:  # the issue's "now": one request in flight against this ideal
+        if spans["cli"] and repeat > 1:
+            table.append(each_round(spans["cli"]))
+        if not spans["cli"] and k == KS[-1]:  # the issue's "now": one request in flight against this ideal
             table.append((f"   CLI at K=1 ÷ the K={k} ideal", f"{one / ideal:.2f}", target))
-        table.append((f"   bare, K={k} (ideal {ideal:.1f} s)", f"{ref['span'] / ideal:.2f}", ""))
+        table.append((f"   bare, K={k} (ideal {ideal:.1f} s)", f"{bc.median(spans['bare']):.2f}", ""))
     bench.sim.set_faults("")
     return table
+
+
+def each_round(ratios: list[float]) -> Row:
+    """A line under a median: each round's own figure, in the order run (how far apart they lie shows how
+    much the host's noise moves the median)."""
+    return ("   each round", ", ".join(f"{r:.2f}" for r in ratios), "")
 
 
 def memory(bench: Bench, args: argparse.Namespace, a_cli: list[dict[str, Any]]) -> list[Row]:
@@ -384,7 +405,9 @@ def memory(bench: Bench, args: argparse.Namespace, a_cli: list[dict[str, Any]]) 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows", type=int, default=ROWS, help=f"rows of a, b, c, e (default {ROWS:,})")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of (a), (b), (e); the median is shown")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of (a), (b), (c), (e); the median is shown"
+    )
     parser.add_argument("--rss-rows", type=int, default=1_000_000, help="rows of the big RSS run (d)")
     parser.add_argument("--quick", action="store_true", help="the big RSS run with 100,000 rows")
     parser.add_argument("--skip-rss", action="store_true", help="no big RSS run")
@@ -404,7 +427,7 @@ def main() -> int:
         bench = Bench(Path(tmp), args.rows)
         try:
             table, a_cli = throughput(bench, args.repeat)
-            table += latency(bench) + memory(bench, args, a_cli)
+            table += latency(bench, args.repeat) + memory(bench, args, a_cli)
         finally:
             bench.sim.stop()
     if bench.max_in_flight is False:
@@ -413,7 +436,7 @@ def main() -> int:
     print(f"\n{'measure':<{width}}{'now':>34}  target")
     for label, value, target in table:
         print(f"{label:<{width}}{value:>34}  {target}")
-    print(f"({time.perf_counter() - started:.0f} s in all; a, b, e: the median of {args.repeat} rounds)")
+    print(f"({time.perf_counter() - started:.0f} s in all; a, b, c, e: the median of {args.repeat} rounds)")
     for error in bench.errors:
         print(f"CORRECTNESS FAILURE: {error}", file=sys.stderr)
     return 1 if bench.errors else 0
