@@ -209,19 +209,31 @@ def precheck_row(
     txn: TransactionSpec,
     values: Mapping[str, str | None],
     registry: Mapping[str, MappingEntry] | None = None,
+    *,
+    clean: bool | None = None,
 ) -> RowError | None:
-    """Client-side hold-back: R6, R1 and, given a local 对码 registry, R3, in the server's order."""
+    """Client-side hold-back: R6, R1 and, given a local 对码 registry, R3, in the server's order.
+
+    :param clean: what :func:`row_is_clean` says of the row, when the caller knows it already (see
+        :func:`~cdyb_jxc.wire.clean_rows.clean_rows`)
+    """
     enc = profile.inner_encoding
     error = None
-    if not row_is_clean(txn, values, enc):
+    if not (row_is_clean(txn, values, enc) if clean is None else clean):
         error = charset_error(txn, values, enc) or field_error(txn, values, enc)
     if error is None and registry is not None:
         error = mapping_error(txn, values, registry)
     return error
 
 
+# (name, scale, integer digits, min, exclusive min, conditional exclusive min, values that passed)
+NumberCheck = tuple[str, int, int, Decimal | None, Decimal | None, Decimal | None, set[str]]
+# (name, pattern, date or datetime, values that passed)
+TemporalCheck = tuple[str, re.Pattern[str], type[date], set[str]]
+
+
 @dataclass(frozen=True)
-class _CleanPlan:
+class CleanPlan:
     """The checks of :func:`row_is_clean` for one transaction, grouped by kind."""
 
     txn: TransactionSpec
@@ -229,8 +241,8 @@ class _CleanPlan:
     conditional: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
     text: tuple[tuple[str, int], ...]
     codes: tuple[tuple[str, frozenset[str]], ...]
-    numbers: tuple[tuple[str, int, int, Decimal | None, Decimal | None, Decimal | None, set[str]], ...]
-    temporals: tuple[tuple[str, re.Pattern[str], type[date], set[str]], ...]
+    numbers: tuple[NumberCheck, ...]
+    temporals: tuple[TemporalCheck, ...]
 
 
 # Numbers and dates repeat (prices, quantities, expiry dates): a value that passed once passes again, so each
@@ -238,15 +250,16 @@ class _CleanPlan:
 PASSED_MAX = 1024
 
 
-_PLANS: dict[tuple[int, str], _CleanPlan] = {}
+_PLANS: dict[tuple[int, str], CleanPlan] = {}
 
 
-def _plan(txn: TransactionSpec, encoding: str) -> _CleanPlan:
+def clean_plan(txn: TransactionSpec, encoding: str) -> CleanPlan:
+    """The checks of :func:`row_is_clean` for ``txn``, built once per transaction and encoding."""
     key = (id(txn), encoding)
     cached = _PLANS.get(key)
     if cached is None or cached.txn is not txn:
         fields = txn.fields
-        cached = _PLANS[key] = _CleanPlan(
+        cached = _PLANS[key] = CleanPlan(
             txn=txn,
             required=tuple(s.name for s in fields if s.required == "Y"),
             conditional=tuple((s.name, tuple(s.when.items())) for s in fields if s.required == "C"),
@@ -278,7 +291,7 @@ def _plan(txn: TransactionSpec, encoding: str) -> _CleanPlan:
 def row_is_clean(txn: TransactionSpec, values: Mapping[str, str | None], encoding: str) -> bool:  # noqa: C901
     """Fast check that a row passes R6 and R1. ``False`` means "maybe not": call the exact checks for the
     message. Never ``True`` for a row the exact checks would reject."""
-    plan = _plan(txn, encoding)
+    plan = clean_plan(txn, encoding)
     get = values.get
     for name in plan.required:
         if not get(name):
@@ -309,40 +322,54 @@ def row_is_clean(txn: TransactionSpec, values: Mapping[str, str | None], encodin
         value = get(name)
         if value and value not in codes:
             return False
-    for name, scale, int_digits, lo, lo_excl, cond_excl, passed in plan.numbers:
-        value = get(name)
-        if not value or value in passed:
-            continue
-        if not NUMBER_RE.fullmatch(value):
+    for number in plan.numbers:
+        value = get(number[0])
+        if value and value not in number[-1] and not number_passes(number, value):
             return False
-        integer, _, fraction = value.lstrip("-").partition(".")
-        if len(fraction) > scale or len(integer) > int_digits:
+    for temporal in plan.temporals:
+        value = get(temporal[0])
+        if value and value not in temporal[-1] and not temporal_passes(temporal, value):
             return False
-        negative = value[0] == "-"
-        if lo == 0 and lo_excl is None and cond_excl is None:
-            if negative:
-                return False
-        elif lo is None and lo_excl == 0 and cond_excl is None:
-            if negative or not value.strip("0."):
-                return False
-        elif lo is not None or lo_excl is not None or cond_excl is not None:
-            number = Decimal(value)
-            if (lo is not None and number < lo) or (lo_excl is not None and number <= lo_excl):
-                return False
-            if cond_excl is not None and number <= cond_excl:
-                return False  # the exact check decides whether the condition applies
-        if len(passed) < PASSED_MAX:
-            passed.add(value)
-    for name, pattern, kind, passed in plan.temporals:
-        value = get(name)
-        if not value or value in passed:
-            continue
-        if not pattern.fullmatch(value):
+    return True
+
+
+def number_passes(check: NumberCheck, value: str) -> bool:
+    """Whether ``value`` (text, not empty) passes a number field's fast check; a value that does is kept
+    among the field's passed values."""
+    _name, scale, int_digits, lo, lo_excl, cond_excl, passed = check
+    if not NUMBER_RE.fullmatch(value):
+        return False
+    integer, _, fraction = value.lstrip("-").partition(".")
+    if len(fraction) > scale or len(integer) > int_digits:
+        return False
+    negative = value[0] == "-"
+    if lo == 0 and lo_excl is None and cond_excl is None:
+        if negative:
             return False
-        try:
-            kind.fromisoformat(value)
-        except ValueError:
+    elif lo is None and lo_excl == 0 and cond_excl is None:
+        if negative or not value.strip("0."):
             return False
-        if len(passed) < PASSED_MAX:
-            passed.add(value)
+    elif lo is not None or lo_excl is not None or cond_excl is not None:
+        number = Decimal(value)
+        if (lo is not None and number < lo) or (lo_excl is not None and number <= lo_excl):
+            return False
+        if cond_excl is not None and number <= cond_excl:
+            return False  # the exact check decides whether the condition applies
+    if len(passed) < PASSED_MAX:
+        passed.add(value)
+    return True
+
+
+def temporal_passes(check: TemporalCheck, value: str) -> bool:
+    """Whether ``value`` (text, not empty) passes a date or date-time field's fast check; a value that does
+    is kept among the field's passed values."""
+    _name, pattern, kind, passed = check
+    if not pattern.fullmatch(value):
+        return False
+    try:
+        kind.fromisoformat(value)
+    except ValueError:
+        return False
+    if len(passed) < PASSED_MAX:
+        passed.add(value)
     return True
