@@ -57,7 +57,7 @@ class KnownCounts:
         """Rows just inserted (each with its ``institution_code``)."""
         by_institution: dict[str, dict[str, tuple[Any, ...]]] = {}
         for row in rows:
-            values = tuple(row.get(key) for key in counted)
+            values = tuple(map(row.get, counted))
             by_institution.setdefault(row["institution_code"], {})[row["serial_no"]] = values
         for institution_code, written in by_institution.items():
             self.remember(institution_code, written)

@@ -113,9 +113,11 @@ def tally_update(
 
 
 def tally_insert(rows: Iterable[Mapping[str, Any]]) -> Tally:
+    # a batch's rows mostly share their counted values: counted once per distinct set
+    counted = Counter((row["institution_code"], *map(row.get, COUNTED)) for row in rows)
     tally = Tally()
-    for row in rows:
-        tally.add(row["institution_code"], [row.get(key) for key in COUNTED])
+    for (institution_code, *values), n in counted.items():
+        tally.add(institution_code, values, n)
     return tally
 
 
