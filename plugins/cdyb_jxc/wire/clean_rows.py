@@ -9,7 +9,10 @@ for each row.
 
 from __future__ import annotations
 
+import codecs
+import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from functools import lru_cache
 from itertools import compress, islice, repeat
 from operator import and_, eq, itemgetter, not_
 
@@ -25,8 +28,8 @@ from cdyb_jxc.wire.rules import (
 )
 
 Rows = Sequence[Mapping[str, str | None]]
-# the most bytes a character takes in the inner encodings (GBK 2, GB18030 4) and in UTF-8 (4)
-MAX_BYTES_PER_CHAR = 4
+# the most bytes a character takes, by codec name: the inner encodings and UTF-8 (any other: bytes counted)
+MAX_BYTES_PER_CHAR = {"gbk": 2, "gb18030": 4, "utf-8": 4}
 
 
 def clean_rows(txn: TransactionSpec, rows: Rows, encoding: str) -> list[bool]:
@@ -102,9 +105,18 @@ def _text_fits(present: list[str], length: int, encoding: str) -> bool:
         joined.encode(encoding)
     except UnicodeEncodeError:
         return False
-    if longest * MAX_BYTES_PER_CHAR <= length:  # short names in a long field: no need to count bytes
+    if longest * _max_bytes_per_char(encoding) <= length:  # short names in a long field: bytes not counted
         return True
     return max(map(len, map(str.encode, present, repeat(encoding)))) <= length
+
+
+@lru_cache(maxsize=16)
+def _max_bytes_per_char(encoding: str) -> float:
+    """The most bytes a character of ``encoding`` takes (infinite when not known)."""
+    try:
+        return MAX_BYTES_PER_CHAR.get(codecs.lookup(encoding).name, math.inf)
+    except LookupError:  # row_is_clean says what such an encoding means
+        return math.inf
 
 
 def _failed_temporals(check: TemporalCheck, new: set[str]) -> set[str]:

@@ -82,3 +82,24 @@ def test_rows_missing_a_field_are_checked_row_by_row(profile):
     batch[4]["serial_no"] = None
     assert clean_rows(txn, batch, "GBK") == [row_is_clean(txn, row, "GBK") for row in batch]
     assert clean_rows(txn, [], "GBK") == []
+
+
+@pytest.mark.parametrize(
+    ("encoding", "value", "fits"),
+    [
+        ("GBK", "批" * 100, True),  # 200 bytes: the field's length exactly
+        ("GBK", "批" * 101, False),
+        ("GB18030", "批" * 100, True),
+        ("GB18030", "\U00020000" * 50, True),  # 4 bytes each in GB18030
+        ("GB18030", "\U00020000" * 51, False),
+        ("GBK", "\U00020000", False),  # not in GBK at all
+    ],
+)
+def test_text_is_measured_in_the_encodings_bytes(profile, encoding, value, fits):
+    txn = profile.transaction("outbound")
+    batch = [wire(txn, outbound_row(f"E{n}", 1 + n % 5)) for n in range(20)]
+    batch[9]["hospital_item_name"] = value
+    got = clean_rows(txn, batch, encoding)
+    assert got == [row_is_clean(txn, row, encoding) for row in batch]
+    assert got[9] is fits
+    assert all(got[:9] + got[10:])
