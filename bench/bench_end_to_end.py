@@ -20,11 +20,11 @@ e. cost growth with ledger size: the CLI's rows/s for 20k rows into a ledger pre
 (a), (b) and (e) run ``--repeat`` rounds, interleaved, and so does (c) for each K (the CLI, then the bare
 client); each ratio is the median of the rounds' ratios (a round's runs are close in time, so drift of the
 host cancels), each round's own ratio is listed under it (their spread is the host's noise), the rates shown
-the median of each side; the pre-filled ledger of (e) is copied and flushed to disk before its run. The bare client is the csv module,
-f-string XML (tag names read once from the packaged profile TOML) and one ``requests.Session`` per request in
-flight, 100-row requests, no ledger; it checks every reply's retcode and succnum. Prints a table with each
-figure and the issue's target; a missed target does not change the exit status, which is 1 only when a run
-did not upload every row (its figures would mean nothing).
+the median of each side; the pre-filled ledger of (e) is copied and flushed to disk before its run. The bare
+client is the csv module, f-string XML (tag names read once from the packaged profile TOML) and one
+``requests.Session`` per request in flight, 100-row requests, no ledger; it checks every reply's retcode and
+succnum. Prints a table with each figure and the issue's target; a missed target does not change the exit
+status, which is 1 only when a run did not upload every row (its figures would mean nothing).
 Run: ``.venv/bin/python bench/bench_end_to_end.py``.
 """
 
