@@ -265,8 +265,7 @@ class Uploader:
         """Decide each row from what the ledger knows of it (``known``) and collect the chunk's writes."""
         decided, poll = ChunkPlan(), self.sending.poll
         now = utcnow()
-        # R6 and R1's fast check for the whole chunk, column by column (most rows pass every check)
-        clean = clean_rows(self.txn, [p.wire for p in planned.values()], self.profile.inner_encoding)
+        to_send: list[Planned] = []
         for n, (serial, plan) in enumerate(planned.items(), 1):
             if not n % POLL_ROWS:
                 poll()
@@ -276,7 +275,13 @@ class Uploader:
                 # stamped with this run, so a repeat in a later chunk is seen as repeated in the source
                 decided.kept.append(serial)
             elif decision is Decision.SEND:
-                self._hold_back_or_send(plan, decided, now, clean[n - 1])
+                to_send.append(plan)
+        # R6 and R1's fast check for the rows to send only, column by column (most rows pass every check)
+        clean = clean_rows(self.txn, [p.wire for p in to_send], self.profile.inner_encoding)
+        for n, (plan, passed) in enumerate(zip(to_send, clean, strict=True), 1):
+            if not n % POLL_ROWS:
+                poll()
+            self._hold_back_or_send(plan, decided, now, passed)
         return decided
 
     def _decide(self, plan: Planned) -> Decision:
